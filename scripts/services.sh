@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Installs (Debian packages) and starts a private Postgres and RabbitMQ on loopback, with
+# their data under .local/ of this checkout. Safe to run again: what is installed or already
+# running is left alone.
+#
+#   scripts/services.sh up      install if needed, start, wait until both answer
+#   scripts/services.sh down    stop both
+#   scripts/services.sh status  say what is running
+#   scripts/services.sh env     print the environment variables that point at them
+#
+# Ports can be moved with KCS_PG_PORT and KCS_AMQP_PORT.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state="$root/.local"
+pg_port=${KCS_PG_PORT:-54329}
+amqp_port=${KCS_AMQP_PORT:-56729}
+dist_port=$((amqp_port + 1000))
+mgmt_port=$((amqp_port + 1))
+node="keycloak-sync-${amqp_port}@localhost"
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+as_user() {
+  local user=$1
+  shift
+  if [ "$(id -un)" = "$user" ]; then "$@"; else runuser -u "$user" -- "$@"; fi
+}
+
+install_packages() {
+  local missing=()
+  [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ] || missing+=(postgresql)
+  command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Debian starts the packaged services on install where it can; ours run on their own ports.
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+}
+
+pg_running() { "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" 2>/dev/null; }
+
+start_postgres() {
+  local data="$state/postgres/data"
+  if pg_running; then
+    log "postgres already running on 127.0.0.1:$pg_port"
+    return
+  fi
+  mkdir -p "$state/postgres"
+  chown postgres: "$state/postgres"
+  if [ ! -s "$data/PG_VERSION" ]; then
+    log "initialising postgres cluster in $data"
+    as_user postgres "$pg_bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$state/postgres'
+max_connections = 300
+shared_buffers = 256MB
+logging_collector = off
+EOF
+  fi
+  log "starting postgres on 127.0.0.1:$pg_port"
+  as_user postgres "$pg_bin/pg_ctl" -D "$data" -l "$state/postgres/server.log" -w -t 60 start >/dev/null
+}
+
+amqp_running() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") 2>/dev/null
+}
+
+start_rabbitmq() {
+  local base="$state/rabbitmq"
+  if amqp_running; then
+    log "rabbitmq already running on 127.0.0.1:$amqp_port"
+    return
+  fi
+  mkdir -p "$base/mnesia" "$base/log"
+  [ -f "$base/enabled_plugins" ] || echo '[rabbitmq_management].' >"$base/enabled_plugins"
+  cat >"$base/rabbitmq.conf" <<EOF
+listeners.tcp.1 = 127.0.0.1:$amqp_port
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $mgmt_port
+loopback_users = none
+EOF
+  chown -R rabbitmq: "$base"
+  log "starting rabbitmq on 127.0.0.1:$amqp_port (node $node)"
+  (
+    cd "$base"
+    export RABBITMQ_MNESIA_BASE="$base/mnesia" RABBITMQ_LOG_BASE="$base/log" \
+      RABBITMQ_NODENAME="$node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+      RABBITMQ_NODE_PORT="$amqp_port" RABBITMQ_DIST_PORT="$dist_port" \
+      RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" \
+      RABBITMQ_CONFIG_FILE="$base/rabbitmq.conf" HOME=/var/lib/rabbitmq
+    setsid runuser -u rabbitmq -- /usr/lib/rabbitmq/bin/rabbitmq-server \
+      >"$base/log/stdout.log" 2>&1 </dev/null &
+    echo $! >"$base/launcher.pid"
+  )
+  for _ in $(seq 1 120); do
+    amqp_running && break
+    kill -0 "$(cat "$base/launcher.pid")" 2>/dev/null || break
+    sleep 1
+  done
+  amqp_running || { log "rabbitmq did not start; see $base/log"; tail -n 30 "$base/log/stdout.log" >&2; exit 1; }
+  rabbitmqctl -n "$node" await_startup >/dev/null
+}
+
+print_env() {
+  cat <<EOF
+export KEYCLOAK_SYNC__DATABASE__URL=postgres://postgres@127.0.0.1:$pg_port/keycloak_sync
+export KEYCLOAK_SYNC__AMQP__URL=amqp://guest:guest@127.0.0.1:$amqp_port/%2f
+export KCS_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$pg_port/postgres
+export KCS_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$amqp_port/%2f
+export KCS_RABBITMQ_NODE=$node
+EOF
+}
+
+case "${1:-up}" in
+  up)
+    install_packages
+    start_postgres
+    start_rabbitmq
+    as_user postgres psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname = 'keycloak_sync'" | grep -q 1 ||
+      as_user postgres psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE keycloak_sync" >/dev/null
+    log "ready"
+    ;;
+  down)
+    if pg_running; then as_user postgres "$pg_bin/pg_ctl" -D "$state/postgres/data" -m fast -w stop >/dev/null; fi
+    if amqp_running; then rabbitmqctl -n "$node" stop >/dev/null || true; fi
+    log "stopped"
+    ;;
+  status)
+    pg_running && echo "postgres: running on 127.0.0.1:$pg_port" || echo "postgres: stopped"
+    amqp_running && echo "rabbitmq: running on 127.0.0.1:$amqp_port" || echo "rabbitmq: stopped"
+    ;;
+  env) print_env ;;
+  *)
+    echo "usage: $0 up|down|status|env" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,515 @@
+//! Configuration: built-in defaults, then an optional TOML file, then
+//! `KEYCLOAK_SYNC__SECTION__KEY` environment variables. Read and validated once at start;
+//! secrets are wrapped so that `Debug` and `config check` never print them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use thiserror::Error;
+use url::Url;
+
+pub const ENV_PREFIX: &str = "KEYCLOAK_SYNC";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}` (environment {env}): {problem}")]
+    Invalid {
+        key: &'static str,
+        env: String,
+        problem: String,
+    },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        env: env_name(key),
+        problem: problem.into(),
+    }
+}
+
+/// The environment variable that sets `key` (`database.url` → `KEYCLOAK_SYNC__DATABASE__URL`).
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
+}
+
+/// Every key with its default (`None` when it has none): the one list that the loader,
+/// `config check` and the deployment files are checked against.
+pub const KEYS: &[(&str, Option<&str>)] = &[
+    ("database.url", None),
+    ("database.schema", Some("keycloak_sync")),
+    ("database.max_connections", Some("8")),
+    ("database.connect_timeout_secs", Some("10")),
+    ("database.retry_max_secs", Some("60")),
+    ("amqp.url", Some("amqp://guest:guest@127.0.0.1:5672/%2f")),
+    ("amqp.exchange", Some("keycloak.events")),
+    ("amqp.queue", Some("keycloak-sync")),
+    ("http.listen", Some("0.0.0.0:8080")),
+    ("keycloak.url", None),
+    ("keycloak.realms", Some("")),
+    ("keycloak.client_id", None),
+    ("keycloak.client_secret", None),
+    ("vault.keys", None),
+    ("vault.active_key", None),
+    ("log.format", Some("text")),
+    ("log.level", Some("info")),
+    ("limits.max_message_bytes", Some("1048576")),
+    ("replay.batch_size", Some("500")),
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    database: RawDatabase,
+    amqp: RawAmqp,
+    http: RawHttp,
+    keycloak: RawKeycloak,
+    #[serde(default)]
+    vault: RawVault,
+    log: RawLog,
+    limits: RawLimits,
+    replay: RawReplay,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<SecretString>,
+    schema: String,
+    max_connections: u32,
+    connect_timeout_secs: u64,
+    retry_max_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmqp {
+    url: SecretString,
+    exchange: String,
+    queue: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeycloak {
+    url: Option<String>,
+    realms: Vec<String>,
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    keys: Option<SecretString>,
+    active_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_message_bytes: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplay {
+    batch_size: usize,
+}
+
+/// A URL whose password is a secret: `Display` shows it with the password redacted.
+#[derive(Clone)]
+pub struct SecretUrl(SecretString);
+
+impl SecretUrl {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match Url::parse(self.0.expose_secret()) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("[redacted]"));
+                }
+                // Query strings may carry passwords too (`?password=`).
+                if url.query().is_some() {
+                    url.set_query(Some("[redacted]"));
+                }
+                write!(f, "{url}")
+            }
+            Err(_) => f.write_str("[redacted: not a valid URL]"),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({self})")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: SecretUrl,
+    pub schema: String,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+    /// How long one operation keeps retrying transient database errors.
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    pub url: SecretUrl,
+    pub exchange: String,
+    pub queue: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeycloakSettings {
+    pub url: Option<Url>,
+    pub realms: Vec<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    pub keys: Option<SecretString>,
+    pub active_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub http_listen: SocketAddr,
+    pub keycloak: KeycloakSettings,
+    pub vault: VaultSettings,
+    pub log: LogSettings,
+    pub max_message_bytes: usize,
+    pub replay_batch_size: usize,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, None)
+    }
+
+    /// As [`load`](Self::load), reading the environment from `env` instead of the process
+    /// (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        for (key, default) in KEYS {
+            if *key == "keycloak.realms" {
+                builder = builder.set_default(*key, Vec::<String>::new())?;
+            } else if let Some(default) = default {
+                builder = builder.set_default(*key, *default)?;
+            }
+        }
+        if let Some(path) = file {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("keycloak.realms")
+            .source(env);
+        let raw: Raw = builder.add_source(environment).build()?.try_deserialize()?;
+        raw.validate()
+    }
+}
+
+impl Raw {
+    fn validate(self) -> Result<Settings, ConfigError> {
+        let db_url = self
+            .database
+            .url
+            .ok_or_else(|| invalid("database.url", "is not set"))?;
+        check_url("database.url", db_url.expose_secret(), &["postgres", "postgresql"])?;
+        let schema = self.database.schema;
+        if !is_identifier(&schema) {
+            return Err(invalid(
+                "database.schema",
+                format!("{schema:?} is not a plain identifier (lower-case letters, digits, _; at most 63)"),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        check_url("amqp.url", self.amqp.url.expose_secret(), &["amqp", "amqps"])?;
+        if self.amqp.exchange.is_empty() {
+            return Err(invalid("amqp.exchange", "must not be empty"));
+        }
+        if self.amqp.queue.is_empty() {
+            return Err(invalid("amqp.queue", "must not be empty"));
+        }
+        let http_listen = self.http.listen.parse().map_err(|e| {
+            invalid("http.listen", format!("{:?} is not host:port ({e})", self.http.listen))
+        })?;
+        let keycloak_url = match self.keycloak.url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => {
+                check_url("keycloak.url", url, &["http", "https"])?;
+                Some(Url::parse(url).map_err(|e| invalid("keycloak.url", e.to_string()))?)
+            }
+            None => None,
+        };
+        let format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("{other:?} is not one of text, json"),
+                ))
+            }
+        };
+        if self.limits.max_message_bytes < 1024 {
+            return Err(invalid("limits.max_message_bytes", "must be at least 1024"));
+        }
+        if self.replay.batch_size == 0 {
+            return Err(invalid("replay.batch_size", "must be at least 1"));
+        }
+        Ok(Settings {
+            database: DatabaseSettings {
+                url: SecretUrl(db_url),
+                schema,
+                max_connections: self.database.max_connections,
+                connect_timeout: Duration::from_secs(self.database.connect_timeout_secs),
+                retry_max: Duration::from_secs(self.database.retry_max_secs),
+            },
+            amqp: AmqpSettings {
+                url: SecretUrl(self.amqp.url),
+                exchange: self.amqp.exchange,
+                queue: self.amqp.queue,
+            },
+            http_listen,
+            keycloak: KeycloakSettings {
+                url: keycloak_url,
+                realms: self.keycloak.realms.into_iter().filter(|r| !r.is_empty()).collect(),
+                client_id: self.keycloak.client_id,
+                client_secret: self.keycloak.client_secret,
+            },
+            vault: VaultSettings {
+                keys: self.vault.keys,
+                active_key: self.vault.active_key,
+            },
+            log: LogSettings {
+                format,
+                level: self.log.level,
+            },
+            max_message_bytes: self.limits.max_message_bytes,
+            replay_batch_size: self.replay.batch_size,
+        })
+    }
+}
+
+fn check_url(key: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    // The parser's message never includes the URL itself, which may hold a password.
+    let url = Url::parse(value).map_err(|e| invalid(key, format!("not a valid URL ({e})")))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(invalid(
+            key,
+            format!("scheme {:?} is not one of {}", url.scheme(), schemes.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// Postgres identifiers the schema name may be, so it can be quoted without escaping.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+impl Settings {
+    /// The effective configuration as TOML-like lines, secrets redacted.
+    pub fn render(&self) -> String {
+        let secret = |s: &Option<SecretString>| match s {
+            Some(_) => "\"[redacted]\"".to_string(),
+            None => "(unset)".to_string(),
+        };
+        let opt = |s: &Option<String>| match s {
+            Some(v) => format!("{v:?}"),
+            None => "(unset)".to_string(),
+        };
+        let d = &self.database;
+        let k = &self.keycloak;
+        format!(
+            "[database]\nurl = \"{}\"\nschema = {:?}\nmax_connections = {}\nconnect_timeout_secs = {}\nretry_max_secs = {}\n\n\
+             [amqp]\nurl = \"{}\"\nexchange = {:?}\nqueue = {:?}\n\n\
+             [http]\nlisten = \"{}\"\n\n\
+             [keycloak]\nurl = {}\nrealms = {:?}\nclient_id = {}\nclient_secret = {}\n\n\
+             [vault]\nkeys = {}\nactive_key = {}\n\n\
+             [log]\nformat = {:?}\nlevel = {:?}\n\n\
+             [limits]\nmax_message_bytes = {}\n\n\
+             [replay]\nbatch_size = {}\n",
+            d.url,
+            d.schema,
+            d.max_connections,
+            d.connect_timeout.as_secs(),
+            d.retry_max.as_secs(),
+            self.amqp.url,
+            self.amqp.exchange,
+            self.amqp.queue,
+            self.http_listen,
+            opt(&k.url.as_ref().map(Url::to_string)),
+            k.realms,
+            opt(&k.client_id),
+            secret(&k.client_secret),
+            secret(&self.vault.keys),
+            opt(&self.vault.active_key),
+            match self.log.format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+            self.log.level,
+            self.max_message_bytes,
+            self.replay_batch_size,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const DB: (&str, &str) = (
+        "KEYCLOAK_SYNC__DATABASE__URL",
+        "postgres://sync:hunter2@db.internal:5432/app",
+    );
+
+    #[test]
+    fn defaults_apply_and_environment_overrides() {
+        let settings = Settings::load_from(
+            None,
+            Some(env(&[
+                DB,
+                ("KEYCLOAK_SYNC__DATABASE__SCHEMA", "kc"),
+                ("KEYCLOAK_SYNC__KEYCLOAK__REALMS", "acme,beta"),
+                ("KEYCLOAK_SYNC__LOG__FORMAT", "json"),
+            ])),
+        )
+        .expect("valid");
+        assert_eq!(settings.database.schema, "kc");
+        assert_eq!(settings.keycloak.realms, vec!["acme", "beta"]);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        assert_eq!(settings.http_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(settings.replay_batch_size, 500);
+        assert_eq!(settings.amqp.queue, "keycloak-sync");
+    }
+
+    #[test]
+    fn file_is_read_and_environment_wins_over_it() {
+        let dir = std::env::temp_dir().join(format!("kcs-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("sync.toml");
+        std::fs::write(
+            &file,
+            "[database]\nschema = \"from_file\"\nmax_connections = 3\n[http]\nlisten = \"127.0.0.1:9000\"\n",
+        )
+        .expect("write");
+        let settings = Settings::load_from(
+            Some(&file),
+            Some(env(&[DB, ("KEYCLOAK_SYNC__DATABASE__MAX_CONNECTIONS", "5")])),
+        )
+        .expect("valid");
+        assert_eq!(settings.database.schema, "from_file");
+        assert_eq!(settings.database.max_connections, 5);
+        assert_eq!(settings.http_listen.port(), 9000);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            (vec![], "database.url"),
+            (vec![DB, ("KEYCLOAK_SYNC__DATABASE__SCHEMA", "Bad-Name")], "database.schema"),
+            (vec![DB, ("KEYCLOAK_SYNC__HTTP__LISTEN", "nowhere")], "http.listen"),
+            (vec![DB, ("KEYCLOAK_SYNC__LOG__FORMAT", "xml")], "log.format"),
+            (vec![DB, ("KEYCLOAK_SYNC__AMQP__URL", "http://x")], "amqp.url"),
+            (vec![DB, ("KEYCLOAK_SYNC__DATABASE__MAX_CONNECTIONS", "lots")], "database.max_connections"),
+            (vec![DB, ("KEYCLOAK_SYNC__DATABASE__NAME", "x")], "name"),
+        ];
+        for (pairs, key) in cases {
+            let err = Settings::load_from(None, Some(env(&pairs))).expect_err(key).to_string();
+            assert!(err.contains(key), "{err:?} should name {key}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let settings = Settings::load_from(
+            None,
+            Some(env(&[
+                DB,
+                ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", "s3cr3t-value"),
+                ("KEYCLOAK_SYNC__AMQP__URL", "amqp://app:rabbitpass@mq:5672/%2f"),
+            ])),
+        )
+        .expect("valid");
+        let shown = format!("{}\n{settings:?}", settings.render());
+        for secret in ["hunter2", "s3cr3t-value", "rabbitpass"] {
+            assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        }
+        assert!(shown.contains("postgres://sync:%5Bredacted%5D@db.internal:5432/app") || shown.contains("[redacted]"));
+        assert!(shown.contains("db.internal"), "host stays visible for operators");
+    }
+
+    #[test]
+    fn env_names_follow_the_convention() {
+        assert_eq!(env_name("database.url"), "KEYCLOAK_SYNC__DATABASE__URL");
+        assert_eq!(env_name("limits.max_message_bytes"), "KEYCLOAK_SYNC__LIMITS__MAX_MESSAGE_BYTES");
+    }
+}

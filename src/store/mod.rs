@@ -1,0 +1,222 @@
+//! Postgres adapter: the one apply path every input (queue, replay, backfill…) goes
+//! through. A batch is one transaction: inbox first, then the plan of the events the
+//! inbox had not seen, written with multi-row upserts.
+
+mod retry;
+mod write;
+
+pub use retry::is_transient;
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+use thiserror::Error;
+
+use crate::config::{is_identifier, DatabaseSettings};
+use crate::event::{Action, Event};
+use crate::plan::plan;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be reached or kept failing for a reason that may pass.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A failure that retrying will not fix (constraint, bad SQL, bad data).
+    #[error("database error: {0}")]
+    Permanent(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid schema name {0:?}")]
+    Schema(String),
+}
+
+impl StoreError {
+    fn from_sqlx(error: sqlx::Error) -> Self {
+        if is_transient(&error) {
+            StoreError::Unavailable(error)
+        } else {
+            StoreError::Permanent(error)
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// What became of one event of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Ignored,
+    /// Already in the inbox (or earlier in the same batch): changed nothing.
+    Duplicate,
+}
+
+/// Outcome counts of one or more batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub applied: u64,
+    pub ignored: u64,
+    pub duplicates: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied => self.applied += 1,
+            Outcome::Ignored => self.ignored += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+        }
+    }
+
+    pub fn of(outcomes: &[Outcome]) -> Tally {
+        let mut tally = Tally::default();
+        outcomes.iter().for_each(|o| tally.add(*o));
+        tally
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    schema: String,
+    retry_max: Duration,
+}
+
+impl Store {
+    /// Opens a pool whose connections use `schema` as their search path.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        if !is_identifier(&settings.schema) {
+            return Err(StoreError::Schema(settings.schema.clone()));
+        }
+        let options = PgConnectOptions::from_str(settings.url.expose())
+            .map_err(StoreError::Permanent)?
+            .application_name("keycloak-sync")
+            .options([("search_path", settings.schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.connect_timeout)
+            .connect_lazy_with(options);
+        let store = Store {
+            pool,
+            schema: settings.schema.clone(),
+            retry_max: settings.retry_max,
+        };
+        retry::with_backoff(store.retry_max, "connect to the database", || async {
+            store.pool.acquire().await.map(drop)
+        })
+        .await?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Creates the schema if needed and applies pending migrations (idempotent, and safe
+    /// to run from several processes at once: sqlx takes an advisory lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
+        retry::with_backoff(self.retry_max, "create the schema", || async {
+            sqlx::query(&create).execute(&self.pool).await.map(drop)
+        })
+        .await?;
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers (for readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(StoreError::from_sqlx)
+    }
+
+    /// Applies a batch in one transaction and returns each event's outcome, in input
+    /// order. Transient failures are retried (up to `database.retry_max_secs`); the whole
+    /// transaction is redone, so a retry never applies anything twice.
+    pub async fn apply(&self, events: &[Event]) -> Result<Vec<Outcome>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        retry::with_backoff(self.retry_max, "apply a batch", || self.apply_once(events)).await
+    }
+
+    /// Like [`apply`](Self::apply), but a batch that fails permanently is split until the
+    /// events that cannot be applied are found; they come back as `Err` and the rest is
+    /// applied. Only an unavailable database fails the call as a whole.
+    pub async fn apply_isolating(
+        &self,
+        events: &[Event],
+    ) -> Result<Vec<Result<Outcome, String>>, StoreError> {
+        let mut results = Vec::with_capacity(events.len());
+        let mut pending: Vec<&[Event]> = vec![events];
+        while let Some(part) = pending.pop() {
+            match self.apply(part).await {
+                Ok(outcomes) => results.extend(outcomes.into_iter().map(Ok)),
+                Err(StoreError::Permanent(error)) if part.len() == 1 => {
+                    tracing::warn!(event_id = %part[0].id, %error, "event cannot be applied");
+                    results.push(Err(format!("database refused the event: {error}")));
+                }
+                Err(StoreError::Permanent(_)) => {
+                    let (left, right) = part.split_at(part.len() / 2);
+                    // Stack order: left half first, so results stay in input order.
+                    pending.push(right);
+                    pending.push(left);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(results)
+    }
+
+    async fn apply_once(&self, events: &[Event]) -> Result<Vec<Outcome>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let outcomes = apply_in(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// The apply path inside a caller's transaction.
+pub async fn apply_in(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[Event],
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let mut seen = HashSet::with_capacity(events.len());
+    let first: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id.as_str())).collect();
+    let fresh = write::record_inbox(tx, &first).await?;
+    let new_events: Vec<&Event> = first
+        .iter()
+        .copied()
+        .filter(|e| fresh.contains(e.id.as_str()))
+        .collect();
+    let plan = plan(new_events.iter().copied());
+    write::write_plan(tx, &plan).await?;
+
+    let mut counted = HashSet::with_capacity(events.len());
+    Ok(events
+        .iter()
+        .map(|event| {
+            if !fresh.contains(event.id.as_str()) || !counted.insert(event.id.as_str()) {
+                Outcome::Duplicate
+            } else if matches!(event.action, Action::Ignore) {
+                Outcome::Ignored
+            } else {
+                Outcome::Applied
+            }
+        })
+        .collect())
+}

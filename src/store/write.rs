@@ -1,0 +1,367 @@
+//! The SQL of the apply path: one multi-row statement per table, each merging with the
+//! same commutative rules as the planner (see `plan.rs`).
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use sqlx::{Postgres, Transaction};
+
+use crate::event::Event;
+use crate::plan::{Plan, Revocation, Versioned};
+
+type Tx<'t> = Transaction<'t, Postgres>;
+
+/// Inserts every event into the inbox and returns the ids it did not hold yet. A
+/// concurrent transaction inserting the same id makes this one wait for its outcome, so
+/// exactly one of them sees the id as new.
+pub async fn record_inbox<'e>(
+    tx: &mut Tx<'_>,
+    events: &[&'e Event],
+) -> Result<HashSet<&'e str>, sqlx::Error> {
+    let mut sorted: Vec<&Event> = events.to_vec();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids: Vec<&str> = sorted.iter().map(|e| e.id.as_str()).collect();
+    let kinds: Vec<&str> = sorted.iter().map(|e| e.kind.as_str()).collect();
+    let types: Vec<&str> = sorted.iter().map(|e| e.type_name.as_str()).collect();
+    let realms: Vec<&str> = sorted.iter().map(|e| e.realm_id.as_str()).collect();
+    let times: Vec<i64> = sorted.iter().map(|e| e.time).collect();
+    let outcomes: Vec<&str> = sorted
+        .iter()
+        .map(|e| if e.action.is_ignored() { "ignored" } else { "applied" })
+        .collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO processed_events (event_id, kind, type, realm_id, event_time, outcome)
+         SELECT n.id, n.kind, n.type, n.realm_id, ms_ts(n.time), n.outcome
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[])
+              AS n(id, kind, type, realm_id, time, outcome)
+         ON CONFLICT (event_id) DO NOTHING
+         RETURNING event_id",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&types)
+    .bind(&realms)
+    .bind(&times)
+    .bind(&outcomes)
+    .fetch_all(&mut **tx)
+    .await?;
+    let inserted: HashSet<String> = inserted.into_iter().collect();
+    Ok(ids.into_iter().filter(|id| inserted.contains(*id)).collect())
+}
+
+pub async fn write_plan(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    if plan.is_empty() {
+        return Ok(());
+    }
+    upsert_users(tx, plan).await?;
+    let session_users = plan.session_users();
+    lock_users(tx, &session_users).await?;
+    insert_cutoffs(tx, plan).await?;
+    upsert_sessions(tx, plan).await?;
+    let session_ids: Vec<&str> = plan.sessions.iter().map(|s| s.id.as_str()).collect();
+    apply_cutoffs(tx, &session_users, &session_ids).await?;
+    revoke_tokens(tx, &plan.revocations).await?;
+    Ok(())
+}
+
+/// Profile fields merged last-writer-wins: `(column, version column)`.
+const USER_LWW_FIELDS: [&str; 7] = [
+    "username",
+    "email",
+    "first_name",
+    "last_name",
+    "email_verified",
+    "enabled",
+    "attributes",
+];
+
+static UPSERT_USERS: LazyLock<String> = LazyLock::new(|| {
+    let last_writer_wins: Vec<String> = USER_LWW_FIELDS
+        .iter()
+        .map(|f| {
+            format!(
+                "{f} = CASE WHEN EXCLUDED.{f}_ver > COALESCE(u.{f}_ver, '') THEN EXCLUDED.{f} ELSE u.{f} END,\n\
+                 {f}_ver = GREATEST(u.{f}_ver, EXCLUDED.{f}_ver)"
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO users AS u (id, realm_id, username, username_ver, email, email_ver,
+             first_name, first_name_ver, last_name, last_name_ver, email_verified,
+             email_verified_ver, enabled, enabled_ver, attributes, attributes_ver, created_at,
+             last_login_at, login_count, last_login_error_at, login_error_count, deleted_at)
+         SELECT n.id, n.realm_id, n.username, n.username_ver, n.email, n.email_ver,
+             n.first_name, n.first_name_ver, n.last_name, n.last_name_ver, n.email_verified,
+             n.email_verified_ver, n.enabled, n.enabled_ver, n.attributes::jsonb,
+             n.attributes_ver, ms_ts(n.created_at), ms_ts(n.last_login_at), n.login_count,
+             ms_ts(n.last_login_error_at), n.login_error_count, ms_ts(n.deleted_at)
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+             $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::text[],
+             $13::bool[], $14::text[], $15::text[], $16::text[], $17::int8[], $18::int8[],
+             $19::int8[], $20::int8[], $21::int8[], $22::int8[])
+           AS n(id, realm_id, username, username_ver, email, email_ver, first_name,
+             first_name_ver, last_name, last_name_ver, email_verified, email_verified_ver,
+             enabled, enabled_ver, attributes, attributes_ver, created_at, last_login_at,
+             login_count, last_login_error_at, login_error_count, deleted_at)
+         ON CONFLICT (id) DO UPDATE SET
+             {},
+             created_at = LEAST(u.created_at, EXCLUDED.created_at),
+             last_login_at = GREATEST(u.last_login_at, EXCLUDED.last_login_at),
+             login_count = u.login_count + EXCLUDED.login_count,
+             last_login_error_at = GREATEST(u.last_login_error_at, EXCLUDED.last_login_error_at),
+             login_error_count = u.login_error_count + EXCLUDED.login_error_count,
+             deleted_at = LEAST(u.deleted_at, EXCLUDED.deleted_at),
+             updated_at = now()",
+        last_writer_wins.join(",\n")
+    )
+});
+
+/// Splits optional versioned values into the value and version columns.
+fn columns<T, U>(
+    items: impl Iterator<Item = Option<Versioned<T>>>,
+    convert: impl Fn(T) -> U,
+) -> (Vec<Option<U>>, Vec<Option<String>>) {
+    items
+        .map(|v| match v {
+            Some(v) => (Some(convert(v.value)), Some(v.version.as_str().to_string())),
+            None => (None, None),
+        })
+        .unzip()
+}
+
+async fn upsert_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let users = &plan.users;
+    if users.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    let realms: Vec<&str> = users.iter().map(|u| u.realm_id.as_str()).collect();
+    let same = |s: String| s;
+    let (username, username_ver) = columns(users.iter().map(|u| u.username.clone()), same);
+    let (email, email_ver) = columns(users.iter().map(|u| u.email.clone()), same);
+    let (first, first_ver) = columns(users.iter().map(|u| u.first_name.clone()), same);
+    let (last, last_ver) = columns(users.iter().map(|u| u.last_name.clone()), same);
+    let (verified, verified_ver) = columns(users.iter().map(|u| u.email_verified.clone()), |b| b);
+    let (enabled, enabled_ver) = columns(users.iter().map(|u| u.enabled.clone()), |b| b);
+    let (attributes, attributes_ver) = columns(users.iter().map(|u| u.attributes.clone()), |m| {
+        serde_json::Value::Object(m).to_string()
+    });
+    sqlx::query(&UPSERT_USERS)
+        .bind(&ids)
+        .bind(&realms)
+        .bind(&username)
+        .bind(&username_ver)
+        .bind(&email)
+        .bind(&email_ver)
+        .bind(&first)
+        .bind(&first_ver)
+        .bind(&last)
+        .bind(&last_ver)
+        .bind(&verified)
+        .bind(&verified_ver)
+        .bind(&enabled)
+        .bind(&enabled_ver)
+        .bind(&attributes)
+        .bind(&attributes_ver)
+        .bind(users.iter().map(|u| u.created_at).collect::<Vec<_>>())
+        .bind(users.iter().map(|u| u.last_login_at).collect::<Vec<_>>())
+        .bind(users.iter().map(|u| u.login_count).collect::<Vec<_>>())
+        .bind(users.iter().map(|u| u.last_login_error_at).collect::<Vec<_>>())
+        .bind(users.iter().map(|u| u.login_error_count).collect::<Vec<_>>())
+        .bind(users.iter().map(|u| u.deleted_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Serialises transactions that touch the sessions or cutoffs of the same users, so a
+/// session inserted by one and a cutoff inserted by the other always meet. Keys are
+/// taken in sorted order to rule out deadlocks between batches.
+async fn lock_users(tx: &mut Tx<'_>, user_ids: &[&str]) -> Result<(), sqlx::Error> {
+    if user_ids.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<i64> = user_ids.iter().map(|id| lock_key(id)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    sqlx::query("SELECT count(pg_advisory_xact_lock(k)) FROM UNNEST($1::int8[]) WITH ORDINALITY AS t(k, n)")
+        .bind(&keys)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// FNV-1a: stable across processes and versions, unlike std's hasher.
+fn lock_key(user_id: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+async fn insert_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    if plan.cutoffs.is_empty() {
+        return Ok(());
+    }
+    let c = &plan.cutoffs;
+    sqlx::query(
+        "INSERT INTO session_cutoffs (user_id, at, reason, ver)
+         SELECT n.user_id, ms_ts(n.at), n.reason, n.ver
+         FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[]) AS n(user_id, at, reason, ver)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(c.iter().map(|x| x.user_id.as_str()).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.at).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.reason.as_str()).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.version.as_str()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_sessions(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let sessions = &plan.sessions;
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let same = |s: String| s;
+    let (client, client_ver) = columns(sessions.iter().map(|s| s.client_id.clone()), same);
+    let (ip, ip_ver) = columns(sessions.iter().map(|s| s.ip_address.clone()), same);
+    sqlx::query(
+        "INSERT INTO user_sessions AS s (id, realm_id, user_id, client_id, client_ver, ip_address,
+             ip_ver, started_at, last_refresh_at, refresh_count, ended_at, end_reason, end_ver)
+         SELECT n.id, n.realm_id, n.user_id, n.client_id, n.client_ver, n.ip_address, n.ip_ver,
+             ms_ts(n.started_at), ms_ts(n.last_refresh_at), n.refresh_count, ms_ts(n.ended_at),
+             n.end_reason, n.end_ver
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+             $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::text[],
+             $13::text[])
+           AS n(id, realm_id, user_id, client_id, client_ver, ip_address, ip_ver, started_at,
+             last_refresh_at, refresh_count, ended_at, end_reason, end_ver)
+         ON CONFLICT (id) DO UPDATE SET
+             user_id = COALESCE(s.user_id, EXCLUDED.user_id),
+             client_id = CASE WHEN EXCLUDED.client_ver < s.client_ver OR s.client_ver IS NULL
+                              THEN EXCLUDED.client_id ELSE s.client_id END,
+             client_ver = LEAST(s.client_ver, EXCLUDED.client_ver),
+             ip_address = CASE WHEN EXCLUDED.ip_ver < s.ip_ver OR s.ip_ver IS NULL
+                               THEN EXCLUDED.ip_address ELSE s.ip_address END,
+             ip_ver = LEAST(s.ip_ver, EXCLUDED.ip_ver),
+             started_at = LEAST(s.started_at, EXCLUDED.started_at),
+             last_refresh_at = GREATEST(s.last_refresh_at, EXCLUDED.last_refresh_at),
+             refresh_count = s.refresh_count + EXCLUDED.refresh_count,
+             ended_at = CASE WHEN EXCLUDED.end_ver < s.end_ver OR s.end_ver IS NULL
+                             THEN EXCLUDED.ended_at ELSE s.ended_at END,
+             end_reason = CASE WHEN EXCLUDED.end_ver < s.end_ver OR s.end_ver IS NULL
+                               THEN EXCLUDED.end_reason ELSE s.end_reason END,
+             end_ver = LEAST(s.end_ver, EXCLUDED.end_ver)",
+    )
+    .bind(sessions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>())
+    .bind(sessions.iter().map(|s| s.realm_id.as_str()).collect::<Vec<_>>())
+    .bind(sessions.iter().map(|s| s.user_id.as_deref()).collect::<Vec<_>>())
+    .bind(&client)
+    .bind(&client_ver)
+    .bind(&ip)
+    .bind(&ip_ver)
+    .bind(sessions.iter().map(|s| s.started_at).collect::<Vec<_>>())
+    .bind(sessions.iter().map(|s| s.last_refresh_at).collect::<Vec<_>>())
+    .bind(sessions.iter().map(|s| s.refresh_count).collect::<Vec<_>>())
+    .bind(sessions.iter().map(|s| s.end.as_ref().map(|e| e.at)).collect::<Vec<_>>())
+    .bind(sessions.iter().map(|s| s.end.as_ref().map(|e| e.reason.as_str())).collect::<Vec<_>>())
+    .bind(sessions.iter().map(|s| s.end.as_ref().map(|e| e.version.as_str())).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Ends every session of these users that a cutoff at or after its start reaches, unless
+/// it already ended earlier. Covers both new cutoffs meeting stored sessions and new
+/// sessions meeting stored cutoffs (the stored row may know the user when the event did not).
+async fn apply_cutoffs(
+    tx: &mut Tx<'_>,
+    user_ids: &[&str],
+    session_ids: &[&str],
+) -> Result<(), sqlx::Error> {
+    if user_ids.is_empty() && session_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE user_sessions s
+         SET ended_at = c.at, end_reason = c.reason, end_ver = c.ver
+         FROM (
+             SELECT DISTINCT ON (s2.id) s2.id, c.at, c.reason, c.ver
+             FROM user_sessions s2
+             JOIN session_cutoffs c ON c.user_id = s2.user_id AND c.at >= s2.started_at
+             WHERE s2.user_id = ANY($1::text[]) OR s2.id = ANY($2::text[])
+             ORDER BY s2.id, c.ver
+         ) c
+         WHERE s.id = c.id AND (s.end_ver IS NULL OR c.ver < s.end_ver)",
+    )
+    .bind(user_ids)
+    .bind(session_ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn revoke_tokens(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), sqlx::Error> {
+    let (mut sessions, mut session_at) = (Vec::new(), Vec::new());
+    let (mut users, mut user_at) = (Vec::new(), Vec::new());
+    let (mut grant_users, mut grant_clients, mut grant_at) = (Vec::new(), Vec::new(), Vec::new());
+    for revocation in revocations {
+        match revocation {
+            Revocation::Session { session_id, at } => {
+                sessions.push(session_id.as_str());
+                session_at.push(*at);
+            }
+            Revocation::User { user_id, at } => {
+                users.push(user_id.as_str());
+                user_at.push(*at);
+            }
+            Revocation::OfflineGrant {
+                user_id,
+                client_id,
+                at,
+            } => {
+                grant_users.push(user_id.as_str());
+                grant_clients.push(client_id.as_str());
+                grant_at.push(*at);
+            }
+        }
+    }
+    if !sessions.is_empty() {
+        sqlx::query(
+            "DELETE FROM auth_vault v USING UNNEST($1::text[], $2::int8[]) AS r(session_id, at)
+             WHERE v.session_id = r.session_id AND v.issued_at <= ms_ts(r.at)",
+        )
+        .bind(&sessions)
+        .bind(&session_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !users.is_empty() {
+        sqlx::query(
+            "DELETE FROM auth_vault v USING UNNEST($1::text[], $2::int8[]) AS r(user_id, at)
+             WHERE v.user_id = r.user_id AND v.issued_at <= ms_ts(r.at)",
+        )
+        .bind(&users)
+        .bind(&user_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !grant_users.is_empty() {
+        sqlx::query(
+            "DELETE FROM auth_vault v
+             USING UNNEST($1::text[], $2::text[], $3::int8[]) AS r(user_id, client_id, at)
+             WHERE v.token_type = 'offline' AND v.user_id = r.user_id
+               AND v.client_id = r.client_id AND v.issued_at <= ms_ts(r.at)",
+        )
+        .bind(&grant_users)
+        .bind(&grant_clients)
+        .bind(&grant_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
