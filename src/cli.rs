@@ -18,7 +18,11 @@ use crate::telemetry;
 pub const EXIT_REJECTED: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "keycloak-sync", version, about = "Keeps Postgres in step with Keycloak users, sessions and tokens")]
+#[command(
+    name = "keycloak-sync",
+    version,
+    about = "Keeps Postgres in step with Keycloak users, sessions and tokens"
+)]
 pub struct Cli {
     /// TOML configuration file; KEYCLOAK_SYNC__SECTION__KEY variables override it.
     #[arg(long, global = true, env = "KEYCLOAK_SYNC_CONFIG")]
@@ -69,8 +73,17 @@ pub enum ConfigCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Sample { events, users, seed } => {
-            let options = SampleOptions { events, users, seed, ..SampleOptions::default() };
+        Command::Sample {
+            events,
+            users,
+            seed,
+        } => {
+            let options = SampleOptions {
+                events,
+                users,
+                seed,
+                ..SampleOptions::default()
+            };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             for line in sample::history(options) {
@@ -79,7 +92,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             let settings = Settings::load(cli.config.as_deref())?;
             print!("{}", settings.render());
             Ok(ExitCode::SUCCESS)
@@ -91,7 +106,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!(schema = store.schema(), "migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { input, batch_size, rejects, no_migrate } => {
+        Command::Replay {
+            input,
+            batch_size,
+            rejects,
+            no_migrate,
+        } => {
             let settings = load(cli.config)?;
             let store = Store::connect(&settings.database).await?;
             if !no_migrate {
@@ -110,7 +130,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("replay of {}", input.display()))?;
             println!("{summary}");
-            Ok(if summary.rejected > 0 { ExitCode::from(EXIT_REJECTED) } else { ExitCode::SUCCESS })
+            Ok(if summary.rejected > 0 {
+                ExitCode::from(EXIT_REJECTED)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }

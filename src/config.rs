@@ -141,6 +141,10 @@ struct RawReplay {
 pub struct SecretUrl(SecretString);
 
 impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        SecretUrl(SecretString::from(url.into()))
+    }
+
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }
@@ -271,7 +275,11 @@ impl Raw {
             .database
             .url
             .ok_or_else(|| invalid("database.url", "is not set"))?;
-        check_url("database.url", db_url.expose_secret(), &["postgres", "postgresql"])?;
+        check_url(
+            "database.url",
+            db_url.expose_secret(),
+            &["postgres", "postgresql"],
+        )?;
         let schema = self.database.schema;
         if !is_identifier(&schema) {
             return Err(invalid(
@@ -282,7 +290,11 @@ impl Raw {
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
-        check_url("amqp.url", self.amqp.url.expose_secret(), &["amqp", "amqps"])?;
+        check_url(
+            "amqp.url",
+            self.amqp.url.expose_secret(),
+            &["amqp", "amqps"],
+        )?;
         if self.amqp.exchange.is_empty() {
             return Err(invalid("amqp.exchange", "must not be empty"));
         }
@@ -290,7 +302,10 @@ impl Raw {
             return Err(invalid("amqp.queue", "must not be empty"));
         }
         let http_listen = self.http.listen.parse().map_err(|e| {
-            invalid("http.listen", format!("{:?} is not host:port ({e})", self.http.listen))
+            invalid(
+                "http.listen",
+                format!("{:?} is not host:port ({e})", self.http.listen),
+            )
         })?;
         let keycloak_url = match self.keycloak.url.as_deref().filter(|u| !u.is_empty()) {
             Some(url) => {
@@ -331,7 +346,12 @@ impl Raw {
             http_listen,
             keycloak: KeycloakSettings {
                 url: keycloak_url,
-                realms: self.keycloak.realms.into_iter().filter(|r| !r.is_empty()).collect(),
+                realms: self
+                    .keycloak
+                    .realms
+                    .into_iter()
+                    .filter(|r| !r.is_empty())
+                    .collect(),
                 client_id: self.keycloak.client_id,
                 client_secret: self.keycloak.client_secret,
             },
@@ -355,7 +375,11 @@ fn check_url(key: &'static str, value: &str, schemes: &[&str]) -> Result<(), Con
     if !schemes.contains(&url.scheme()) {
         return Err(invalid(
             key,
-            format!("scheme {:?} is not one of {}", url.scheme(), schemes.join(", ")),
+            format!(
+                "scheme {:?} is not one of {}",
+                url.scheme(),
+                schemes.join(", ")
+            ),
         ));
     }
     Ok(())
@@ -423,7 +447,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const DB: (&str, &str) = (
@@ -463,7 +490,10 @@ mod tests {
         .expect("write");
         let settings = Settings::load_from(
             Some(&file),
-            Some(env(&[DB, ("KEYCLOAK_SYNC__DATABASE__MAX_CONNECTIONS", "5")])),
+            Some(env(&[
+                DB,
+                ("KEYCLOAK_SYNC__DATABASE__MAX_CONNECTIONS", "5"),
+            ])),
         )
         .expect("valid");
         assert_eq!(settings.database.schema, "from_file");
@@ -475,15 +505,32 @@ mod tests {
     fn invalid_values_name_their_key() {
         let cases = [
             (vec![], "database.url"),
-            (vec![DB, ("KEYCLOAK_SYNC__DATABASE__SCHEMA", "Bad-Name")], "database.schema"),
-            (vec![DB, ("KEYCLOAK_SYNC__HTTP__LISTEN", "nowhere")], "http.listen"),
-            (vec![DB, ("KEYCLOAK_SYNC__LOG__FORMAT", "xml")], "log.format"),
-            (vec![DB, ("KEYCLOAK_SYNC__AMQP__URL", "http://x")], "amqp.url"),
-            (vec![DB, ("KEYCLOAK_SYNC__DATABASE__MAX_CONNECTIONS", "lots")], "database.max_connections"),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__DATABASE__SCHEMA", "Bad-Name")],
+                "database.schema",
+            ),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__HTTP__LISTEN", "nowhere")],
+                "http.listen",
+            ),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__LOG__FORMAT", "xml")],
+                "log.format",
+            ),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__AMQP__URL", "http://x")],
+                "amqp.url",
+            ),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__DATABASE__MAX_CONNECTIONS", "lots")],
+                "database.max_connections",
+            ),
             (vec![DB, ("KEYCLOAK_SYNC__DATABASE__NAME", "x")], "name"),
         ];
         for (pairs, key) in cases {
-            let err = Settings::load_from(None, Some(env(&pairs))).expect_err(key).to_string();
+            let err = Settings::load_from(None, Some(env(&pairs)))
+                .expect_err(key)
+                .to_string();
             assert!(err.contains(key), "{err:?} should name {key}");
         }
     }
@@ -495,7 +542,10 @@ mod tests {
             Some(env(&[
                 DB,
                 ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", "s3cr3t-value"),
-                ("KEYCLOAK_SYNC__AMQP__URL", "amqp://app:rabbitpass@mq:5672/%2f"),
+                (
+                    "KEYCLOAK_SYNC__AMQP__URL",
+                    "amqp://app:rabbitpass@mq:5672/%2f",
+                ),
             ])),
         )
         .expect("valid");
@@ -503,13 +553,22 @@ mod tests {
         for secret in ["hunter2", "s3cr3t-value", "rabbitpass"] {
             assert!(!shown.contains(secret), "{secret} leaked in {shown}");
         }
-        assert!(shown.contains("postgres://sync:%5Bredacted%5D@db.internal:5432/app") || shown.contains("[redacted]"));
-        assert!(shown.contains("db.internal"), "host stays visible for operators");
+        assert!(
+            shown.contains("postgres://sync:%5Bredacted%5D@db.internal:5432/app")
+                || shown.contains("[redacted]")
+        );
+        assert!(
+            shown.contains("db.internal"),
+            "host stays visible for operators"
+        );
     }
 
     #[test]
     fn env_names_follow_the_convention() {
         assert_eq!(env_name("database.url"), "KEYCLOAK_SYNC__DATABASE__URL");
-        assert_eq!(env_name("limits.max_message_bytes"), "KEYCLOAK_SYNC__LIMITS__MAX_MESSAGE_BYTES");
+        assert_eq!(
+            env_name("limits.max_message_bytes"),
+            "KEYCLOAK_SYNC__LIMITS__MAX_MESSAGE_BYTES"
+        );
     }
 }

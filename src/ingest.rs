@@ -8,7 +8,9 @@ use crate::event::{parse_message, Action, Event, ParseError};
 pub enum Rejection {
     #[error(transparent)]
     Parse(#[from] ParseError),
-    #[error("token message refused: no vault key ring is configured (vault.keys, vault.active_key)")]
+    #[error(
+        "token message refused: no vault key ring is configured (vault.keys, vault.active_key)"
+    )]
     NoVault,
     #[error("{0}")]
     Database(String),

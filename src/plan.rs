@@ -40,7 +40,10 @@ pub struct Versioned<T> {
 
 /// Keeps the value with the highest version.
 fn last_writer<T>(slot: &mut Option<Versioned<T>>, value: T, version: &Version) {
-    if slot.as_ref().is_none_or(|current| *version > current.version) {
+    if slot
+        .as_ref()
+        .is_none_or(|current| *version > current.version)
+    {
         *slot = Some(Versioned {
             value,
             version: version.clone(),
@@ -50,7 +53,10 @@ fn last_writer<T>(slot: &mut Option<Versioned<T>>, value: T, version: &Version) 
 
 /// Keeps the value with the lowest version.
 fn first_writer<T>(slot: &mut Option<Versioned<T>>, value: T, version: &Version) {
-    if slot.as_ref().is_none_or(|current| *version < current.version) {
+    if slot
+        .as_ref()
+        .is_none_or(|current| *version < current.version)
+    {
         *slot = Some(Versioned {
             value,
             version: version.clone(),
@@ -264,7 +270,13 @@ impl Planner {
         session
     }
 
-    fn end_session(&mut self, event: &Event, session_id: &str, user_id: Option<&str>, reason: EndReason) {
+    fn end_session(
+        &mut self,
+        event: &Event,
+        session_id: &str,
+        user_id: Option<&str>,
+        reason: EndReason,
+    ) {
         let version = Version::of(event);
         let session = self.session(event, session_id, user_id);
         if session.end.as_ref().is_none_or(|end| version < end.version) {

@@ -86,7 +86,8 @@ impl Source {
         match self {
             Source::Stdin => Ok((Box::new(io::stdin()), None)),
             Source::File(path) => {
-                let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                let file =
+                    File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
                 let len = file.metadata().ok().map(|m| m.len());
                 Ok((Box::new(file), len))
             }
@@ -104,13 +105,19 @@ struct Chunk {
     bytes_read: u64,
 }
 
-pub async fn replay(store: &Store, source: Source, options: ReplayOptions) -> anyhow::Result<Summary> {
+pub async fn replay(
+    store: &Store,
+    source: Source,
+    options: ReplayOptions,
+) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (reader, total_bytes) = source.open()?;
     let mut rejects_out = match &options.rejects {
-        Some(path) => Some(BufWriter::new(
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
+        Some(path) => {
+            Some(BufWriter::new(File::create(path).with_context(|| {
+                format!("cannot create {}", path.display())
+            })?))
+        }
         None => None,
     };
     let (sender, mut receiver) = mpsc::channel::<io::Result<Chunk>>(2);
@@ -189,7 +196,10 @@ fn read_chunks(
     intake: Intake,
     sender: mpsc::Sender<io::Result<Chunk>>,
 ) {
-    let mut lines = LineReader::new(BufReader::with_capacity(1 << 16, reader), intake.max_message_bytes);
+    let mut lines = LineReader::new(
+        BufReader::with_capacity(1 << 16, reader),
+        intake.max_message_bytes,
+    );
     let new_chunk = || Chunk {
         events: Vec::with_capacity(batch_size),
         lines: Vec::with_capacity(batch_size),
@@ -235,10 +245,13 @@ fn read_chunks(
                 }),
             },
         }
-        if chunk.events.len() >= batch_size || chunk.rejected.len() >= batch_size {
-            if sender.blocking_send(Ok(std::mem::replace(&mut chunk, new_chunk()))).is_err() {
-                return;
-            }
+        let full = chunk.events.len() >= batch_size || chunk.rejected.len() >= batch_size;
+        if full
+            && sender
+                .blocking_send(Ok(std::mem::replace(&mut chunk, new_chunk())))
+                .is_err()
+        {
+            return;
         }
     }
     if chunk.last_line > 0 {
@@ -344,7 +357,11 @@ impl Progress {
     fn update(&self, bytes_read: u64, summary: &Summary) {
         let message = format!(
             "line {} · applied {} · duplicates {} · ignored {} · rejected {}",
-            summary.lines, summary.tally.applied, summary.tally.duplicates, summary.tally.ignored, summary.rejected
+            summary.lines,
+            summary.tally.applied,
+            summary.tally.duplicates,
+            summary.tally.ignored,
+            summary.rejected
         );
         match &self.bar {
             Some(bar) => {
@@ -410,7 +427,13 @@ mod tests {
         let mut input = vec![b'x'; 10_000];
         input.extend_from_slice(b"\nshort\n");
         let lines = read_all(&input, 64);
-        assert_eq!(lines, vec![(1, "<too long: 10000>".to_string()), (2, "short".to_string())]);
+        assert_eq!(
+            lines,
+            vec![
+                (1, "<too long: 10000>".to_string()),
+                (2, "short".to_string())
+            ]
+        );
     }
 
     #[test]

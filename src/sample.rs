@@ -12,8 +12,10 @@ use serde_json::{json, Map, Value};
 pub const REALM_ID: &str = "5d0f1c1e-7b45-4c0f-9d35-acme00000001";
 pub const REALM_NAME: &str = "acme";
 const CLIENTS: [&str; 3] = ["web-app", "mobile-app", "account-console"];
-const AZNAMIER_USER_CLASS: &str = "com.github.aznamier.keycloak.event.provider.EventClientNotificationMqMsg";
-const AZNAMIER_ADMIN_CLASS: &str = "com.github.aznamier.keycloak.event.provider.EventAdminNotificationMqMsg";
+const AZNAMIER_USER_CLASS: &str =
+    "com.github.aznamier.keycloak.event.provider.EventClientNotificationMqMsg";
+const AZNAMIER_ADMIN_CLASS: &str =
+    "com.github.aznamier.keycloak.event.provider.EventAdminNotificationMqMsg";
 
 #[derive(Debug, Clone, Copy)]
 pub struct SampleOptions {
@@ -81,7 +83,9 @@ impl Iterator for History {
 impl History {
     fn uuid(&mut self) -> String {
         let bytes: [u8; 16] = self.rng.random();
-        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
     }
 
     fn ip(&mut self) -> String {
@@ -89,8 +93,9 @@ impl History {
     }
 
     fn step(&mut self) -> String {
-        let want_new = self.users.len() < self.options.users
-            && (self.live.is_empty() || self.rng.random_bool(0.08));
+        // Everyone deleted: someone new signs up, whatever the target user count.
+        let want_new = self.live.is_empty()
+            || (self.users.len() < self.options.users && self.rng.random_bool(0.08));
         if want_new {
             return self.new_user();
         }
@@ -167,20 +172,35 @@ impl History {
     fn refresh(&mut self, index: usize) -> String {
         let session = self.pick_session(index);
         let id = self.users[index].id.clone();
-        self.user_event("REFRESH_TOKEN", Some(&id), Some(&session), json!({"token_type": "Refresh"}))
+        self.user_event(
+            "REFRESH_TOKEN",
+            Some(&id),
+            Some(&session),
+            json!({"token_type": "Refresh"}),
+        )
     }
 
     fn code_to_token(&mut self, index: usize) -> String {
         let session = self.pick_session(index);
         let id = self.users[index].id.clone();
-        self.user_event("CODE_TO_TOKEN", Some(&id), Some(&session), json!({"grant_type": "authorization_code"}))
+        self.user_event(
+            "CODE_TO_TOKEN",
+            Some(&id),
+            Some(&session),
+            json!({"grant_type": "authorization_code"}),
+        )
     }
 
     fn logout(&mut self, index: usize) -> String {
         let session = self.pick_session(index);
         self.users[index].sessions.retain(|s| *s != session);
         let id = self.users[index].id.clone();
-        self.user_event("LOGOUT", Some(&id), Some(&session), json!({"redirect_uri": "https://app.example.com/"}))
+        self.user_event(
+            "LOGOUT",
+            Some(&id),
+            Some(&session),
+            json!({"redirect_uri": "https://app.example.com/"}),
+        )
     }
 
     fn login_error(&mut self, index: usize) -> String {
@@ -188,9 +208,19 @@ impl History {
         let username = self.users[index].username.clone();
         if self.rng.random_bool(0.3) {
             // Unknown user: no userId, ignored.
-            return self.user_event("LOGIN_ERROR", None, None, json!({"username": "nobody", "error": "user_not_found"}));
+            return self.user_event(
+                "LOGIN_ERROR",
+                None,
+                None,
+                json!({"username": "nobody", "error": "user_not_found"}),
+            );
         }
-        self.user_event("LOGIN_ERROR", Some(&id), None, json!({"username": username, "error": "invalid_user_credentials"}))
+        self.user_event(
+            "LOGIN_ERROR",
+            Some(&id),
+            None,
+            json!({"username": username, "error": "invalid_user_credentials"}),
+        )
     }
 
     fn update_profile(&mut self, index: usize) -> String {
@@ -201,13 +231,22 @@ impl History {
         } else {
             json!({"updated_email": format!("{}+{stamp}@example.com", self.users[index].username), "context": "ACCOUNT"})
         };
-        let kind = if details.get("updated_email").is_some() { "UPDATE_EMAIL" } else { "UPDATE_PROFILE" };
+        let kind = if details.get("updated_email").is_some() {
+            "UPDATE_EMAIL"
+        } else {
+            "UPDATE_PROFILE"
+        };
         self.user_event(kind, Some(&id), None, details)
     }
 
     fn verify_email(&mut self, index: usize) -> String {
         let id = self.users[index].id.clone();
-        self.user_event("VERIFY_EMAIL", Some(&id), None, json!({"email": "verified@example.com"}))
+        self.user_event(
+            "VERIFY_EMAIL",
+            Some(&id),
+            None,
+            json!({"email": "verified@example.com"}),
+        )
     }
 
     fn admin_update(&mut self, index: usize) -> String {
@@ -217,7 +256,10 @@ impl History {
         rep.insert("username".into(), json!(self.users[index].username));
         let stamp = self.rng.random_range(0..1000);
         rep.insert("firstName".into(), json!(format!("Admin{stamp}")));
-        rep.insert("attributes".into(), json!({"department": [format!("d{}", stamp % 7)]}));
+        rep.insert(
+            "attributes".into(),
+            json!({"department": [format!("d{}", stamp % 7)]}),
+        );
         if self.rng.random_bool(0.35) {
             let enabled = !self.users[index].enabled;
             self.users[index].enabled = enabled;
@@ -226,21 +268,40 @@ impl History {
             }
             rep.insert("enabled".into(), json!(enabled));
         }
-        let operation = if self.rng.random_bool(0.1) { "CREATE" } else { "UPDATE" };
-        self.admin_event("USER", operation, &format!("users/{id}"), Some(Value::Object(rep)))
+        let operation = if self.rng.random_bool(0.1) {
+            "CREATE"
+        } else {
+            "UPDATE"
+        };
+        self.admin_event(
+            "USER",
+            operation,
+            &format!("users/{id}"),
+            Some(Value::Object(rep)),
+        )
     }
 
     fn lockout(&mut self, index: usize) -> String {
         self.users[index].enabled = false;
         self.users[index].sessions.clear();
         let id = self.users[index].id.clone();
-        self.user_event("USER_DISABLED_BY_PERMANENT_LOCKOUT", Some(&id), None, json!({}))
+        self.user_event(
+            "USER_DISABLED_BY_PERMANENT_LOCKOUT",
+            Some(&id),
+            None,
+            json!({}),
+        )
     }
 
     fn admin_end_session(&mut self, index: usize) -> String {
         let session = self.pick_session(index);
         self.users[index].sessions.retain(|s| *s != session);
-        self.admin_event("USER_SESSION", "DELETE", &format!("sessions/{session}"), None)
+        self.admin_event(
+            "USER_SESSION",
+            "DELETE",
+            &format!("sessions/{session}"),
+            None,
+        )
     }
 
     fn delete(&mut self, index: usize, slot: usize) -> String {
@@ -249,7 +310,12 @@ impl History {
         self.live.swap_remove(slot);
         let id = self.users[index].id.clone();
         if self.rng.random_bool(0.5) {
-            self.user_event("DELETE_ACCOUNT", Some(&id), None, json!({"username": self.users[index].username}))
+            self.user_event(
+                "DELETE_ACCOUNT",
+                Some(&id),
+                None,
+                json!({"username": self.users[index].username}),
+            )
         } else {
             self.admin_event("USER", "DELETE", &format!("users/{id}"), None)
         }
@@ -258,15 +324,31 @@ impl History {
     fn revoke_grant(&mut self, index: usize) -> String {
         let id = self.users[index].id.clone();
         let client = CLIENTS[self.rng.random_range(0..CLIENTS.len())];
-        self.user_event("REVOKE_GRANT", Some(&id), None, json!({"revoked_client": client}))
+        self.user_event(
+            "REVOKE_GRANT",
+            Some(&id),
+            None,
+            json!({"revoked_client": client}),
+        )
     }
 
     fn admin_ignored(&mut self) -> String {
         let client = self.uuid();
-        self.admin_event("CLIENT", "UPDATE", &format!("clients/{client}"), Some(json!({"id": client, "enabled": true})))
+        self.admin_event(
+            "CLIENT",
+            "UPDATE",
+            &format!("clients/{client}"),
+            Some(json!({"id": client, "enabled": true})),
+        )
     }
 
-    fn user_event(&mut self, kind: &str, user: Option<&str>, session: Option<&str>, mut details: Value) -> String {
+    fn user_event(
+        &mut self,
+        kind: &str,
+        user: Option<&str>,
+        session: Option<&str>,
+        mut details: Value,
+    ) -> String {
         let client = CLIENTS[self.rng.random_range(0..CLIENTS.len())];
         let ip = self.ip();
         // Keycloak reports errors in their own field, not in the details.
@@ -290,7 +372,13 @@ impl History {
         self.shape(body, "user", AZNAMIER_USER_CLASS)
     }
 
-    fn admin_event(&mut self, resource: &str, operation: &str, path: &str, representation: Option<Value>) -> String {
+    fn admin_event(
+        &mut self,
+        resource: &str,
+        operation: &str,
+        path: &str,
+        representation: Option<Value>,
+    ) -> String {
         let mut body = Map::new();
         body.insert("time".into(), json!(self.clock));
         body.insert("realmId".into(), json!(REALM_ID));
@@ -329,16 +417,6 @@ impl History {
     }
 }
 
-/// A compact history with every event type of GUIDE §4, used by the demo.
-pub fn demo_lines() -> impl Iterator<Item = String> {
-    history(SampleOptions {
-        events: 400,
-        users: 25,
-        seed: 20_241_122,
-        ..SampleOptions::default()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,23 +424,46 @@ mod tests {
 
     #[test]
     fn histories_are_reproducible_and_parse() {
-        let options = SampleOptions { events: 2000, users: 50, seed: 7, ..SampleOptions::default() };
+        let options = SampleOptions {
+            events: 2000,
+            users: 50,
+            seed: 7,
+            ..SampleOptions::default()
+        };
         let first: Vec<String> = history(options).collect();
         let second: Vec<String> = history(options).collect();
         assert_eq!(first, second);
         let mut types = std::collections::BTreeSet::new();
         for line in &first {
-            let event = parse_message(line.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let event =
+                parse_message(line.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{e}: {line}"));
             types.insert(event.type_name);
         }
-        for expected in ["REGISTER", "LOGIN", "REFRESH_TOKEN", "LOGOUT", "USER.UPDATE", "USER.DELETE", "USER_SESSION.DELETE"] {
-            assert!(types.contains(expected), "{expected} missing from {types:?}");
+        for expected in [
+            "REGISTER",
+            "LOGIN",
+            "REFRESH_TOKEN",
+            "LOGOUT",
+            "USER.UPDATE",
+            "USER.DELETE",
+            "USER_SESSION.DELETE",
+        ] {
+            assert!(
+                types.contains(expected),
+                "{expected} missing from {types:?}"
+            );
         }
     }
 
     #[test]
     fn id_less_events_do_not_collide() {
-        let lines: Vec<String> = history(SampleOptions { events: 5000, users: 200, seed: 3, ..SampleOptions::default() }).collect();
+        let lines: Vec<String> = history(SampleOptions {
+            events: 5000,
+            users: 200,
+            seed: 3,
+            ..SampleOptions::default()
+        })
+        .collect();
         let mut ids = std::collections::HashSet::new();
         for line in &lines {
             let event = parse_message(line.as_bytes(), 1 << 20).expect("parses");

@@ -362,7 +362,12 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let because = || format!("for {}.{} admin events", raw.resource_type, raw.operation_type);
+    let because = || {
+        format!(
+            "for {}.{} admin events",
+            raw.resource_type, raw.operation_type
+        )
+    };
     match (raw.resource_type.as_str(), raw.operation_type.as_str()) {
         ("USER", "CREATE" | "UPDATE") => {
             let profile = match &raw.representation {
@@ -393,18 +398,18 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
             }),
             _ => Ok(Action::Ignore),
         },
-        ("USER_SESSION", "DELETE") => {
-            match path.iter().rposition(|s| *s == "sessions") {
-                Some(i) if i + 1 < path.len() => Ok(Action::EndSession {
-                    session_id: path[i + 1].to_string(),
-                }),
-                _ => Err(ParseError::Field {
-                    field: "resourcePath".into(),
-                    expected: "a path ending in sessions/{id}",
-                    got: describe(&Value::String(raw.resource_path.clone().unwrap_or_default())),
-                }),
-            }
-        }
+        ("USER_SESSION", "DELETE") => match path.iter().rposition(|s| *s == "sessions") {
+            Some(i) if i + 1 < path.len() => Ok(Action::EndSession {
+                session_id: path[i + 1].to_string(),
+            }),
+            _ => Err(ParseError::Field {
+                field: "resourcePath".into(),
+                expected: "a path ending in sessions/{id}",
+                got: describe(&Value::String(
+                    raw.resource_path.clone().unwrap_or_default(),
+                )),
+            }),
+        },
         _ => Ok(Action::Ignore),
     }
 }

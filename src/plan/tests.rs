@@ -1,0 +1,195 @@
+use super::*;
+use crate::event::parse_message;
+use crate::sample::{history, SampleOptions};
+use proptest::prelude::*;
+
+fn event(json: &str) -> Event {
+    parse_message(json.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+fn user(id: &str, time: i64, event_type: &str, extra: &str) -> Event {
+    event(&format!(
+        r#"{{"schema":1,"kind":"user","id":"{id}","time":{time},"realmId":"r","type":"{event_type}","userId":"u1","sessionId":"s1","clientId":"web","ipAddress":"203.0.113.1"{extra}}}"#
+    ))
+}
+
+fn admin_update(id: &str, time: i64, representation: &str) -> Event {
+    let rep = serde_json::to_string(representation).expect("string");
+    event(&format!(
+        r#"{{"schema":1,"kind":"admin","id":"{id}","time":{time},"realmId":"r","resourceType":"USER","operationType":"UPDATE","resourcePath":"users/u1","representation":{rep}}}"#
+    ))
+}
+
+#[test]
+fn profile_fields_are_last_writer_wins_per_field() {
+    let events = [
+        admin_update("b", 200, r#"{"firstName":"New","lastName":"Kept"}"#),
+        admin_update("a", 100, r#"{"firstName":"Old","email":"old@example.com"}"#),
+    ];
+    let plan = plan(events.iter());
+    let user = &plan.users[0];
+    assert_eq!(
+        user.first_name.as_ref().map(|v| v.value.as_str()),
+        Some("New")
+    );
+    assert_eq!(
+        user.last_name.as_ref().map(|v| v.value.as_str()),
+        Some("Kept")
+    );
+    // The older event still sets the field nobody newer touched.
+    assert_eq!(
+        user.email.as_ref().map(|v| v.value.as_str()),
+        Some("old@example.com")
+    );
+}
+
+#[test]
+fn equal_times_are_ordered_by_event_id() {
+    let events = [
+        admin_update("id-b", 100, r#"{"firstName":"B"}"#),
+        admin_update("id-a", 100, r#"{"firstName":"A"}"#),
+    ];
+    let forward = plan(events.iter());
+    let backward = plan(events.iter().rev());
+    assert_eq!(forward, backward);
+    assert_eq!(
+        forward.users[0]
+            .first_name
+            .as_ref()
+            .map(|v| v.value.as_str()),
+        Some("B")
+    );
+}
+
+#[test]
+fn login_username_is_only_a_placeholder() {
+    let events = [
+        user("login", 500, "LOGIN", r#","details":{"username":"guess"}"#),
+        admin_update("admin", 100, r#"{"username":"real"}"#),
+    ];
+    let plan = plan(events.iter());
+    let user = &plan.users[0];
+    assert_eq!(
+        user.username.as_ref().map(|v| v.value.as_str()),
+        Some("real")
+    );
+    assert_eq!(user.login_count, 1);
+    assert_eq!(user.last_login_at, Some(500));
+}
+
+#[test]
+fn counters_and_extremes() {
+    let events = [
+        user("l1", 300, "LOGIN", ""),
+        user("l2", 100, "LOGIN", ""),
+        user("e1", 50, "LOGIN_ERROR", ""),
+        user("e2", 70, "LOGIN_ERROR", ""),
+        user("r1", 400, "REFRESH_TOKEN", ""),
+        user("r2", 350, "REFRESH_TOKEN", ""),
+    ];
+    let plan = plan(events.iter());
+    let u = &plan.users[0];
+    assert_eq!((u.login_count, u.last_login_at), (2, Some(300)));
+    assert_eq!((u.login_error_count, u.last_login_error_at), (2, Some(70)));
+    let s = &plan.sessions[0];
+    assert_eq!(s.started_at, 100);
+    assert_eq!((s.refresh_count, s.last_refresh_at), (2, Some(400)));
+    assert!(s.end.is_none());
+}
+
+#[test]
+fn the_earliest_end_wins_and_logout_revokes_session_tokens() {
+    let end_admin = event(
+        r#"{"schema":1,"kind":"admin","id":"adm","time":900,"realmId":"r","resourceType":"USER_SESSION","operationType":"DELETE","resourcePath":"sessions/s1"}"#,
+    );
+    let events = [
+        user("out", 800, "LOGOUT", ""),
+        end_admin,
+        user("in", 10, "LOGIN", ""),
+    ];
+    let plan = plan(events.iter());
+    let session = &plan.sessions[0];
+    assert_eq!(session.started_at, 10);
+    let end = session.end.as_ref().expect("ended");
+    assert_eq!((end.at, end.reason), (800, EndReason::Logout));
+    assert!(plan.revocations.contains(&Revocation::Session {
+        session_id: "s1".into(),
+        at: 800
+    }));
+}
+
+#[test]
+fn deletion_and_disabling_cut_off_sessions_and_tokens() {
+    let events = [
+        user("del", 700, "DELETE_ACCOUNT", ""),
+        user("lock", 600, "USER_DISABLED_BY_PERMANENT_LOCKOUT", ""),
+        admin_update("off", 650, r#"{"enabled":false}"#),
+        admin_update("on", 660, r#"{"enabled":true}"#),
+    ];
+    let plan = plan(events.iter());
+    let u = &plan.users[0];
+    assert_eq!(u.deleted_at, Some(700));
+    assert_eq!(
+        u.enabled.as_ref().map(|v| v.value),
+        Some(true),
+        "re-enabled last"
+    );
+    let reasons: Vec<(i64, EndReason)> = plan.cutoffs.iter().map(|c| (c.at, c.reason)).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (600, EndReason::UserDisabled),
+            (650, EndReason::UserDisabled),
+            (700, EndReason::UserDeleted)
+        ]
+    );
+    assert!(plan.revocations.contains(&Revocation::User {
+        user_id: "u1".into(),
+        at: 700
+    }));
+    assert_eq!(plan.session_users(), vec!["u1"]);
+}
+
+#[test]
+fn revoke_grant_revokes_offline_tokens_of_the_client() {
+    let plan = plan(
+        [user(
+            "g",
+            5,
+            "REVOKE_GRANT",
+            r#","details":{"revoked_client":"cli"}"#,
+        )]
+        .iter(),
+    );
+    assert_eq!(
+        plan.revocations,
+        vec![Revocation::OfflineGrant {
+            user_id: "u1".into(),
+            client_id: "cli".into(),
+            at: 5
+        }]
+    );
+    assert!(plan.users.is_empty() && plan.sessions.is_empty());
+}
+
+#[test]
+fn ignored_events_plan_nothing() {
+    let plan = plan([user("c", 5, "CODE_TO_TOKEN", "")].iter());
+    assert!(plan.is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Folding is order-independent: any permutation of a history plans the same rows.
+    #[test]
+    fn plans_do_not_depend_on_event_order(seed in any::<u64>(), shuffle in any::<u64>()) {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let options = SampleOptions { events: 300, users: 12, seed, ..SampleOptions::default() };
+        let events: Vec<Event> = history(options).map(|line| event(&line)).collect();
+        let mut shuffled = events.clone();
+        shuffled.shuffle(&mut rand::rngs::StdRng::seed_from_u64(shuffle));
+        prop_assert_eq!(plan(events.iter()), plan(shuffled.iter()));
+    }
+}

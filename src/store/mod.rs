@@ -196,7 +196,10 @@ pub async fn apply_in(
     events: &[Event],
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut seen = HashSet::with_capacity(events.len());
-    let first: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id.as_str())).collect();
+    let first: Vec<&Event> = events
+        .iter()
+        .filter(|e| seen.insert(e.id.as_str()))
+        .collect();
     let fresh = write::record_inbox(tx, &first).await?;
     let new_events: Vec<&Event> = first
         .iter()

@@ -27,7 +27,13 @@ pub async fn record_inbox<'e>(
     let times: Vec<i64> = sorted.iter().map(|e| e.time).collect();
     let outcomes: Vec<&str> = sorted
         .iter()
-        .map(|e| if e.action.is_ignored() { "ignored" } else { "applied" })
+        .map(|e| {
+            if e.action.is_ignored() {
+                "ignored"
+            } else {
+                "applied"
+            }
+        })
         .collect();
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO processed_events (event_id, kind, type, realm_id, event_time, outcome)
@@ -46,7 +52,10 @@ pub async fn record_inbox<'e>(
     .fetch_all(&mut **tx)
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
-    Ok(ids.into_iter().filter(|id| inserted.contains(*id)).collect())
+    Ok(ids
+        .into_iter()
+        .filter(|id| inserted.contains(*id))
+        .collect())
 }
 
 pub async fn write_plan(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
@@ -166,8 +175,18 @@ async fn upsert_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
         .bind(users.iter().map(|u| u.created_at).collect::<Vec<_>>())
         .bind(users.iter().map(|u| u.last_login_at).collect::<Vec<_>>())
         .bind(users.iter().map(|u| u.login_count).collect::<Vec<_>>())
-        .bind(users.iter().map(|u| u.last_login_error_at).collect::<Vec<_>>())
-        .bind(users.iter().map(|u| u.login_error_count).collect::<Vec<_>>())
+        .bind(
+            users
+                .iter()
+                .map(|u| u.last_login_error_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            users
+                .iter()
+                .map(|u| u.login_error_count)
+                .collect::<Vec<_>>(),
+        )
         .bind(users.iter().map(|u| u.deleted_at).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
@@ -184,10 +203,12 @@ async fn lock_users(tx: &mut Tx<'_>, user_ids: &[&str]) -> Result<(), sqlx::Erro
     let mut keys: Vec<i64> = user_ids.iter().map(|id| lock_key(id)).collect();
     keys.sort_unstable();
     keys.dedup();
-    sqlx::query("SELECT count(pg_advisory_xact_lock(k)) FROM UNNEST($1::int8[]) WITH ORDINALITY AS t(k, n)")
-        .bind(&keys)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM UNNEST($1::int8[]) WITH ORDINALITY AS t(k, n)",
+    )
+    .bind(&keys)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -258,18 +279,48 @@ async fn upsert_sessions(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error
              end_ver = LEAST(s.end_ver, EXCLUDED.end_ver)",
     )
     .bind(sessions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>())
-    .bind(sessions.iter().map(|s| s.realm_id.as_str()).collect::<Vec<_>>())
-    .bind(sessions.iter().map(|s| s.user_id.as_deref()).collect::<Vec<_>>())
+    .bind(
+        sessions
+            .iter()
+            .map(|s| s.realm_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        sessions
+            .iter()
+            .map(|s| s.user_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .bind(&client)
     .bind(&client_ver)
     .bind(&ip)
     .bind(&ip_ver)
     .bind(sessions.iter().map(|s| s.started_at).collect::<Vec<_>>())
-    .bind(sessions.iter().map(|s| s.last_refresh_at).collect::<Vec<_>>())
+    .bind(
+        sessions
+            .iter()
+            .map(|s| s.last_refresh_at)
+            .collect::<Vec<_>>(),
+    )
     .bind(sessions.iter().map(|s| s.refresh_count).collect::<Vec<_>>())
-    .bind(sessions.iter().map(|s| s.end.as_ref().map(|e| e.at)).collect::<Vec<_>>())
-    .bind(sessions.iter().map(|s| s.end.as_ref().map(|e| e.reason.as_str())).collect::<Vec<_>>())
-    .bind(sessions.iter().map(|s| s.end.as_ref().map(|e| e.version.as_str())).collect::<Vec<_>>())
+    .bind(
+        sessions
+            .iter()
+            .map(|s| s.end.as_ref().map(|e| e.at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        sessions
+            .iter()
+            .map(|s| s.end.as_ref().map(|e| e.reason.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        sessions
+            .iter()
+            .map(|s| s.end.as_ref().map(|e| e.version.as_str()))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut **tx)
     .await?;
     Ok(())

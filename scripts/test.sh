@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: starts the local Postgres and RabbitMQ (installing them if
+# needed), checks formatting and lints, then runs every test. Ends with the runner's summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh up
+eval "$(scripts/services.sh env)"
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+
+# Databases left behind by an interrupted earlier run.
+psql "$KCS_TEST_DATABASE_URL" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'kcs_test_%'" |
+  while read -r name; do
+    [ -n "$name" ] && psql "$KCS_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
+  done
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi

@@ -1,0 +1,562 @@
+//! Each event of GUIDE §4, applied to a real Postgres, with the exact rows it must leave.
+
+use keycloak_sync::event::Event;
+use keycloak_sync::store::Outcome;
+
+use crate::support::*;
+
+/// A user event for user `u1`, session `s1`, client `web`.
+fn ue(id: &str, time: i64, event_type: &str, extra: &str) -> Event {
+    ue_in("s1", id, time, event_type, extra)
+}
+
+fn ue_in(session: &str, id: &str, time: i64, event_type: &str, extra: &str) -> Event {
+    event(&format!(
+        r#"{{"schema":1,"kind":"user","id":"{id}","time":{time},"realmId":"r","realmName":"acme","type":"{event_type}","clientId":"web","userId":"u1","sessionId":"{session}","ipAddress":"203.0.113.7"{extra}}}"#
+    ))
+}
+
+fn admin(
+    id: &str,
+    time: i64,
+    resource: &str,
+    operation: &str,
+    path: &str,
+    representation: Option<&str>,
+) -> Event {
+    let rep = representation
+        .map(|r| {
+            format!(
+                r#","representation":{}"#,
+                serde_json::to_string(r).expect("string")
+            )
+        })
+        .unwrap_or_default();
+    event(&format!(
+        r#"{{"schema":1,"kind":"admin","id":"{id}","time":{time},"realmId":"r","resourceType":"{resource}","operationType":"{operation}","resourcePath":"{path}"{rep}}}"#
+    ))
+}
+
+fn login(id: &str, time: i64, session: &str) -> Event {
+    event(&format!(
+        r#"{{"schema":1,"kind":"user","id":"{id}","time":{time},"realmId":"r","type":"LOGIN","clientId":"web","userId":"u1","sessionId":"{session}","ipAddress":"203.0.113.7","details":{{"username":"alice"}}}}"#
+    ))
+}
+
+fn open_session(id: &str, started_at: i64) -> SessionRow {
+    SessionRow {
+        id: id.to_string(),
+        realm_id: "r".into(),
+        user_id: Some("u1".into()),
+        client_id: Some("web".into()),
+        ip_address: Some("203.0.113.7".into()),
+        started_at,
+        last_refresh_at: None,
+        refresh_count: 0,
+        ended_at: None,
+        end_reason: None,
+        is_active: true,
+    }
+}
+
+fn ended(mut session: SessionRow, at: i64, reason: &str) -> SessionRow {
+    session.ended_at = Some(at);
+    session.end_reason = Some(reason.into());
+    session.is_active = false;
+    session
+}
+
+#[tokio::test]
+async fn register_creates_the_user() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let outcomes = apply(&store, &[ue("e1", 1000, "REGISTER", r#","details":{"username":"alice","email":"alice@example.com","register_method":"form"}"#)]).await;
+    assert_eq!(outcomes, vec![Outcome::Applied]);
+    let mut expected = UserRow::new("u1");
+    expected.username = Some("alice".into());
+    expected.email = Some("alice@example.com".into());
+    expected.enabled = Some(true);
+    expected.created_at = Some(1000);
+    assert_eq!(users(&store).await, vec![expected]);
+    // REGISTER carries a session only in its details; no session row is created.
+    assert!(sessions(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn login_of_an_unknown_user_creates_a_placeholder_and_a_session() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    apply(&store, &[login("e1", 2000, "s1")]).await;
+    let mut expected = UserRow::new("u1");
+    expected.username = Some("alice".into());
+    expected.enabled = Some(true);
+    expected.last_login_at = Some(2000);
+    expected.login_count = 1;
+    assert_eq!(users(&store).await, vec![expected.clone()]);
+    assert_eq!(sessions(&store).await, vec![open_session("s1", 2000)]);
+
+    // A later, real profile change wins over the placeholder even though it is older.
+    apply(
+        &store,
+        &[admin(
+            "a1",
+            1500,
+            "USER",
+            "UPDATE",
+            "users/u1",
+            Some(r#"{"username":"alice.real","enabled":true}"#),
+        )],
+    )
+    .await;
+    expected.username = Some("alice.real".into());
+    assert_eq!(users(&store).await, vec![expected.clone()]);
+    // And a newer login's placeholder does not overwrite it.
+    apply(&store, &[login("e2", 3000, "s2")]).await;
+    expected.last_login_at = Some(3000);
+    expected.login_count = 2;
+    assert_eq!(users(&store).await, vec![expected]);
+}
+
+#[tokio::test]
+async fn login_error_counts_only_when_the_user_is_known() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let anonymous = event(
+        r#"{"schema":1,"kind":"user","id":"x","time":5,"realmId":"r","type":"LOGIN_ERROR","error":"user_not_found","details":{"username":"ghost"}}"#,
+    );
+    let outcomes = apply(
+        &store,
+        &[
+            ue(
+                "e1",
+                100,
+                "LOGIN_ERROR",
+                r#","error":"invalid_user_credentials""#,
+            ),
+            ue("e2", 300, "LOGIN_ERROR", ""),
+            anonymous,
+        ],
+    )
+    .await;
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Applied, Outcome::Applied, Outcome::Ignored]
+    );
+    let mut expected = UserRow::new("u1");
+    expected.login_error_count = 2;
+    expected.last_login_error_at = Some(300);
+    assert_eq!(users(&store).await, vec![expected]);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_whichever_arrives_first() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    // Logout first, then the login it ends.
+    apply(&store, &[ue("out", 5000, "LOGOUT", "")]).await;
+    assert_eq!(
+        session(&store, "s1").await,
+        SessionRow {
+            client_id: None,
+            ip_address: None,
+            ..ended(open_session("s1", 5000), 5000, "logout")
+        }
+    );
+    apply(&store, &[login("in", 1000, "s1")]).await;
+    assert_eq!(
+        sessions(&store).await,
+        vec![ended(open_session("s1", 1000), 5000, "logout")]
+    );
+}
+
+#[tokio::test]
+async fn refresh_counts_and_never_reopens_an_ended_session() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    apply(
+        &store,
+        &[login("in", 1000, "s1"), ue("r1", 2000, "REFRESH_TOKEN", "")],
+    )
+    .await;
+    let mut expected = open_session("s1", 1000);
+    expected.refresh_count = 1;
+    expected.last_refresh_at = Some(2000);
+    assert_eq!(sessions(&store).await, vec![expected.clone()]);
+    apply(
+        &store,
+        &[
+            ue("out", 3000, "LOGOUT", ""),
+            ue("r2", 4000, "REFRESH_TOKEN", ""),
+        ],
+    )
+    .await;
+    expected.refresh_count = 2;
+    expected.last_refresh_at = Some(4000);
+    assert_eq!(
+        sessions(&store).await,
+        vec![ended(expected, 3000, "logout")]
+    );
+}
+
+#[tokio::test]
+async fn profile_and_email_updates_and_verification() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    apply(
+        &store,
+        &[
+            ue("reg", 100, "REGISTER", r#","details":{"username":"alice","email":"a@example.com"}"#),
+            ue("p1", 200, "UPDATE_PROFILE", r#","details":{"updated_first_name":"Alice","updated_last_name":"Liddell","previous_first_name":"A"}"#),
+            ue("m1", 300, "UPDATE_EMAIL", r#","details":{"updated_email":"alice@example.org","previous_email":"a@example.com"}"#),
+            ue("v1", 400, "VERIFY_EMAIL", r#","details":{"email":"alice@example.org"}"#),
+        ],
+    )
+    .await;
+    let mut expected = UserRow::new("u1");
+    expected.username = Some("alice".into());
+    expected.email = Some("alice@example.org".into());
+    expected.first_name = Some("Alice".into());
+    expected.last_name = Some("Liddell".into());
+    expected.email_verified = Some(true);
+    expected.enabled = Some(true);
+    expected.created_at = Some(100);
+    assert_eq!(users(&store).await, vec![expected.clone()]);
+    // An older email change arriving late does not overwrite the newer one.
+    apply(
+        &store,
+        &[ue(
+            "m0",
+            250,
+            "UPDATE_EMAIL",
+            r#","details":{"updated_email":"stale@example.com"}"#,
+        )],
+    )
+    .await;
+    assert_eq!(users(&store).await, vec![expected]);
+}
+
+#[tokio::test]
+async fn admin_create_and_update_set_the_profile() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let create = r#"{"id":"u1","username":"bob","email":"bob@example.com","firstName":"Bob","lastName":"Builder","emailVerified":false,"enabled":true,"createdTimestamp":1700000000000,"attributes":{"dept":["ops"]}}"#;
+    apply(
+        &store,
+        &[admin(
+            "c",
+            1_700_000_000_100,
+            "USER",
+            "CREATE",
+            "users/u1",
+            Some(create),
+        )],
+    )
+    .await;
+    apply(
+        &store,
+        &[admin(
+            "u",
+            1_700_000_000_200,
+            "USER",
+            "UPDATE",
+            "users/u1",
+            Some(r#"{"emailVerified":true,"attributes":{"dept":["dev"]}}"#),
+        )],
+    )
+    .await;
+    let mut expected = UserRow::new("u1");
+    expected.username = Some("bob".into());
+    expected.email = Some("bob@example.com".into());
+    expected.first_name = Some("Bob".into());
+    expected.last_name = Some("Builder".into());
+    expected.email_verified = Some(true);
+    expected.enabled = Some(true);
+    expected.attributes = Some(serde_json::json!({"dept": ["dev"]}));
+    expected.created_at = Some(1_700_000_000_000);
+    assert_eq!(users(&store).await, vec![expected]);
+}
+
+#[tokio::test]
+async fn deletion_is_terminal_and_ends_sessions() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    apply(
+        &store,
+        &[
+            login("l1", 1000, "s1"),
+            login("l2", 1500, "s2"),
+            ue_in("s2", "out", 1600, "LOGOUT", ""),
+        ],
+    )
+    .await;
+    apply(&store, &[ue("del", 2000, "DELETE_ACCOUNT", "")]).await;
+    // An update older than the deletion, arriving after it, changes the profile field it
+    // owns but never clears the deletion.
+    apply(
+        &store,
+        &[admin(
+            "old",
+            1800,
+            "USER",
+            "UPDATE",
+            "users/u1",
+            Some(r#"{"firstName":"Late","enabled":true}"#),
+        )],
+    )
+    .await;
+    let user = user(&store, "u1").await;
+    assert_eq!(user.deleted_at, Some(2000));
+    assert_eq!(user.first_name.as_deref(), Some("Late"));
+    // A login from before the deletion learnt about only now still ends at the deletion.
+    apply(&store, &[login("l3", 1900, "s3")]).await;
+    let rows = sessions(&store).await;
+    assert_eq!(
+        rows[0],
+        ended(open_session("s1", 1000), 2000, "user_deleted")
+    );
+    assert_eq!(
+        rows[1],
+        ended(open_session("s2", 1500), 1600, "logout"),
+        "ended before the deletion"
+    );
+    assert_eq!(
+        rows[2],
+        ended(open_session("s3", 1900), 2000, "user_deleted")
+    );
+    // The admin API delete path records the same.
+    let db2 = TestDb::new().await;
+    let store2 = db2.store().await;
+    apply(
+        &store2,
+        &[
+            admin("d", 2000, "USER", "DELETE", "users/u1", None),
+            login("l1", 1000, "s1"),
+        ],
+    )
+    .await;
+    assert_eq!(user_deleted_at(&store2).await, Some(2000));
+    assert_eq!(
+        session(&store2, "s1").await,
+        ended(open_session("s1", 1000), 2000, "user_deleted")
+    );
+}
+
+async fn user_deleted_at(store: &keycloak_sync::store::Store) -> Option<i64> {
+    user(store, "u1").await.deleted_at
+}
+
+#[tokio::test]
+async fn disabling_ends_sessions_that_had_started() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    apply(
+        &store,
+        &[
+            login("l1", 1000, "s1"),
+            ue("lock", 2000, "USER_DISABLED_BY_PERMANENT_LOCKOUT", ""),
+            admin(
+                "on",
+                3000,
+                "USER",
+                "UPDATE",
+                "users/u1",
+                Some(r#"{"enabled":true}"#),
+            ),
+            login("l2", 4000, "s2"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        sessions(&store).await,
+        vec![
+            ended(open_session("s1", 1000), 2000, "user_disabled"),
+            open_session("s2", 4000)
+        ]
+    );
+    assert_eq!(user(&store, "u1").await.enabled, Some(true));
+    // An admin disable ends the new session too.
+    apply(
+        &store,
+        &[admin(
+            "off",
+            5000,
+            "USER",
+            "UPDATE",
+            "users/u1",
+            Some(r#"{"enabled":false}"#),
+        )],
+    )
+    .await;
+    assert_eq!(
+        session(&store, "s2").await,
+        ended(open_session("s2", 4000), 5000, "user_disabled")
+    );
+    assert_eq!(user(&store, "u1").await.enabled, Some(false));
+}
+
+#[tokio::test]
+async fn admin_session_delete_ends_that_session() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    apply(
+        &store,
+        &[admin(
+            "k",
+            2000,
+            "USER_SESSION",
+            "DELETE",
+            "sessions/s1",
+            None,
+        )],
+    )
+    .await;
+    apply(&store, &[login("l1", 1000, "s1")]).await;
+    assert_eq!(
+        sessions(&store).await,
+        vec![ended(open_session("s1", 1000), 2000, "admin")]
+    );
+}
+
+#[tokio::test]
+async fn unknown_events_are_recorded_as_ignored() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let outcomes = apply(
+        &store,
+        &[
+            ue("c", 1, "CODE_TO_TOKEN", ""),
+            admin("k", 2, "CLIENT", "UPDATE", "clients/x", None),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes, vec![Outcome::Ignored, Outcome::Ignored]);
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT event_id, kind, type, outcome FROM processed_events ORDER BY event_id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("inbox");
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "c".into(),
+                "user".into(),
+                "CODE_TO_TOKEN".into(),
+                "ignored".into()
+            ),
+            (
+                "k".into(),
+                "admin".into(),
+                "CLIENT.UPDATE".into(),
+                "ignored".into()
+            ),
+        ]
+    );
+    assert!(users(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn duplicates_change_nothing_within_and_across_batches() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let first = login("l1", 1000, "s1");
+    let outcomes = apply(&store, &[first.clone(), first.clone()]).await;
+    assert_eq!(outcomes, vec![Outcome::Applied, Outcome::Duplicate]);
+    let outcomes = apply(&store, &[first.clone(), ue("r", 1100, "REFRESH_TOKEN", "")]).await;
+    assert_eq!(outcomes, vec![Outcome::Duplicate, Outcome::Applied]);
+    assert_eq!(user(&store, "u1").await.login_count, 1);
+    assert_eq!(session(&store, "s1").await.refresh_count, 1);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_of_the_same_events_count_once() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let events: Vec<Event> = (0..40)
+        .map(|i| login(&format!("l{i}"), 1000 + i, &format!("s{i}")))
+        .collect();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        let mut events = events.clone();
+        events.reverse();
+        tasks.push(tokio::spawn(async move {
+            store.apply(&events).await.expect("apply")
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        applied += task
+            .await
+            .expect("task")
+            .iter()
+            .filter(|o| **o == Outcome::Applied)
+            .count();
+    }
+    assert_eq!(applied, 40, "each event is applied by exactly one delivery");
+    assert_eq!(user(&store, "u1").await.login_count, 40);
+    assert_eq!(sessions(&store).await.len(), 40);
+}
+
+#[tokio::test]
+async fn revocations_remove_vault_rows_issued_before_them() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let insert = |user: &'static str,
+                  kind: &'static str,
+                  session: &'static str,
+                  client: &'static str,
+                  issued: i64| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO auth_vault (id, realm_id, user_id, token_type, session_id, client_id, key_id,
+                     nonce, ciphertext, issued_at, issued_ver)
+                 VALUES (gen_random_uuid(), 'r', $1, $2, $3, $4, 'k1', '\\x00', '\\x00', ms_ts($5), $5::text)",
+            )
+            .bind(user)
+            .bind(kind)
+            .bind(session)
+            .bind(client)
+            .bind(issued)
+            .execute(&pool)
+            .await
+            .expect("insert vault row");
+        }
+    };
+    insert("u1", "refresh", "s1", "web", 100).await;
+    insert("u1", "offline", "s2", "web", 100).await;
+    insert("u1", "offline", "s3", "cli", 100).await;
+    insert("u2", "refresh", "s9", "web", 100).await;
+    insert("u2", "offline", "s8", "web", 900).await;
+    let remaining = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT user_id || ':' || session_id FROM auth_vault ORDER BY 1",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("vault")
+    };
+    apply(&store, &[ue("out", 500, "LOGOUT", "")]).await;
+    assert_eq!(remaining().await, vec!["u1:s2", "u1:s3", "u2:s8", "u2:s9"]);
+    apply(
+        &store,
+        &[ue(
+            "g",
+            500,
+            "REVOKE_GRANT",
+            r#","details":{"revoked_client":"cli"}"#,
+        )],
+    )
+    .await;
+    assert_eq!(remaining().await, vec!["u1:s2", "u2:s8", "u2:s9"]);
+    let disable_u2 = event(
+        r#"{"schema":1,"kind":"user","id":"lk","time":500,"realmId":"r","type":"USER_DISABLED_BY_PERMANENT_LOCKOUT","userId":"u2"}"#,
+    );
+    apply(&store, &[disable_u2]).await;
+    // The token issued after the disabling (time 900) is not touched by it.
+    assert_eq!(remaining().await, vec!["u1:s2", "u2:s8"]);
+    apply(&store, &[ue("del", 600, "DELETE_ACCOUNT", "")]).await;
+    assert_eq!(remaining().await, vec!["u2:s8"]);
+}

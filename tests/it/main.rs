@@ -1,0 +1,7 @@
+//! Integration tests against real Postgres (and, where named, RabbitMQ) servers. Each test
+//! gets a fresh database; start the servers with `scripts/services.sh up`.
+
+mod apply;
+mod order;
+mod replay;
+mod support;
