@@ -42,6 +42,9 @@ pub enum Command {
         /// Events per transaction (default: replay.batch_size).
         #[arg(long)]
         batch_size: Option<usize>,
+        /// Batches applied concurrently (default: replay.workers).
+        #[arg(long)]
+        workers: Option<usize>,
         /// Write each rejected line (number, reason, redacted input) to this JSONL file.
         #[arg(long)]
         rejects: Option<PathBuf>,
@@ -109,6 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay {
             input,
             batch_size,
+            workers,
             rejects,
             no_migrate,
         } => {
@@ -119,6 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let options = ReplayOptions {
                 batch_size: batch_size.unwrap_or(settings.replay_batch_size),
+                workers: workers.unwrap_or(settings.replay_workers),
                 intake: Intake {
                     max_message_bytes: settings.max_message_bytes,
                     vault_enabled: false,

@@ -61,6 +61,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("log.level", Some("info")),
     ("limits.max_message_bytes", Some("1048576")),
     ("replay.batch_size", Some("500")),
+    ("replay.workers", Some("2")),
 ];
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +135,7 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawReplay {
     batch_size: usize,
+    workers: usize,
 }
 
 /// A URL whose password is a secret: `Display` shows it with the password redacted.
@@ -228,6 +230,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub max_message_bytes: usize,
     pub replay_batch_size: usize,
+    pub replay_workers: usize,
 }
 
 impl Settings {
@@ -327,6 +330,9 @@ impl Raw {
         if self.limits.max_message_bytes < 1024 {
             return Err(invalid("limits.max_message_bytes", "must be at least 1024"));
         }
+        if self.replay.workers == 0 {
+            return Err(invalid("replay.workers", "must be at least 1"));
+        }
         if self.replay.batch_size == 0 {
             return Err(invalid("replay.batch_size", "must be at least 1"));
         }
@@ -365,6 +371,7 @@ impl Raw {
             },
             max_message_bytes: self.limits.max_message_bytes,
             replay_batch_size: self.replay.batch_size,
+            replay_workers: self.replay.workers,
         })
     }
 }
@@ -414,7 +421,7 @@ impl Settings {
              [vault]\nkeys = {}\nactive_key = {}\n\n\
              [log]\nformat = {:?}\nlevel = {:?}\n\n\
              [limits]\nmax_message_bytes = {}\n\n\
-             [replay]\nbatch_size = {}\n",
+             [replay]\nbatch_size = {}\nworkers = {}\n",
             d.url,
             d.schema,
             d.max_connections,
@@ -437,6 +444,7 @@ impl Settings {
             self.log.level,
             self.max_message_bytes,
             self.replay_batch_size,
+            self.replay_workers,
         )
     }
 }

@@ -209,19 +209,25 @@ impl Plan {
             && self.revocations.is_empty()
     }
 
-    /// Users whose sessions this plan may end or start: the rows that must be locked
-    /// while cutoffs and sessions meet.
-    pub fn session_users(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self
-            .sessions
-            .iter()
-            .filter_map(|s| s.user_id.as_deref())
-            .chain(self.cutoffs.iter().map(|c| c.user_id.as_str()))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+    /// The users whose sessions and cutoffs must not be written concurrently, with
+    /// whether this plan needs them exclusively (it adds cutoffs) or shared (it only
+    /// writes sessions, which other session writers may do at the same time).
+    pub fn user_locks(&self) -> BTreeMap<&str, LockMode> {
+        let mut locks = BTreeMap::new();
+        for user in self.sessions.iter().filter_map(|s| s.user_id.as_deref()) {
+            locks.insert(user, LockMode::Shared);
+        }
+        for cutoff in &self.cutoffs {
+            locks.insert(cutoff.user_id.as_str(), LockMode::Exclusive);
+        }
+        locks
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Shared,
+    Exclusive,
 }
 
 #[derive(Default)]

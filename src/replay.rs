@@ -61,6 +61,8 @@ impl std::fmt::Display for Summary {
 
 pub struct ReplayOptions {
     pub batch_size: usize,
+    /// Batches applied at once, each in its own transaction.
+    pub workers: usize,
     pub intake: Intake,
     pub rejects: Option<PathBuf>,
     /// Draw a progress bar (a terminal); otherwise log progress every few seconds.
@@ -127,13 +129,33 @@ pub async fn replay(
 
     let progress = Progress::new(options.progress_bar, total_bytes);
     let mut summary = Summary::default();
-    while let Some(chunk) = receiver.recv().await {
-        let chunk = chunk.context("reading the event log")?;
-        let mut rejected = chunk.rejected;
-        let results = store
-            .apply_isolating(&chunk.events)
-            .await
+    // Batches are applied by up to `workers` concurrent transactions: the apply path is
+    // order-independent and safe under concurrency, so the outcome is the same.
+    let workers = options.workers.max(1);
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut reading = true;
+    while reading || !in_flight.is_empty() {
+        if reading && in_flight.len() < workers {
+            match receiver.recv().await {
+                Some(chunk) => {
+                    let chunk = chunk.context("reading the event log")?;
+                    let store = store.clone();
+                    in_flight.spawn(async move {
+                        let results = store.apply_isolating(&chunk.events).await;
+                        (chunk, results)
+                    });
+                }
+                None => reading = false,
+            }
+            continue;
+        }
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
+        let (chunk, results) = joined.context("an apply task failed")?;
+        let results = results
             .with_context(|| format!("applying the batch ending at line {}", chunk.last_line))?;
+        let mut rejected = chunk.rejected;
         for (i, result) in results.into_iter().enumerate() {
             match result {
                 Ok(outcome) => summary.tally.add(outcome),
@@ -152,7 +174,7 @@ pub async fn replay(
             }
         }
         summary.rejected += rejected.len() as u64;
-        summary.lines = chunk.last_line;
+        summary.lines = summary.lines.max(chunk.last_line);
         progress.update(chunk.bytes_read, &summary);
     }
     reader_thread

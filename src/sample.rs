@@ -24,6 +24,10 @@ pub struct SampleOptions {
     pub seed: u64,
     /// Epoch ms of the first event.
     pub start_ms: i64,
+    /// Extra weight of everyday traffic (logins, refreshes, token exchanges) against 100
+    /// for the whole event catalogue: 0 makes deletions, disablings and admin edits
+    /// common (tests), the default gives a production-like mix.
+    pub everyday_weight: u32,
 }
 
 impl Default for SampleOptions {
@@ -33,6 +37,7 @@ impl Default for SampleOptions {
             users: 100,
             seed: 1,
             start_ms: 1_732_270_000_000,
+            everyday_weight: 200,
         }
     }
 }
@@ -101,9 +106,18 @@ impl History {
         }
         let slot = self.rng.random_range(0..self.live.len());
         let index = self.live[slot];
-        let roll = self.rng.random_range(0..100);
         let has_session = !self.users[index].sessions.is_empty();
         let enabled = self.users[index].enabled;
+        let roll = self.rng.random_range(0..100 + self.options.everyday_weight);
+        if roll >= 100 {
+            return match roll % 3 {
+                0 if enabled => self.login(index),
+                1 if has_session => self.refresh(index),
+                2 if has_session => self.code_to_token(index),
+                _ if enabled => self.login(index),
+                _ => self.login_error(index),
+            };
+        }
         match roll {
             0..=24 if enabled => self.login(index),
             25..=49 if has_session => self.refresh(index),
@@ -428,6 +442,7 @@ mod tests {
             events: 2000,
             users: 50,
             seed: 7,
+            everyday_weight: 0,
             ..SampleOptions::default()
         };
         let first: Vec<String> = history(options).collect();

@@ -1,13 +1,13 @@
 //! The SQL of the apply path: one multi-row statement per table, each merging with the
 //! same commutative rules as the planner (see `plan.rs`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
 
 use sqlx::{Postgres, Transaction};
 
 use crate::event::Event;
-use crate::plan::{Plan, Revocation, Versioned};
+use crate::plan::{LockMode, Plan, Revocation, Versioned};
 
 type Tx<'t> = Transaction<'t, Postgres>;
 
@@ -62,14 +62,13 @@ pub async fn write_plan(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error>
     if plan.is_empty() {
         return Ok(());
     }
-    upsert_users(tx, plan).await?;
-    let session_users = plan.session_users();
-    lock_users(tx, &session_users).await?;
+    lock_users(tx, plan).await?;
     insert_cutoffs(tx, plan).await?;
     upsert_sessions(tx, plan).await?;
-    let session_ids: Vec<&str> = plan.sessions.iter().map(|s| s.id.as_str()).collect();
-    apply_cutoffs(tx, &session_users, &session_ids).await?;
+    apply_cutoffs(tx, plan).await?;
     revoke_tokens(tx, &plan.revocations).await?;
+    // Last: the rows most batches share are then locked only until the commit.
+    upsert_users(tx, plan).await?;
     Ok(())
 }
 
@@ -193,20 +192,26 @@ async fn upsert_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Serialises transactions that touch the sessions or cutoffs of the same users, so a
-/// session inserted by one and a cutoff inserted by the other always meet. Keys are
-/// taken in sorted order to rule out deadlocks between batches.
-async fn lock_users(tx: &mut Tx<'_>, user_ids: &[&str]) -> Result<(), sqlx::Error> {
-    if user_ids.is_empty() {
+/// Makes a transaction that adds cutoffs for a user wait for (or hold off) any other
+/// that writes that user's sessions, so a session and a cutoff written concurrently
+/// always meet. Session writers share the lock. Keys are taken in sorted order to rule
+/// out deadlocks between batches.
+async fn lock_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let mut keys: BTreeMap<i64, bool> = BTreeMap::new();
+    for (user, mode) in plan.user_locks() {
+        let exclusive = keys.entry(lock_key(user)).or_default();
+        *exclusive |= mode == LockMode::Exclusive;
+    }
+    if keys.is_empty() {
         return Ok(());
     }
-    let mut keys: Vec<i64> = user_ids.iter().map(|id| lock_key(id)).collect();
-    keys.sort_unstable();
-    keys.dedup();
+    let (keys, exclusive): (Vec<i64>, Vec<bool>) = keys.into_iter().unzip();
     sqlx::query(
-        "SELECT count(pg_advisory_xact_lock(k)) FROM UNNEST($1::int8[]) WITH ORDINALITY AS t(k, n)",
+        "SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(k) ELSE pg_advisory_xact_lock_shared(k) END)
+         FROM UNNEST($1::int8[], $2::bool[]) WITH ORDINALITY AS t(k, x, n)",
     )
     .bind(&keys)
+    .bind(&exclusive)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -326,31 +331,57 @@ async fn upsert_sessions(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error
     Ok(())
 }
 
-/// Ends every session of these users that a cutoff at or after its start reaches, unless
-/// it already ended earlier. Covers both new cutoffs meeting stored sessions and new
-/// sessions meeting stored cutoffs (the stored row may know the user when the event did not).
-async fn apply_cutoffs(
-    tx: &mut Tx<'_>,
-    user_ids: &[&str],
-    session_ids: &[&str],
-) -> Result<(), sqlx::Error> {
-    if user_ids.is_empty() && session_ids.is_empty() {
+/// Ends sessions where a cutoff reaches them, unless they already ended earlier: new
+/// cutoffs meeting stored sessions, and the batch's sessions meeting stored cutoffs (the
+/// stored row may know the user when the event did not).
+async fn apply_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    if plan.cutoffs.is_empty() && plan.sessions.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "UPDATE user_sessions s
+        "WITH new_cutoffs AS (
+             SELECT c.* FROM session_cutoffs c
+             JOIN UNNEST($1::text[], $2::text[]) AS n(user_id, ver)
+               ON c.user_id = n.user_id AND c.ver = n.ver
+         ),
+         candidates AS (
+             SELECT t.id, t.end_ver, c.at, c.reason, c.ver
+             FROM new_cutoffs c
+             JOIN user_sessions t ON t.user_id = c.user_id AND t.started_at <= c.at
+             UNION ALL
+             SELECT t.id, t.end_ver, c.at, c.reason, c.ver
+             FROM user_sessions t
+             JOIN session_cutoffs c ON c.user_id = t.user_id AND t.started_at <= c.at
+             WHERE t.id = ANY($3::text[])
+         )
+         UPDATE user_sessions s
          SET ended_at = c.at, end_reason = c.reason, end_ver = c.ver
          FROM (
-             SELECT DISTINCT ON (s2.id) s2.id, c.at, c.reason, c.ver
-             FROM user_sessions s2
-             JOIN session_cutoffs c ON c.user_id = s2.user_id AND c.at >= s2.started_at
-             WHERE s2.user_id = ANY($1::text[]) OR s2.id = ANY($2::text[])
-             ORDER BY s2.id, c.ver
+             SELECT DISTINCT ON (id) id, at, reason, ver
+             FROM candidates
+             WHERE end_ver IS NULL OR ver < end_ver
+             ORDER BY id, ver
          ) c
-         WHERE s.id = c.id AND (s.end_ver IS NULL OR c.ver < s.end_ver)",
+         WHERE s.id = c.id",
     )
-    .bind(user_ids)
-    .bind(session_ids)
+    .bind(
+        plan.cutoffs
+            .iter()
+            .map(|c| c.user_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        plan.cutoffs
+            .iter()
+            .map(|c| c.version.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        plan.sessions
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut **tx)
     .await?;
     Ok(())

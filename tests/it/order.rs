@@ -75,6 +75,7 @@ async fn check(db: &TestDb, case: usize, scenario: &Scenario) -> Result<(), Test
         events: scenario.events,
         users: scenario.users,
         seed: scenario.history_seed,
+        everyday_weight: 0,
         ..SampleOptions::default()
     };
     let events: Vec<Event> = history(options).map(|line| event(&line)).collect();
