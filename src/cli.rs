@@ -33,6 +33,17 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: consume RabbitMQ, apply, serve /healthz, /readyz, /metrics.
+    Run {
+        /// Do not apply migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Inspect or replay the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Create the schema and apply pending migrations.
     Migrate,
     /// Apply a JSONL event log (any mix of the supported shapes) through the apply path.
@@ -69,6 +80,21 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Count the dead-lettered messages and tally their reasons (nothing is removed).
+    List {
+        /// Inspect at most this many messages for their reasons.
+        #[arg(long, default_value_t = 10_000)]
+        limit: u64,
+    },
+    /// Move dead-lettered messages back to the main queue, after a fix.
+    Replay {
+        #[arg(long, default_value_t = u64::MAX)]
+        limit: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the configuration and print it with secrets redacted.
     Check,
@@ -76,6 +102,48 @@ pub enum ConfigCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run { no_migrate } => {
+            let settings = load(cli.config)?;
+            crate::daemon::run(
+                settings,
+                crate::daemon::RunOptions {
+                    migrate: !no_migrate,
+                },
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq {
+            command: DlqCommand::List { limit },
+        } => {
+            let settings = load(cli.config)?;
+            let listing = crate::amqp::dlq::list(&settings.amqp, limit).await?;
+            println!(
+                "dead-letter queue {}: {} messages",
+                settings.amqp.dead_letter_queue, listing.count
+            );
+            for (reason, count) in &listing.reasons {
+                println!("{count:>8}  {reason}");
+            }
+            if u64::from(listing.count) > listing.inspected {
+                println!("(reasons of the first {} messages)", listing.inspected);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq {
+            command: DlqCommand::Replay { limit },
+        } => {
+            let settings = load(cli.config)?;
+            let replayed = crate::amqp::dlq::replay(&settings.amqp, limit).await?;
+            println!(
+                "dlq replay summary: republished {} to {}, {} left in {}",
+                replayed.republished,
+                settings.amqp.queue,
+                replayed.remaining,
+                settings.amqp.dead_letter_queue
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sample {
             events,
             users,

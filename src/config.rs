@@ -39,29 +39,79 @@ pub fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
 }
 
-/// Every key with its default (`None` when it has none): the one list that the loader,
-/// `config check` and the deployment files are checked against.
-pub const KEYS: &[(&str, Option<&str>)] = &[
-    ("database.url", None),
-    ("database.schema", Some("keycloak_sync")),
-    ("database.max_connections", Some("8")),
-    ("database.connect_timeout_secs", Some("10")),
-    ("database.retry_max_secs", Some("60")),
-    ("amqp.url", Some("amqp://guest:guest@127.0.0.1:5672/%2f")),
-    ("amqp.exchange", Some("keycloak.events")),
-    ("amqp.queue", Some("keycloak-sync")),
-    ("http.listen", Some("0.0.0.0:8080")),
-    ("keycloak.url", None),
-    ("keycloak.realms", Some("")),
-    ("keycloak.client_id", None),
-    ("keycloak.client_secret", None),
-    ("vault.keys", None),
-    ("vault.active_key", None),
-    ("log.format", Some("text")),
-    ("log.level", Some("info")),
-    ("limits.max_message_bytes", Some("1048576")),
-    ("replay.batch_size", Some("500")),
-    ("replay.workers", Some("2")),
+/// How `config check` shows a key's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    Plain,
+    /// Never shown.
+    Secret,
+    /// A URL shown with its password and query redacted.
+    SecretUrl,
+}
+
+/// One configuration key: the one list that the loader's defaults, `config check` and
+/// the deployment files are checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    /// `None`: no default (optional, or required where validation says so).
+    pub default: Option<&'static str>,
+    pub shown: Shown,
+}
+
+const fn key(name: &'static str, default: Option<&'static str>, shown: Shown) -> Key {
+    Key {
+        name,
+        default,
+        shown,
+    }
+}
+
+pub const KEYS: &[Key] = &[
+    key("database.url", None, Shown::SecretUrl),
+    key("database.schema", Some("keycloak_sync"), Shown::Plain),
+    key("database.max_connections", Some("8"), Shown::Plain),
+    key("database.connect_timeout_secs", Some("10"), Shown::Plain),
+    key("database.retry_max_secs", Some("60"), Shown::Plain),
+    key(
+        "amqp.url",
+        Some("amqp://guest:guest@127.0.0.1:5672/%2f"),
+        Shown::SecretUrl,
+    ),
+    key("amqp.exchange", Some("keycloak.events"), Shown::Plain),
+    key("amqp.queue", Some("keycloak-sync"), Shown::Plain),
+    key("amqp.binding_key", Some("kc.#"), Shown::Plain),
+    key(
+        "amqp.dead_letter_exchange",
+        Some("keycloak-sync.dlx"),
+        Shown::Plain,
+    ),
+    key(
+        "amqp.dead_letter_queue",
+        Some("keycloak-sync.dlq"),
+        Shown::Plain,
+    ),
+    key("amqp.declare_topology", Some("true"), Shown::Plain),
+    key("amqp.bind_aznamier", Some("false"), Shown::Plain),
+    key("amqp.aznamier_exchange", Some("amq.topic"), Shown::Plain),
+    key("amqp.prefetch", Some("500"), Shown::Plain),
+    key("amqp.batch_size", Some("250"), Shown::Plain),
+    key("amqp.batch_max_wait_ms", Some("20"), Shown::Plain),
+    key("amqp.delivery_limit", Some("10"), Shown::Plain),
+    key("amqp.reconnect_max_secs", Some("30"), Shown::Plain),
+    key("daemon.shutdown_grace_secs", Some("20"), Shown::Plain),
+    key("http.listen", Some("0.0.0.0:8080"), Shown::Plain),
+    key("keycloak.url", None, Shown::Plain),
+    key("keycloak.realms", Some(""), Shown::Plain),
+    key("keycloak.client_id", None, Shown::Plain),
+    key("keycloak.client_secret", None, Shown::Secret),
+    key("vault.keys", None, Shown::Secret),
+    key("vault.active_key", None, Shown::Plain),
+    key("log.format", Some("text"), Shown::Plain),
+    key("log.level", Some("info"), Shown::Plain),
+    key("limits.max_message_bytes", Some("1048576"), Shown::Plain),
+    key("replay.batch_size", Some("500"), Shown::Plain),
+    key("replay.workers", Some("2"), Shown::Plain),
 ];
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +119,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
 struct Raw {
     database: RawDatabase,
     amqp: RawAmqp,
+    daemon: RawDaemon,
     http: RawHttp,
     keycloak: RawKeycloak,
     #[serde(default)]
@@ -94,6 +145,23 @@ struct RawAmqp {
     url: SecretString,
     exchange: String,
     queue: String,
+    binding_key: String,
+    dead_letter_exchange: String,
+    dead_letter_queue: String,
+    declare_topology: bool,
+    bind_aznamier: bool,
+    aznamier_exchange: String,
+    prefetch: u16,
+    batch_size: usize,
+    batch_max_wait_ms: u64,
+    delivery_limit: u32,
+    reconnect_max_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,7 +231,12 @@ impl fmt::Display for SecretUrl {
                 if url.query().is_some() {
                     url.set_query(Some("[redacted]"));
                 }
-                write!(f, "{url}")
+                // The password placeholder is shown as typed, not percent-encoded.
+                write!(
+                    f,
+                    "{}",
+                    url.as_str().replace("%5Bredacted%5D", "[redacted]")
+                )
             }
             Err(_) => f.write_str("[redacted: not a valid URL]"),
         }
@@ -191,6 +264,22 @@ pub struct AmqpSettings {
     pub url: SecretUrl,
     pub exchange: String,
     pub queue: String,
+    pub binding_key: String,
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    /// Off for brokers where the topology is managed elsewhere.
+    pub declare_topology: bool,
+    /// Also bind the queue to the aznamier plugin's `KK.EVENT.#` keys.
+    pub bind_aznamier: bool,
+    pub aznamier_exchange: String,
+    /// Unacknowledged messages the broker may hand over: bounds memory in flight.
+    pub prefetch: u16,
+    pub batch_size: usize,
+    pub batch_max_wait: Duration,
+    /// Deliveries after which the queue dead-letters a message by itself.
+    pub delivery_limit: u32,
+    /// Ceiling of the wait between reconnection attempts.
+    pub reconnect_max: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +313,8 @@ pub struct LogSettings {
 pub struct Settings {
     pub database: DatabaseSettings,
     pub amqp: AmqpSettings,
+    /// How long a SIGTERM may take to finish the batch in hand and close.
+    pub shutdown_grace: Duration,
     pub http_listen: SocketAddr,
     pub keycloak: KeycloakSettings,
     pub vault: VaultSettings,
@@ -231,6 +322,8 @@ pub struct Settings {
     pub max_message_bytes: usize,
     pub replay_batch_size: usize,
     pub replay_workers: usize,
+    /// Every key's effective value as `config check` shows it (secrets redacted).
+    effective: Vec<(&'static str, String)>,
 }
 
 impl Settings {
@@ -246,11 +339,11 @@ impl Settings {
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
-        for (key, default) in KEYS {
-            if *key == "keycloak.realms" {
-                builder = builder.set_default(*key, Vec::<String>::new())?;
-            } else if let Some(default) = default {
-                builder = builder.set_default(*key, *default)?;
+        for key in KEYS {
+            if key.name == "keycloak.realms" {
+                builder = builder.set_default(key.name, Vec::<String>::new())?;
+            } else if let Some(default) = key.default {
+                builder = builder.set_default(key.name, default)?;
             }
         }
         if let Some(path) = file {
@@ -267,8 +360,11 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("keycloak.realms")
             .source(env);
-        let raw: Raw = builder.add_source(environment).build()?.try_deserialize()?;
-        raw.validate()
+        let merged = builder.add_source(environment).build()?;
+        let raw: Raw = merged.clone().try_deserialize()?;
+        let mut settings = raw.validate()?;
+        settings.effective = effective_values(&merged);
+        Ok(settings)
     }
 }
 
@@ -301,8 +397,30 @@ impl Raw {
         if self.amqp.exchange.is_empty() {
             return Err(invalid("amqp.exchange", "must not be empty"));
         }
-        if self.amqp.queue.is_empty() {
-            return Err(invalid("amqp.queue", "must not be empty"));
+        for (key, value) in [
+            ("amqp.queue", &self.amqp.queue),
+            ("amqp.binding_key", &self.amqp.binding_key),
+            ("amqp.dead_letter_exchange", &self.amqp.dead_letter_exchange),
+            ("amqp.dead_letter_queue", &self.amqp.dead_letter_queue),
+        ] {
+            if value.is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        if self.amqp.prefetch == 0 {
+            return Err(invalid("amqp.prefetch", "must be at least 1"));
+        }
+        if self.amqp.batch_size == 0 || self.amqp.batch_size > usize::from(self.amqp.prefetch) {
+            return Err(invalid(
+                "amqp.batch_size",
+                format!(
+                    "must be between 1 and amqp.prefetch ({})",
+                    self.amqp.prefetch
+                ),
+            ));
+        }
+        if self.amqp.delivery_limit == 0 {
+            return Err(invalid("amqp.delivery_limit", "must be at least 1"));
         }
         let http_listen = self.http.listen.parse().map_err(|e| {
             invalid(
@@ -348,7 +466,19 @@ impl Raw {
                 url: SecretUrl(self.amqp.url),
                 exchange: self.amqp.exchange,
                 queue: self.amqp.queue,
+                binding_key: self.amqp.binding_key,
+                dead_letter_exchange: self.amqp.dead_letter_exchange,
+                dead_letter_queue: self.amqp.dead_letter_queue,
+                declare_topology: self.amqp.declare_topology,
+                bind_aznamier: self.amqp.bind_aznamier,
+                aznamier_exchange: self.amqp.aznamier_exchange,
+                prefetch: self.amqp.prefetch,
+                batch_size: self.amqp.batch_size,
+                batch_max_wait: Duration::from_millis(self.amqp.batch_max_wait_ms),
+                delivery_limit: self.amqp.delivery_limit,
+                reconnect_max: Duration::from_secs(self.amqp.reconnect_max_secs.max(1)),
             },
+            shutdown_grace: Duration::from_secs(self.daemon.shutdown_grace_secs),
             http_listen,
             keycloak: KeycloakSettings {
                 url: keycloak_url,
@@ -372,6 +502,7 @@ impl Raw {
             max_message_bytes: self.limits.max_message_bytes,
             replay_batch_size: self.replay.batch_size,
             replay_workers: self.replay.workers,
+            effective: Vec::new(),
         })
     }
 }
@@ -400,52 +531,58 @@ pub fn is_identifier(name: &str) -> bool {
         && name.len() <= 63
 }
 
+fn effective_values(merged: &config::Config) -> Vec<(&'static str, String)> {
+    KEYS.iter()
+        .map(|key| {
+            let shown = match (key.shown, merged.get::<config::Value>(key.name)) {
+                (_, Err(_)) => "(unset)".to_string(),
+                (Shown::Secret, Ok(_)) => "\"[redacted]\"".to_string(),
+                (Shown::SecretUrl, Ok(value)) => {
+                    let url = value.into_string().unwrap_or_default();
+                    format!("\"{}\"", SecretUrl::new(url))
+                }
+                (Shown::Plain, Ok(value)) => match value.clone().into_array() {
+                    Ok(items) => format!(
+                        "[{}]",
+                        items
+                            .into_iter()
+                            .map(|v| format!("{:?}", v.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    Err(_) => {
+                        let text = value.to_string();
+                        let bare = text.parse::<f64>().is_ok() || text == "true" || text == "false";
+                        if bare {
+                            text
+                        } else {
+                            format!("{text:?}")
+                        }
+                    }
+                },
+            };
+            (key.name, shown)
+        })
+        .collect()
+}
+
 impl Settings {
-    /// The effective configuration as TOML-like lines, secrets redacted.
+    /// The effective configuration as TOML, secrets redacted.
     pub fn render(&self) -> String {
-        let secret = |s: &Option<SecretString>| match s {
-            Some(_) => "\"[redacted]\"".to_string(),
-            None => "(unset)".to_string(),
-        };
-        let opt = |s: &Option<String>| match s {
-            Some(v) => format!("{v:?}"),
-            None => "(unset)".to_string(),
-        };
-        let d = &self.database;
-        let k = &self.keycloak;
-        format!(
-            "[database]\nurl = \"{}\"\nschema = {:?}\nmax_connections = {}\nconnect_timeout_secs = {}\nretry_max_secs = {}\n\n\
-             [amqp]\nurl = \"{}\"\nexchange = {:?}\nqueue = {:?}\n\n\
-             [http]\nlisten = \"{}\"\n\n\
-             [keycloak]\nurl = {}\nrealms = {:?}\nclient_id = {}\nclient_secret = {}\n\n\
-             [vault]\nkeys = {}\nactive_key = {}\n\n\
-             [log]\nformat = {:?}\nlevel = {:?}\n\n\
-             [limits]\nmax_message_bytes = {}\n\n\
-             [replay]\nbatch_size = {}\nworkers = {}\n",
-            d.url,
-            d.schema,
-            d.max_connections,
-            d.connect_timeout.as_secs(),
-            d.retry_max.as_secs(),
-            self.amqp.url,
-            self.amqp.exchange,
-            self.amqp.queue,
-            self.http_listen,
-            opt(&k.url.as_ref().map(Url::to_string)),
-            k.realms,
-            opt(&k.client_id),
-            secret(&k.client_secret),
-            secret(&self.vault.keys),
-            opt(&self.vault.active_key),
-            match self.log.format {
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            },
-            self.log.level,
-            self.max_message_bytes,
-            self.replay_batch_size,
-            self.replay_workers,
-        )
+        let mut out = String::new();
+        let mut section = "";
+        for (name, value) in &self.effective {
+            let (this_section, field) = name.split_once('.').unwrap_or(("", name));
+            if this_section != section {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(&format!("[{this_section}]\n"));
+                section = this_section;
+            }
+            out.push_str(&format!("{field} = {value}\n"));
+        }
+        out
     }
 }
 

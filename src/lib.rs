@@ -2,12 +2,18 @@
 //!
 //! The pure core — [`event`] (bytes → typed events) and [`plan`] (events → row changes) —
 //! knows nothing of I/O. The adapters around it: [`store`] (Postgres, the one apply path),
-//! [`replay`] (JSONL files), and the command line in [`cli`].
+//! [`replay`] (JSONL files), [`amqp`] (RabbitMQ), [`http`] (probes and metrics), and the
+//! command line in [`cli`]; [`daemon`] wires the long-running worker.
 
+pub mod amqp;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod event;
+pub mod health;
+pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod plan;
 pub mod replay;
 pub mod sample;

@@ -90,8 +90,20 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens a pool whose connections use `schema` as their search path.
+    /// Opens a pool whose connections use `schema` as their search path, and waits
+    /// (up to `retry_max`) for the database to answer.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let store = Self::connect_lazy(settings)?;
+        retry::with_backoff(store.retry_max, "connect to the database", || async {
+            store.pool.acquire().await.map(drop)
+        })
+        .await?;
+        Ok(store)
+    }
+
+    /// Opens the pool without waiting for the database: for the daemon, which starts
+    /// (and reports not ready) while Postgres is still down.
+    pub fn connect_lazy(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         if !is_identifier(&settings.schema) {
             return Err(StoreError::Schema(settings.schema.clone()));
         }
@@ -103,16 +115,19 @@ impl Store {
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.connect_timeout)
             .connect_lazy_with(options);
-        let store = Store {
+        Ok(Store {
             pool,
             schema: settings.schema.clone(),
             retry_max: settings.retry_max,
-        };
-        retry::with_backoff(store.retry_max, "connect to the database", || async {
-            store.pool.acquire().await.map(drop)
         })
-        .await?;
-        Ok(store)
+    }
+
+    /// The same store, retrying transient errors for at most `retry_max` per call.
+    pub fn with_retry_max(&self, retry_max: Duration) -> Store {
+        Store {
+            retry_max,
+            ..self.clone()
+        }
     }
 
     pub fn pool(&self) -> &PgPool {

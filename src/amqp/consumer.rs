@@ -1,0 +1,282 @@
+//! The daemon's main loop: consume in batches, apply each batch in one transaction,
+//! dead-letter what cannot be applied, and only then acknowledge — reconnecting by
+//! itself whenever RabbitMQ or Postgres goes away.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoffBuilder;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::Confirmation;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use super::{dead_letter_properties, declare_topology, now_ms, redacted_body, Broker};
+use crate::config::AmqpSettings;
+use crate::event::Event;
+use crate::health::Health;
+use crate::ingest::{Intake, Rejection};
+use crate::metrics;
+use crate::store::{Store, StoreError};
+
+/// How often the loop turns while idle, so health checks see it alive.
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Error)]
+enum SessionError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker cancelled the consumer")]
+    Cancelled,
+    #[error("dead-letter publish was not confirmed")]
+    NotConfirmed,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct Consumer {
+    pub settings: AmqpSettings,
+    pub store: Store,
+    pub intake: Intake,
+    pub health: Arc<Health>,
+    pub shutdown: CancellationToken,
+}
+
+/// Why a message is dead-lettered, as a bounded metric label.
+fn reason_class(rejection: &Rejection) -> &'static str {
+    match rejection {
+        Rejection::Parse(_) => "invalid",
+        Rejection::NoVault => "no_vault",
+        Rejection::Database(_) => "database",
+    }
+}
+
+impl Consumer {
+    /// Runs until `shutdown` is cancelled; connection losses are retried forever with
+    /// capped, jittered backoff.
+    pub async fn run(self) {
+        let mut pause = ExponentialBackoffBuilder::new()
+            .with_initial_interval(Duration::from_millis(200))
+            .with_max_interval(self.settings.reconnect_max)
+            .with_randomization_factor(0.3)
+            .with_max_elapsed_time(None)
+            .build();
+        let mut first = true;
+        while !self.shutdown.is_cancelled() {
+            self.health.beat();
+            if !first {
+                metrics::reconnected("amqp");
+            }
+            first = false;
+            match self.session(&mut pause).await {
+                Ok(()) => break,
+                Err(error) => {
+                    self.health.set_consumer_attached(false);
+                    let wait = pause.next_backoff().unwrap_or(self.settings.reconnect_max);
+                    tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "consumer lost its connection; reconnecting");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        self.health.set_consumer_attached(false);
+    }
+
+    /// One connection's life: returns `Ok` on shutdown, `Err` when it must reconnect.
+    async fn session(&self, pause: &mut impl Backoff) -> Result<(), SessionError> {
+        let broker = Broker::connect(&self.settings).await?;
+        if self.settings.declare_topology {
+            declare_topology(&broker.consume, &self.settings).await?;
+        }
+        broker
+            .consume
+            .basic_qos(self.settings.prefetch, BasicQosOptions::default())
+            .await?;
+        let tag = format!("keycloak-sync-{}", uuid::Uuid::new_v4().simple());
+        let mut deliveries = broker
+            .consume
+            .basic_consume(
+                ShortString::from(self.settings.queue.as_str()),
+                ShortString::from(tag.as_str()),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        self.health.set_consumer_attached(true);
+        pause.reset();
+        tracing::info!(queue = %self.settings.queue, prefetch = self.settings.prefetch, "consuming");
+
+        let result = loop {
+            self.health.beat();
+            let first = tokio::select! {
+                _ = self.shutdown.cancelled() => break Ok(()),
+                next = tokio::time::timeout(TICK, deliveries.next()) => match next {
+                    Err(_) => continue,
+                    Ok(None) => break Err(SessionError::Cancelled),
+                    Ok(Some(Err(error))) => break Err(error.into()),
+                    Ok(Some(Ok(delivery))) => delivery,
+                },
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + self.settings.batch_max_wait;
+            let mut broken = None;
+            while batch.len() < self.settings.batch_size {
+                match tokio::time::timeout_at(deadline, deliveries.next()).await {
+                    Ok(Some(Ok(delivery))) => batch.push(delivery),
+                    Ok(Some(Err(error))) => {
+                        broken = Some(SessionError::from(error));
+                        break;
+                    }
+                    Ok(None) => {
+                        broken = Some(SessionError::Cancelled);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Some(error) = broken {
+                // The channel is gone: nothing can be acknowledged; all is redelivered.
+                break Err(error);
+            }
+            if let Err(error) = self.process(&broker, batch).await {
+                break Err(error);
+            }
+        };
+        self.health.set_consumer_attached(false);
+        if result.is_ok() {
+            let _ = broker
+                .consume
+                .basic_cancel(
+                    ShortString::from(tag.as_str()),
+                    BasicCancelOptions::default(),
+                )
+                .await;
+            broker.close().await;
+            tracing::info!("consumer stopped; connection closed");
+        }
+        result
+    }
+
+    /// Applies one batch, dead-letters what cannot be applied, then acknowledges the
+    /// whole batch with one multiple-ack.
+    async fn process(&self, broker: &Broker, batch: Vec<Delivery>) -> Result<(), SessionError> {
+        metrics::received(batch.len());
+        let mut events: Vec<Event> = Vec::with_capacity(batch.len());
+        let mut event_index = Vec::with_capacity(batch.len());
+        let mut poison: Vec<(usize, Rejection)> = Vec::new();
+        for (i, delivery) in batch.iter().enumerate() {
+            match self.intake.accept(&delivery.data) {
+                Ok(event) => {
+                    events.push(event);
+                    event_index.push(i);
+                }
+                Err(rejection) => poison.push((i, rejection)),
+            }
+        }
+
+        let started = Instant::now();
+        let results = self.apply_until_committed(&events).await?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut applied_events = Vec::with_capacity(events.len());
+        for ((event, index), result) in events.into_iter().zip(event_index).zip(results) {
+            match result {
+                Ok(outcome) => {
+                    outcomes.push(outcome);
+                    applied_events.push(event);
+                }
+                Err(reason) => poison.push((index, Rejection::Database(reason))),
+            }
+        }
+        metrics::applied(&applied_events, &outcomes, started.elapsed(), now_ms());
+
+        for (index, rejection) in &poison {
+            self.dead_letter(broker, &batch[*index], rejection).await?;
+        }
+        if let Some(last) = batch.last() {
+            broker
+                .consume
+                .basic_ack(last.delivery_tag, BasicAckOptions { multiple: true })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Retries an unavailable database until it answers (reporting not ready meanwhile),
+    /// unless shutdown is requested: then the batch is left unacknowledged for redelivery.
+    async fn apply_until_committed(
+        &self,
+        events: &[Event],
+    ) -> Result<Vec<Result<crate::store::Outcome, String>>, SessionError> {
+        let mut pause = ExponentialBackoffBuilder::new()
+            .with_initial_interval(Duration::from_millis(200))
+            .with_max_interval(Duration::from_secs(10))
+            .with_max_elapsed_time(None)
+            .build();
+        loop {
+            self.health.beat();
+            match self.store.apply_isolating(events).await {
+                Ok(results) => {
+                    self.health.set_database_up(true);
+                    return Ok(results);
+                }
+                Err(error) if error.is_transient() => {
+                    self.health.set_database_up(false);
+                    let wait = pause.next_backoff().unwrap_or(Duration::from_secs(10));
+                    tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "database unavailable; batch held until it returns");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Err(SessionError::Store(error)),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        broker: &Broker,
+        delivery: &Delivery,
+        rejection: &Rejection,
+    ) -> Result<(), SessionError> {
+        let reason = rejection.to_string();
+        let kind = match &rejection {
+            Rejection::NoVault => "token",
+            _ => "unknown",
+        };
+        tracing::warn!(routing_key = %delivery.routing_key, %reason, "message dead-lettered");
+        let properties = dead_letter_properties(
+            &delivery.properties,
+            delivery.routing_key.as_str(),
+            delivery.exchange.as_str(),
+            &reason,
+            now_ms(),
+        );
+        let confirm = broker
+            .publish
+            .basic_publish(
+                ShortString::from(self.settings.dead_letter_exchange.as_str()),
+                delivery.routing_key.clone(),
+                BasicPublishOptions::default(),
+                &redacted_body(&delivery.data),
+                properties,
+            )
+            .await?
+            .await?;
+        match confirm {
+            Confirmation::Ack(_) => {
+                metrics::dead_lettered(kind, reason_class(rejection));
+                Ok(())
+            }
+            _ => Err(SessionError::NotConfirmed),
+        }
+    }
+}

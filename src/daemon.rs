@@ -1,0 +1,143 @@
+//! `keycloak-sync run`: the consumer, the HTTP endpoints and signal handling, wired
+//! around one cancellation token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::amqp::Consumer;
+use crate::config::Settings;
+use crate::health::Health;
+use crate::http::{self, Endpoints};
+use crate::ingest::Intake;
+use crate::store::Store;
+
+/// Per-call retry budget inside the daemon: short, so the consumer loop keeps turning
+/// (and reporting) while it waits for the database itself.
+const DAEMON_RETRY: Duration = Duration::from_secs(5);
+
+pub struct RunOptions {
+    pub migrate: bool,
+}
+
+/// Runs until SIGTERM or SIGINT, then drains within `daemon.shutdown_grace_secs`.
+pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> {
+    let metrics = crate::metrics::install().context("installing the metrics recorder")?;
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+
+    let health = Arc::new(Health::default());
+    health.beat();
+    let store = Store::connect_lazy(&settings.database)?.with_retry_max(DAEMON_RETRY);
+
+    let listener = TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", settings.http_listen))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
+    let endpoints = Endpoints {
+        health: health.clone(),
+        store: store.clone(),
+        metrics,
+    };
+    let http_shutdown = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, endpoints, http_shutdown.clone()));
+
+    if options.migrate && !migrate_when_reachable(&store, &health, &shutdown).await? {
+        http_shutdown.cancel();
+        let _ = server.await;
+        return Ok(());
+    }
+
+    let consumer = Consumer {
+        settings: settings.amqp.clone(),
+        store,
+        intake: Intake {
+            max_message_bytes: settings.max_message_bytes,
+            vault_enabled: false,
+        },
+        health,
+        shutdown: shutdown.clone(),
+    };
+    let mut consuming = tokio::spawn(consumer.run());
+    let drained = tokio::select! {
+        result = &mut consuming => {
+            result.context("the consumer task failed")?;
+            true
+        }
+        _ = shutdown.cancelled() => {
+            tracing::info!(grace_secs = settings.shutdown_grace.as_secs(), "shutting down: finishing the batch in hand");
+            match tokio::time::timeout(settings.shutdown_grace, &mut consuming).await {
+                Ok(result) => { result.context("the consumer task failed")?; true }
+                Err(_) => false,
+            }
+        }
+    };
+    http_shutdown.cancel();
+    let _ = server.await;
+    if drained {
+        tracing::info!("stopped");
+        Ok(())
+    } else {
+        consuming.abort();
+        anyhow::bail!(
+            "shutdown grace of {} s exceeded; unacknowledged messages will be redelivered",
+            settings.shutdown_grace.as_secs()
+        )
+    }
+}
+
+/// Applies migrations, waiting for the database if it is not up yet. Returns false if
+/// shutdown came first.
+async fn migrate_when_reachable(
+    store: &Store,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    loop {
+        health.beat();
+        match store.migrate().await {
+            Ok(()) => {
+                health.set_database_up(true);
+                return Ok(true);
+            }
+            Err(error) if error.is_transient() => {
+                health.set_database_up(false);
+                tracing::warn!(%error, "database not reachable yet; retrying migrations");
+            }
+            Err(error) => return Err(error).context("applying migrations"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM received"),
+                        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the daemon");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
+    });
+}

@@ -1,0 +1,152 @@
+//! Prometheus metrics: names in one place, labels kept to bounded sets.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::event::{Event, Kind};
+use crate::store::Outcome;
+
+/// Event types that get their own label value; anything else is counted as `other`, so
+/// input can never grow the number of series.
+const KNOWN_TYPES: &[&str] = &[
+    "REGISTER",
+    "LOGIN",
+    "LOGIN_ERROR",
+    "LOGOUT",
+    "REFRESH_TOKEN",
+    "UPDATE_PROFILE",
+    "UPDATE_EMAIL",
+    "VERIFY_EMAIL",
+    "DELETE_ACCOUNT",
+    "USER_DISABLED_BY_PERMANENT_LOCKOUT",
+    "REVOKE_GRANT",
+    "CODE_TO_TOKEN",
+    "CLIENT_LOGIN",
+    "USER.CREATE",
+    "USER.UPDATE",
+    "USER.DELETE",
+    "USER_SESSION.DELETE",
+    "refresh",
+    "offline",
+];
+
+fn type_label(event: &Event) -> &'static str {
+    KNOWN_TYPES
+        .iter()
+        .find(|t| **t == event.type_name)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn kind_label(kind: Kind) -> &'static str {
+    kind.as_str()
+}
+
+/// Installs the global recorder and returns the handle `/metrics` renders.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let seconds = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
+    let sizes = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
+        .set_buckets_for_metric(Matcher::Full("keycloak_sync_batch_size".into()), &sizes)?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "keycloak_sync_messages_received_total",
+        "Messages taken from the queue."
+    );
+    describe_counter!(
+        "keycloak_sync_events_applied_total",
+        "Events whose effect was committed."
+    );
+    describe_counter!(
+        "keycloak_sync_events_duplicate_total",
+        "Events already in the inbox: changed nothing."
+    );
+    describe_counter!(
+        "keycloak_sync_events_ignored_total",
+        "Valid events with nothing to do."
+    );
+    describe_counter!(
+        "keycloak_sync_messages_dead_lettered_total",
+        "Messages sent to the dead-letter queue."
+    );
+    describe_histogram!("keycloak_sync_batch_size", "Messages per applied batch.");
+    describe_histogram!(
+        "keycloak_sync_apply_seconds",
+        Unit::Seconds,
+        "Time to apply and commit one batch."
+    );
+    describe_histogram!(
+        "keycloak_sync_lag_seconds",
+        Unit::Seconds,
+        "Commit time minus event time."
+    );
+    describe_counter!(
+        "keycloak_sync_reconnects_total",
+        "Reconnections after a lost connection."
+    );
+    describe_gauge!(
+        "keycloak_sync_consumer_connected",
+        "1 while the queue consumer is attached."
+    );
+    describe_gauge!("keycloak_sync_database_up", "1 while the database answers.");
+}
+
+pub fn received(count: usize) {
+    counter!("keycloak_sync_messages_received_total").increment(count as u64);
+}
+
+/// Records the outcome of each event of a committed batch, and its lag.
+pub fn applied(events: &[Event], outcomes: &[Outcome], elapsed: Duration, now_ms: i64) {
+    histogram!("keycloak_sync_batch_size").record(events.len() as f64);
+    histogram!("keycloak_sync_apply_seconds").record(elapsed.as_secs_f64());
+    for (event, outcome) in events.iter().zip(outcomes) {
+        let labels = [
+            ("kind", kind_label(event.kind)),
+            ("type", type_label(event)),
+        ];
+        match outcome {
+            Outcome::Applied => {
+                counter!("keycloak_sync_events_applied_total", &labels).increment(1)
+            }
+            Outcome::Ignored => {
+                counter!("keycloak_sync_events_ignored_total", &labels).increment(1)
+            }
+            Outcome::Duplicate => {
+                counter!("keycloak_sync_events_duplicate_total", &labels).increment(1)
+            }
+        }
+        if *outcome != Outcome::Duplicate {
+            let lag = (now_ms - event.time).max(0) as f64 / 1000.0;
+            histogram!("keycloak_sync_lag_seconds").record(lag);
+        }
+    }
+}
+
+/// `reason` is a short fixed class (`parse`, `contract`, `database`), never input text.
+pub fn dead_lettered(kind: &'static str, reason: &'static str) {
+    counter!("keycloak_sync_messages_dead_lettered_total", "kind" => kind, "reason" => reason)
+        .increment(1);
+}
+
+pub fn reconnected(target: &'static str) {
+    counter!("keycloak_sync_reconnects_total", "target" => target).increment(1);
+}
+
+pub fn consumer_connected(connected: bool) {
+    gauge!("keycloak_sync_consumer_connected").set(if connected { 1.0 } else { 0.0 });
+}
+
+pub fn database_up(up: bool) {
+    gauge!("keycloak_sync_database_up").set(if up { 1.0 } else { 0.0 });
+}
