@@ -44,6 +44,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Publish a JSONL event log to the exchange the daemon consumes (demos, recovery).
+    Publish {
+        /// The file, or - for standard input.
+        input: PathBuf,
+    },
     /// Create the schema and apply pending migrations.
     Migrate,
     /// Apply a JSONL event log (any mix of the supported shapes) through the apply path.
@@ -141,6 +146,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 settings.amqp.queue,
                 replayed.remaining,
                 settings.amqp.dead_letter_queue
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish { input } => {
+            let settings = load(cli.config)?;
+            let published = if input == std::path::Path::new("-") {
+                crate::amqp::publish::publish_lines(&settings.amqp, std::io::stdin().lock()).await?
+            } else {
+                let file = std::fs::File::open(&input)
+                    .with_context(|| format!("cannot open {}", input.display()))?;
+                crate::amqp::publish::publish_lines(&settings.amqp, std::io::BufReader::new(file))
+                    .await?
+            };
+            println!(
+                "published {published} messages to {}",
+                settings.amqp.exchange
             );
             Ok(ExitCode::SUCCESS)
         }

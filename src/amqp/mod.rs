@@ -2,6 +2,7 @@
 
 mod consumer;
 pub mod dlq;
+pub mod publish;
 
 pub use consumer::Consumer;
 
