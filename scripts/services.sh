@@ -8,11 +8,11 @@
 #   scripts/services.sh status  say what is running
 #   scripts/services.sh env     print the environment variables that point at them
 #
-# Ports can be moved with KCS_PG_PORT and KCS_AMQP_PORT.
+# Ports can be moved with KCS_PG_PORT and KCS_AMQP_PORT, the data with KCS_STATE_DIR.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-state="$root/.local"
+state="${KCS_STATE_DIR:-$root/.local}"
 pg_port=${KCS_PG_PORT:-54329}
 amqp_port=${KCS_AMQP_PORT:-56729}
 dist_port=$((amqp_port + 1000))

@@ -2,6 +2,7 @@
 //! gets a fresh database; start the servers with `scripts/services.sh up`.
 
 mod apply;
+mod daemon;
 mod order;
 mod replay;
 mod support;

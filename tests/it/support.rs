@@ -232,3 +232,299 @@ pub async fn full_rows(store: &Store) -> (Vec<serde_json::Value>, Vec<serde_json
         .expect("sessions");
     (users, sessions)
 }
+
+// ---------------------------------------------------------------------------------------
+// RabbitMQ and the daemon as a child process.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Confirmation, ConnectionProperties};
+
+pub fn amqp_url() -> String {
+    std::env::var("KCS_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:56729/%2f".to_string())
+}
+
+/// Exchange and queue names of one test, so tests never see each other's messages.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub exchange: String,
+    pub queue: String,
+    pub dlx: String,
+    pub dlq: String,
+}
+
+impl Names {
+    pub fn random() -> Names {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Names {
+            exchange: format!("kcs-test-{id}.events"),
+            queue: format!("kcs-test-{id}"),
+            dlx: format!("kcs-test-{id}.dlx"),
+            dlq: format!("kcs-test-{id}.dlq"),
+        }
+    }
+
+    pub fn env(&self, amqp: &str) -> Vec<(String, String)> {
+        vec![
+            ("KEYCLOAK_SYNC__AMQP__URL".into(), amqp.to_string()),
+            (
+                "KEYCLOAK_SYNC__AMQP__EXCHANGE".into(),
+                self.exchange.clone(),
+            ),
+            ("KEYCLOAK_SYNC__AMQP__QUEUE".into(), self.queue.clone()),
+            (
+                "KEYCLOAK_SYNC__AMQP__DEAD_LETTER_EXCHANGE".into(),
+                self.dlx.clone(),
+            ),
+            (
+                "KEYCLOAK_SYNC__AMQP__DEAD_LETTER_QUEUE".into(),
+                self.dlq.clone(),
+            ),
+        ]
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `keycloak-sync run` as a child process.
+pub struct Daemon {
+    child: Option<Child>,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(db_url: &str, amqp: &str, names: &Names, extra: &[(&str, &str)]) -> Daemon {
+        let port = free_port();
+        let log =
+            std::env::temp_dir().join(format!("kcs-daemon-{}.log", uuid::Uuid::new_v4().simple()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keycloak-sync"));
+        command
+            .arg("run")
+            .env("KEYCLOAK_SYNC__DATABASE__URL", db_url)
+            .env("KEYCLOAK_SYNC__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("KEYCLOAK_SYNC__LOG__FORMAT", "json")
+            .env("KEYCLOAK_SYNC__AMQP__RECONNECT_MAX_SECS", "2")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file);
+        for (key, value) in names.env(amqp) {
+            command.env(key, value);
+        }
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start keycloak-sync run");
+        Daemon {
+            child: Some(child),
+            port,
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Status and body of a GET on the daemon's HTTP port, or None if it does not answer.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    pub async fn wait_ready(&self, within: Duration) {
+        let ready = wait_until(within, || async {
+            matches!(self.get("/readyz").await, Some((200, _)))
+        })
+        .await;
+        assert!(
+            ready,
+            "daemon not ready within {within:?}; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status();
+        assert!(
+            status.map(|s| s.success()).unwrap_or(false),
+            "kill -{signal} failed"
+        );
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Some(status);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    pub async fn kill9(&mut self) {
+        self.signal("KILL");
+        self.wait_exit(Duration::from_secs(10))
+            .await
+            .expect("killed");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub async fn wait_until<F, Fut>(within: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn amqp_connect(amqp: &str) -> lapin::Connection {
+    let mut last = None;
+    for _ in 0..50 {
+        match lapin::Connection::connect(amqp, ConnectionProperties::default()).await {
+            Ok(connection) => return connection,
+            Err(error) => last = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("RabbitMQ at {amqp} is not reachable (run scripts/services.sh up): {last:?}");
+}
+
+/// Publishes each body persistently with confirms, with the routing key the provider
+/// would use (or `kc.unknown.invalid` for bodies that do not parse).
+pub async fn publish(amqp: &str, exchange: &str, bodies: &[Vec<u8>]) {
+    let connection = amqp_connect(amqp).await;
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    for chunk in bodies.chunks(500) {
+        let mut confirms = Vec::new();
+        for body in chunk {
+            let key = match parse_message(body, usize::MAX) {
+                Ok(event) => keycloak_sync::amqp::publish::routing_key(&event),
+                Err(_) => "kc.unknown.invalid".to_string(),
+            };
+            confirms.push(
+                channel
+                    .basic_publish(
+                        ShortString::from(exchange),
+                        ShortString::from(key),
+                        BasicPublishOptions::default(),
+                        body,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for confirm in confirms {
+            assert!(
+                matches!(confirm.await.expect("confirm"), Confirmation::Ack(None)),
+                "unroutable or refused"
+            );
+        }
+    }
+    let _ = connection.close(200, ShortString::from("done")).await;
+}
+
+/// Declares the test's topology the way the daemon does, so messages published before
+/// the daemon starts are kept.
+pub async fn declare(amqp: &str, names: &Names) {
+    let settings = keycloak_sync::config::Settings::load_from(
+        None,
+        Some(
+            names
+                .env(amqp)
+                .into_iter()
+                .chain([("KEYCLOAK_SYNC__DATABASE__URL".to_string(), admin_url())])
+                .collect(),
+        ),
+    )
+    .expect("settings");
+    let connection = amqp_connect(amqp).await;
+    let channel = connection.create_channel().await.expect("channel");
+    keycloak_sync::amqp::declare_topology(&channel, &settings.amqp)
+        .await
+        .expect("declare");
+    let _ = connection.close(200, ShortString::from("done")).await;
+}
+
+/// Messages ready in a queue (not counting those delivered and unacknowledged).
+pub async fn queue_depth(amqp: &str, queue: &str) -> u32 {
+    let connection = amqp_connect(amqp).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let depth = channel
+        .queue_declare(ShortString::from(queue), passive, FieldTable::default())
+        .await
+        .expect("queue exists")
+        .message_count();
+    let _ = connection.close(200, ShortString::from("done")).await;
+    depth
+}
+
+pub async fn count(store: &Store, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(store.pool())
+        .await
+        .expect("count")
+}

@@ -1,0 +1,355 @@
+//! `keycloak-sync run` against real RabbitMQ and Postgres: delivery, dead-lettering,
+//! crashes, shutdown.
+
+use std::time::{Duration, Instant};
+
+use keycloak_sync::sample::{history, SampleOptions};
+
+use crate::support::*;
+
+fn sample_bodies(events: usize, seed: u64) -> Vec<Vec<u8>> {
+    history(SampleOptions {
+        events,
+        users: events / 20 + 5,
+        seed,
+        ..SampleOptions::default()
+    })
+    .map(String::into_bytes)
+    .collect()
+}
+
+const LOGIN: &str = r#"{"schema":1,"kind":"user","id":"login-1","time":1000,"realmId":"r","realmName":"acme","type":"LOGIN","clientId":"web","userId":"u1","sessionId":"s1","ipAddress":"203.0.113.9","details":{"username":"alice"}}"#;
+
+#[tokio::test]
+async fn published_events_become_rows_and_a_duplicate_counts_once() {
+    let db = TestDb::new().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    let daemon = Daemon::start(&db.url, &amqp, &names, &[]);
+    daemon.wait_ready(Duration::from_secs(30)).await;
+
+    publish(&amqp, &names.exchange, &[LOGIN.into(), LOGIN.into()]).await;
+    let store = db.store().await;
+    let arrived = wait_until(Duration::from_secs(20), || async {
+        count(&store, "SELECT count(*) FROM processed_events").await == 1
+    })
+    .await;
+    assert!(arrived, "event not applied; log:\n{}", daemon.log_text());
+    // Wait until both deliveries were handled, then check nothing counted twice.
+    let settled = wait_until(Duration::from_secs(20), || async {
+        daemon.get("/metrics").await.is_some_and(|(_, body)| {
+            body.contains("keycloak_sync_events_duplicate_total{kind=\"user\",type=\"LOGIN\"} 1")
+        })
+    })
+    .await;
+    assert!(settled, "the second delivery was not seen as a duplicate");
+    let user = user(&store, "u1").await;
+    assert_eq!(
+        (user.username.as_deref(), user.login_count),
+        (Some("alice"), 1)
+    );
+    let session = session(&store, "s1").await;
+    assert_eq!(
+        (session.client_id.as_deref(), session.is_active),
+        (Some("web"), true)
+    );
+    assert_eq!(
+        queue_depth(&amqp, &names.queue).await,
+        0,
+        "everything acknowledged"
+    );
+
+    let (status, metrics) = daemon.get("/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    for series in [
+        "keycloak_sync_messages_received_total 2",
+        "keycloak_sync_events_applied_total{kind=\"user\",type=\"LOGIN\"} 1",
+        "keycloak_sync_consumer_connected 1",
+        "keycloak_sync_batch_size_count",
+        "keycloak_sync_apply_seconds_bucket",
+        "keycloak_sync_lag_seconds_count",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from\n{metrics}");
+    }
+    let (status, health) = daemon.get("/healthz").await.expect("healthz");
+    assert_eq!((status, health.contains("ok")), (200, true));
+}
+
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_with_a_reason_and_the_rest_applies() {
+    let db = TestDb::new().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    declare(&amqp, &names).await;
+    let bodies: Vec<Vec<u8>> = vec![
+        br#"{"schema":1,"kind":"user","id":"a","time":1000,"realmId":"r","type":"REGISTER","userId":"u1","details":{"username":"alice"}}"#.to_vec(),
+        br#"{"schema":1,"kind":"user","id":"b","time":"#.to_vec(),
+        br#"{"schema":3,"kind":"user","id":"c","time":1,"realmId":"r","type":"LOGIN","userId":"u1"}"#.to_vec(),
+        br#"{"schema":1,"kind":"user","id":"d","time":"late","realmId":"r","type":"LOGIN","userId":"u1"}"#.to_vec(),
+        br#"{"schema":1,"kind":"token","id":"e","time":5,"realmId":"r","userId":"u1","tokenType":"refresh","token":"SECRET-TOKEN-77"}"#.to_vec(),
+        LOGIN.as_bytes().to_vec(),
+    ];
+    publish(&amqp, &names.exchange, &bodies).await;
+    let daemon = Daemon::start(&db.url, &amqp, &names, &[]);
+    let dead_lettered = wait_until(Duration::from_secs(30), || async {
+        queue_depth(&amqp, &names.dlq).await == 4
+    })
+    .await;
+    assert!(
+        dead_lettered,
+        "expected 4 dead-lettered messages; log:\n{}",
+        daemon.log_text()
+    );
+    let store = db.store().await;
+    let applied = wait_until(Duration::from_secs(10), || async {
+        count(&store, "SELECT count(*) FROM processed_events").await == 2
+    })
+    .await;
+    assert!(
+        applied,
+        "the valid messages around the poison were not applied"
+    );
+    assert_eq!(user(&store, "u1").await.login_count, 1);
+
+    // The copies carry their reason, and the token is not among them.
+    let connection = amqp_connect(&amqp).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let mut reasons = Vec::new();
+    let mut bodies_seen = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            lapin::types::ShortString::from(names.dlq.as_str()),
+            lapin::options::BasicGetOptions::default(),
+        )
+        .await
+        .expect("get")
+    {
+        let properties = &message.delivery.properties;
+        reasons.push(
+            keycloak_sync::amqp::header_text(properties, keycloak_sync::amqp::REASON_HEADER)
+                .expect("reason header"),
+        );
+        assert_eq!(
+            keycloak_sync::amqp::header_text(properties, keycloak_sync::amqp::ROUTING_KEY_HEADER)
+                .as_deref(),
+            Some(message.delivery.routing_key.as_str()),
+            "the copy keeps its original routing key"
+        );
+        bodies_seen.push(String::from_utf8_lossy(&message.delivery.data).into_owned());
+    }
+    reasons.sort();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.starts_with("truncated JSON")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("unsupported schema version the number 3")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains(
+            "field `time`: expected an integer of epoch milliseconds, got a string \"late\""
+        )),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("no vault key ring")),
+        "{reasons:?}"
+    );
+    assert!(
+        bodies_seen.iter().all(|b| !b.contains("SECRET-TOKEN-77")),
+        "token in a dead-letter copy"
+    );
+    assert!(
+        !daemon.log_text().contains("SECRET-TOKEN-77"),
+        "token in the log"
+    );
+    let _ = connection
+        .close(200, lapin::types::ShortString::from("done"))
+        .await;
+}
+
+#[tokio::test]
+async fn dead_lettered_messages_can_be_replayed_after_a_fix() {
+    let db = TestDb::new().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    declare(&amqp, &names).await;
+    let big = format!(
+        r#"{{"schema":1,"kind":"user","id":"big","time":1,"realmId":"r","type":"REGISTER","userId":"u9","details":{{"username":"bob","note":"{}"}}}}"#,
+        "n".repeat(3000)
+    );
+    publish(&amqp, &names.exchange, &[big.into_bytes()]).await;
+    let mut daemon = Daemon::start(
+        &db.url,
+        &amqp,
+        &names,
+        &[("KEYCLOAK_SYNC__LIMITS__MAX_MESSAGE_BYTES", "2048")],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            queue_depth(&amqp, &names.dlq).await == 1
+        })
+        .await
+    );
+    daemon.signal("TERM");
+    assert!(daemon
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .is_some_and(|s| s.success()));
+
+    let cli = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keycloak-sync"));
+        command
+            .args(args)
+            .env("KEYCLOAK_SYNC__DATABASE__URL", &db.url)
+            .env("KEYCLOAK_SYNC__LOG__LEVEL", "warn");
+        for (key, value) in names.env(&amqp) {
+            command.env(key, value);
+        }
+        command.output().expect("run")
+    };
+    let listing = cli(&["dlq", "list"]);
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        text.contains(": 1 messages") && text.contains("over the limit of 2048"),
+        "{text}"
+    );
+    assert_eq!(
+        queue_depth(&amqp, &names.dlq).await,
+        1,
+        "listing removes nothing"
+    );
+
+    let replay = cli(&["dlq", "replay"]);
+    let text = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        text.contains("republished 1") && text.contains("0 left"),
+        "{text}"
+    );
+    let daemon = Daemon::start(&db.url, &amqp, &names, &[]);
+    let store = db.store().await;
+    let applied = wait_until(Duration::from_secs(30), || async {
+        count(&store, "SELECT count(*) FROM users WHERE id = 'u9'").await == 1
+    })
+    .await;
+    assert!(
+        applied,
+        "replayed message not applied; log:\n{}",
+        daemon.log_text()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_mid_stream_exits_cleanly_with_nothing_acked_uncommitted_or_committed_unacked() {
+    let db = TestDb::new().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    declare(&amqp, &names).await;
+    let bodies = sample_bodies(20_000, 5);
+    publish(&amqp, &names.exchange, &bodies).await;
+    let mut daemon = Daemon::start(
+        &db.url,
+        &amqp,
+        &names,
+        &[("KEYCLOAK_SYNC__DAEMON__SHUTDOWN_GRACE_SECS", "10")],
+    );
+    let store = db.store().await;
+    let started = wait_until(Duration::from_secs(30), || async {
+        count(&store, "SELECT count(*) FROM processed_events").await > 1000
+    })
+    .await;
+    assert!(
+        started,
+        "daemon did not start consuming; log:\n{}",
+        daemon.log_text()
+    );
+    let asked = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon
+        .wait_exit(Duration::from_secs(12))
+        .await
+        .expect("exits within the grace period");
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        daemon.log_text()
+    );
+    assert!(asked.elapsed() < Duration::from_secs(10));
+
+    let committed = count(&store, "SELECT count(*) FROM processed_events").await;
+    let waiting = i64::from(queue_depth(&amqp, &names.queue).await);
+    assert!(
+        committed < bodies.len() as i64,
+        "stopped mid-stream (committed {committed})"
+    );
+    assert_eq!(
+        committed + waiting,
+        bodies.len() as i64,
+        "every message is either committed and acknowledged, or still queued"
+    );
+}
+
+/// kill -9 mid-stream, several times; at the end every event is applied exactly once:
+/// the rows equal those of a replay of the same events into a second database.
+#[tokio::test]
+async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
+    let db = TestDb::new().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    declare(&amqp, &names).await;
+    let bodies = sample_bodies(12_000, 9);
+    let store = db.store().await;
+    let publisher = {
+        let (amqp, exchange, bodies) = (amqp.clone(), names.exchange.clone(), bodies.clone());
+        tokio::spawn(async move {
+            for chunk in bodies.chunks(1000) {
+                publish(&amqp, &exchange, chunk).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    for round in 0..3 {
+        let mut daemon = Daemon::start(
+            &db.url,
+            &amqp,
+            &names,
+            &[("KEYCLOAK_SYNC__AMQP__BATCH_SIZE", "100")],
+        );
+        let target = 2000 * (round + 1);
+        let progressed = wait_until(Duration::from_secs(60), || async {
+            count(&store, "SELECT count(*) FROM processed_events").await >= target
+        })
+        .await;
+        assert!(
+            progressed,
+            "round {round}: no progress; log:\n{}",
+            daemon.log_text()
+        );
+        daemon.kill9().await;
+    }
+    publisher.await.expect("publisher");
+    let daemon = Daemon::start(&db.url, &amqp, &names, &[]);
+    let total = bodies.len() as i64;
+    let done = wait_until(Duration::from_secs(90), || async {
+        count(&store, "SELECT count(*) FROM processed_events").await == total
+            && queue_depth(&amqp, &names.queue).await == 0
+    })
+    .await;
+    assert!(done, "not all events applied; log:\n{}", daemon.log_text());
+
+    let reference_db = TestDb::new().await;
+    let reference = reference_db.store().await;
+    let events: Vec<_> = bodies
+        .iter()
+        .map(|b| event(std::str::from_utf8(b).expect("utf8")))
+        .collect();
+    for chunk in events.chunks(500) {
+        reference.apply(chunk).await.expect("reference apply");
+    }
+    assert_eq!(full_rows(&store).await, full_rows(&reference).await);
+    assert_eq!(queue_depth(&amqp, &names.dlq).await, 0);
+}
