@@ -7,6 +7,8 @@
 #   scripts/services.sh down    stop both
 #   scripts/services.sh status  say what is running
 #   scripts/services.sh env     print the environment variables that point at them
+#   scripts/services.sh stop-postgres|start-postgres|stop-rabbitmq|start-rabbitmq
+#                               take one service away and back (outage drills, tests)
 #
 # Ports can be moved with KCS_PG_PORT and KCS_AMQP_PORT, the data with KCS_STATE_DIR.
 set -euo pipefail
@@ -140,8 +142,12 @@ case "${1:-up}" in
     amqp_running && echo "rabbitmq: running on 127.0.0.1:$amqp_port" || echo "rabbitmq: stopped"
     ;;
   env) print_env ;;
+  stop-postgres) as_user postgres "$pg_bin/pg_ctl" -D "$state/postgres/data" -m fast -w stop >/dev/null ;;
+  start-postgres) start_postgres ;;
+  stop-rabbitmq) rabbitmqctl -n "$node" stop_app >/dev/null ;;
+  start-rabbitmq) rabbitmqctl -n "$node" start_app >/dev/null ;;
   *)
-    echo "usage: $0 up|down|status|env" >&2
+    echo "usage: $0 up|down|status|env|stop-postgres|start-postgres|stop-rabbitmq|start-rabbitmq" >&2
     exit 2
     ;;
 esac

@@ -4,5 +4,6 @@
 mod apply;
 mod daemon;
 mod order;
+mod outage;
 mod replay;
 mod support;

@@ -16,11 +16,17 @@ pub fn admin_url() -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    admin: String,
 }
 
 impl TestDb {
     pub async fn new() -> TestDb {
-        let admin = admin_url();
+        Self::on(&admin_url()).await
+    }
+
+    /// A fresh database on the server `admin` (a URL to its `postgres` database) points at.
+    pub async fn on(admin: &str) -> TestDb {
+        let admin = admin.to_string();
         let name = format!("kcs_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = retry_connect(&admin).await;
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -38,7 +44,7 @@ impl TestDb {
             Some((base, _)) => format!("{base}/{name}"),
             None => panic!("KCS_TEST_DATABASE_URL has no database part: {admin}"),
         };
-        TestDb { name, url }
+        TestDb { name, url, admin }
     }
 
     pub fn settings(&self, schema: &str) -> DatabaseSettings {
@@ -68,6 +74,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let admin = self.admin.clone();
         // Drop cannot await: a short-lived runtime on its own thread does the cleanup.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -75,7 +82,7 @@ impl Drop for TestDb {
                 .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async move {
-                    if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+                    if let Ok(mut conn) = PgConnection::connect(&admin).await {
                         let _ =
                             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                                 .execute(&mut conn)
