@@ -1,29 +1,60 @@
 #!/usr/bin/env bash
 # End to end on this machine: start Postgres and RabbitMQ (installing them if needed),
-# build keycloak-sync, apply the bundled sample Keycloak event log and show the rows it
-# produced. Run it twice: the second run finds every event already applied.
+# build keycloak-sync, run the daemon, publish the bundled sample Keycloak events (and one
+# malformed message) to RabbitMQ, wait until they are applied, show the rows, /readyz,
+# /metrics and the dead-letter queue, then stop the daemon with SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh up
 eval "$(scripts/services.sh env)"
-# A database of its own, so the demo shows exactly what the sample log produces.
-export KEYCLOAK_SYNC__DATABASE__URL="${KCS_TEST_DATABASE_URL%/*}/keycloak_sync_demo"
-psql "$KCS_TEST_DATABASE_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'keycloak_sync_demo'" | grep -q 1 ||
-  psql "$KCS_TEST_DATABASE_URL" -qc "CREATE DATABASE keycloak_sync_demo"
+node=$KCS_RABBITMQ_NODE
+
+# A database and queues of its own, fresh each run, so the demo shows exactly what the
+# sample log produces.
+db_name=keycloak_sync_demo
+export KEYCLOAK_SYNC__DATABASE__URL="${KCS_TEST_DATABASE_URL%/*}/$db_name"
+export KEYCLOAK_SYNC__AMQP__EXCHANGE=keycloak-sync-demo.events
+export KEYCLOAK_SYNC__AMQP__QUEUE=keycloak-sync-demo
+export KEYCLOAK_SYNC__AMQP__DEAD_LETTER_EXCHANGE=keycloak-sync-demo.dlx
+export KEYCLOAK_SYNC__AMQP__DEAD_LETTER_QUEUE=keycloak-sync-demo.dlq
+export KEYCLOAK_SYNC__HTTP__LISTEN=127.0.0.1:18080
+psql "$KCS_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" 2>/dev/null
+psql "$KCS_TEST_DATABASE_URL" -qc "CREATE DATABASE $db_name"
+for queue in "$KEYCLOAK_SYNC__AMQP__QUEUE" "$KEYCLOAK_SYNC__AMQP__DEAD_LETTER_QUEUE"; do
+  rabbitmqctl -n "$node" delete_queue "$queue" >/dev/null 2>&1 || true
+done
 
 echo "== building keycloak-sync (release)"
 cargo build --release --locked --quiet
-bin=target/release/keycloak-sync
+bin=$PWD/target/release/keycloak-sync
 
-echo "== effective configuration"
-"$bin" config check | sed -n '1,3p'
+echo "== starting the daemon (log: .local/demo-daemon.log)"
+"$bin" run >.local/demo-daemon.log 2>&1 &
+daemon=$!
+trap 'kill "$daemon" 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do
+  curl -fs http://127.0.0.1:18080/readyz >/dev/null 2>&1 && break
+  sleep 0.5
+done
+echo "/readyz: $(curl -s http://127.0.0.1:18080/readyz)"
 
-echo "== replaying samples/keycloak-events.jsonl (envelope, aznamier and Keycloak REST shapes mixed)"
-"$bin" replay samples/keycloak-events.jsonl --rejects .local/demo-rejects.jsonl
+echo "== publishing samples/keycloak-events.jsonl (envelope, aznamier and Keycloak REST shapes mixed)"
+"$bin" publish samples/keycloak-events.jsonl
+echo '{"schema":1,"kind":"user","id":"broken","time":"yesterday"}' | "$bin" publish - >/dev/null
+echo "   and one malformed message, which goes to the dead-letter queue"
 
-db="$KEYCLOAK_SYNC__DATABASE__URL"
-q() { psql "$db" -X -q -P pager=off -c "SET search_path = keycloak_sync" -c "$1"; }
+expected=$(grep -c . samples/keycloak-events.jsonl)
+printf "== waiting until %s events are applied" "$expected"
+for _ in $(seq 1 120); do
+  done_count=$(psql "$KEYCLOAK_SYNC__DATABASE__URL" -tAc "SELECT count(*) FROM keycloak_sync.processed_events" 2>/dev/null || echo 0)
+  [ "$done_count" = "$expected" ] && break
+  printf "."
+  sleep 0.5
+done
+echo " $done_count"
+
+q() { psql "$KEYCLOAK_SYNC__DATABASE__URL" -X -q -P pager=off -c "SET search_path = keycloak_sync" -c "$1"; }
 echo "== users (first 10)"
 q "SELECT id, username, email, first_name, enabled, login_count, last_login_at, deleted_at
    FROM users ORDER BY username LIMIT 10"
@@ -32,3 +63,19 @@ q "SELECT is_active, coalesce(end_reason, '-') AS end_reason, count(*) FROM user
    GROUP BY 1, 2 ORDER BY 1 DESC, 2"
 echo "== processed_events"
 q "SELECT kind, outcome, count(*) FROM processed_events GROUP BY 1, 2 ORDER BY 1, 2"
+
+echo "== GET /readyz"
+curl -s http://127.0.0.1:18080/readyz
+echo
+echo "== GET /metrics (excerpt)"
+curl -s http://127.0.0.1:18080/metrics | grep -E '^keycloak_sync_(messages|events_applied_total\{kind="user",type="LOGIN"|consumer|database|batch_size_count|lag_seconds_count|apply_seconds_sum)'
+echo "== dead-letter queue"
+"$bin" dlq list
+
+echo "== stopping the daemon (SIGTERM)"
+kill -TERM "$daemon"
+status=0
+wait "$daemon" || status=$?
+trap - EXIT
+echo "daemon exited with status $status"
+tail -n 3 .local/demo-daemon.log
