@@ -48,6 +48,12 @@ pub enum Command {
     Publish {
         /// The file, or - for standard input.
         input: PathBuf,
+        /// Load testing: messages per second (default: as fast as confirms allow).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Load testing: set each event's time to its publish time (measures lag).
+        #[arg(long)]
+        restamp: bool,
     },
     /// Create the schema and apply pending migrations.
     Migrate,
@@ -149,15 +155,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Publish { input } => {
+        Command::Publish {
+            input,
+            rate,
+            restamp,
+        } => {
             let settings = load(cli.config)?;
+            let options = crate::amqp::publish::PublishOptions { rate, restamp };
             let published = if input == std::path::Path::new("-") {
-                crate::amqp::publish::publish_lines(&settings.amqp, std::io::stdin().lock()).await?
+                crate::amqp::publish::publish_lines(
+                    &settings.amqp,
+                    std::io::stdin().lock(),
+                    options,
+                )
+                .await?
             } else {
                 let file = std::fs::File::open(&input)
                     .with_context(|| format!("cannot open {}", input.display()))?;
-                crate::amqp::publish::publish_lines(&settings.amqp, std::io::BufReader::new(file))
-                    .await?
+                crate::amqp::publish::publish_lines(
+                    &settings.amqp,
+                    std::io::BufReader::new(file),
+                    options,
+                )
+                .await?
             };
             println!(
                 "published {published} messages to {}",

@@ -94,9 +94,10 @@ pub const KEYS: &[Key] = &[
     key("amqp.declare_topology", Some("true"), Shown::Plain),
     key("amqp.bind_aznamier", Some("false"), Shown::Plain),
     key("amqp.aznamier_exchange", Some("amq.topic"), Shown::Plain),
-    key("amqp.prefetch", Some("500"), Shown::Plain),
-    key("amqp.batch_size", Some("250"), Shown::Plain),
+    key("amqp.prefetch", Some("1000"), Shown::Plain),
+    key("amqp.batch_size", Some("500"), Shown::Plain),
     key("amqp.batch_max_wait_ms", Some("20"), Shown::Plain),
+    key("amqp.workers", Some("2"), Shown::Plain),
     key("amqp.delivery_limit", Some("10"), Shown::Plain),
     key("amqp.reconnect_max_secs", Some("30"), Shown::Plain),
     key("daemon.shutdown_grace_secs", Some("20"), Shown::Plain),
@@ -154,6 +155,7 @@ struct RawAmqp {
     prefetch: u16,
     batch_size: usize,
     batch_max_wait_ms: u64,
+    workers: usize,
     delivery_limit: u32,
     reconnect_max_secs: u64,
 }
@@ -276,6 +278,8 @@ pub struct AmqpSettings {
     pub prefetch: u16,
     pub batch_size: usize,
     pub batch_max_wait: Duration,
+    /// Batches applied at once, each in its own transaction.
+    pub workers: usize,
     /// Deliveries after which the queue dead-letters a message by itself.
     pub delivery_limit: u32,
     /// Ceiling of the wait between reconnection attempts.
@@ -419,6 +423,9 @@ impl Raw {
                 ),
             ));
         }
+        if self.amqp.workers == 0 {
+            return Err(invalid("amqp.workers", "must be at least 1"));
+        }
         if self.amqp.delivery_limit == 0 {
             return Err(invalid("amqp.delivery_limit", "must be at least 1"));
         }
@@ -475,6 +482,7 @@ impl Raw {
                 prefetch: self.amqp.prefetch,
                 batch_size: self.amqp.batch_size,
                 batch_max_wait: Duration::from_millis(self.amqp.batch_max_wait_ms),
+                workers: self.amqp.workers,
                 delivery_limit: self.amqp.delivery_limit,
                 reconnect_max: Duration::from_secs(self.amqp.reconnect_max_secs.max(1)),
             },

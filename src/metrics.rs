@@ -50,7 +50,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     ];
     let sizes = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+    let lag = [
+        0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 5.0, 30.0,
+        300.0,
+    ];
     let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("keycloak_sync_lag_seconds".into()), &lag)?
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
         .set_buckets_for_metric(Matcher::Full("keycloak_sync_batch_size".into()), &sizes)?
         .install_recorder()?;
@@ -106,30 +111,30 @@ pub fn received(count: usize) {
     counter!("keycloak_sync_messages_received_total").increment(count as u64);
 }
 
-/// Records the outcome of each event of a committed batch, and its lag.
+/// Records the outcome of each event of a committed batch, and its lag. Counts are
+/// summed per label set first: one registry update per series, not per event.
 pub fn applied(events: &[Event], outcomes: &[Outcome], elapsed: Duration, now_ms: i64) {
     histogram!("keycloak_sync_batch_size").record(events.len() as f64);
     histogram!("keycloak_sync_apply_seconds").record(elapsed.as_secs_f64());
+    let mut counts: std::collections::HashMap<(Outcome, &'static str, &'static str), u64> =
+        std::collections::HashMap::new();
+    let lag = histogram!("keycloak_sync_lag_seconds");
     for (event, outcome) in events.iter().zip(outcomes) {
-        let labels = [
-            ("kind", kind_label(event.kind)),
-            ("type", type_label(event)),
-        ];
-        match outcome {
-            Outcome::Applied => {
-                counter!("keycloak_sync_events_applied_total", &labels).increment(1)
-            }
-            Outcome::Ignored => {
-                counter!("keycloak_sync_events_ignored_total", &labels).increment(1)
-            }
-            Outcome::Duplicate => {
-                counter!("keycloak_sync_events_duplicate_total", &labels).increment(1)
-            }
-        }
+        *counts
+            .entry((*outcome, kind_label(event.kind), type_label(event)))
+            .or_default() += 1;
         if *outcome != Outcome::Duplicate {
-            let lag = (now_ms - event.time).max(0) as f64 / 1000.0;
-            histogram!("keycloak_sync_lag_seconds").record(lag);
+            lag.record((now_ms - event.time).max(0) as f64 / 1000.0);
         }
+    }
+    for ((outcome, kind, event_type), count) in counts {
+        let labels = [("kind", kind), ("type", event_type)];
+        let name = match outcome {
+            Outcome::Applied => "keycloak_sync_events_applied_total",
+            Outcome::Ignored => "keycloak_sync_events_ignored_total",
+            Outcome::Duplicate => "keycloak_sync_events_duplicate_total",
+        };
+        counter!(name, &labels).increment(count);
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use backoff::backoff::Backoff;
 use backoff::ExponentialBackoffBuilder;
+use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -38,6 +39,12 @@ enum SessionError {
     NotConfirmed,
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+/// A committed batch waiting to be settled.
+struct AppliedBatch {
+    deliveries: Vec<Delivery>,
+    poison: Vec<(usize, Rejection)>,
 }
 
 pub struct Consumer {
@@ -114,42 +121,7 @@ impl Consumer {
         pause.reset();
         tracing::info!(queue = %self.settings.queue, prefetch = self.settings.prefetch, "consuming");
 
-        let result = loop {
-            self.health.beat();
-            let first = tokio::select! {
-                _ = self.shutdown.cancelled() => break Ok(()),
-                next = tokio::time::timeout(TICK, deliveries.next()) => match next {
-                    Err(_) => continue,
-                    Ok(None) => break Err(SessionError::Cancelled),
-                    Ok(Some(Err(error))) => break Err(error.into()),
-                    Ok(Some(Ok(delivery))) => delivery,
-                },
-            };
-            let mut batch = vec![first];
-            let deadline = tokio::time::Instant::now() + self.settings.batch_max_wait;
-            let mut broken = None;
-            while batch.len() < self.settings.batch_size {
-                match tokio::time::timeout_at(deadline, deliveries.next()).await {
-                    Ok(Some(Ok(delivery))) => batch.push(delivery),
-                    Ok(Some(Err(error))) => {
-                        broken = Some(SessionError::from(error));
-                        break;
-                    }
-                    Ok(None) => {
-                        broken = Some(SessionError::Cancelled);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            if let Some(error) = broken {
-                // The channel is gone: nothing can be acknowledged; all is redelivered.
-                break Err(error);
-            }
-            if let Err(error) = self.process(&broker, batch).await {
-                break Err(error);
-            }
-        };
+        let result = self.pump(&broker, &mut deliveries).await;
         self.health.set_consumer_attached(false);
         if result.is_ok() {
             let _ = broker
@@ -165,9 +137,58 @@ impl Consumer {
         result
     }
 
-    /// Applies one batch, dead-letters what cannot be applied, then acknowledges the
-    /// whole batch with one multiple-ack.
-    async fn process(&self, broker: &Broker, batch: Vec<Delivery>) -> Result<(), SessionError> {
+    /// Forms batches as deliveries arrive and keeps up to `amqp.workers` of them applying
+    /// at once. Batches are settled (dead-lettered, acknowledged) strictly in delivery
+    /// order, so each multiple-ack covers only committed work. Returns `Ok` on shutdown,
+    /// after the batches in hand are settled.
+    async fn pump(
+        &self,
+        broker: &Broker,
+        deliveries: &mut lapin::Consumer,
+    ) -> Result<(), SessionError> {
+        let mut applying = FuturesOrdered::new();
+        let mut forming: Vec<Delivery> = Vec::with_capacity(self.settings.batch_size);
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            let full = forming.len() >= self.settings.batch_size;
+            let due = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
+            if (full || due) && applying.len() < self.settings.workers {
+                applying.push_back(self.apply_batch(std::mem::take(&mut forming)));
+                deadline = None;
+                continue;
+            }
+            let wait_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + TICK);
+            tokio::select! {
+                biased;
+                Some(done) = applying.next(), if !applying.is_empty() => self.settle(broker, done?).await?,
+                _ = self.shutdown.cancelled() => break,
+                next = deliveries.next(), if !full => match next {
+                    Some(Ok(delivery)) => {
+                        if forming.is_empty() {
+                            deadline = Some(tokio::time::Instant::now() + self.settings.batch_max_wait);
+                        }
+                        forming.push(delivery);
+                    }
+                    // The channel is gone: nothing more can be acknowledged; the broker
+                    // redelivers everything unacknowledged.
+                    Some(Err(error)) => return Err(error.into()),
+                    None => return Err(SessionError::Cancelled),
+                },
+                _ = tokio::time::sleep_until(wait_until) => {}
+                _ = tick.tick() => self.health.beat(),
+            }
+        }
+        // Shutdown: the batches already applying are finished and settled; deliveries not
+        // yet in a batch go back to the queue when the channel closes.
+        while let Some(done) = applying.next().await {
+            self.settle(broker, done?).await?;
+        }
+        Ok(())
+    }
+
+    /// Parses and applies one batch (waiting out database outages).
+    async fn apply_batch(&self, batch: Vec<Delivery>) -> Result<AppliedBatch, SessionError> {
         metrics::received(batch.len());
         let mut events: Vec<Event> = Vec::with_capacity(batch.len());
         let mut event_index = Vec::with_capacity(batch.len());
@@ -181,26 +202,34 @@ impl Consumer {
                 Err(rejection) => poison.push((i, rejection)),
             }
         }
-
         let started = Instant::now();
         let results = self.apply_until_committed(&events).await?;
         let mut outcomes = Vec::with_capacity(events.len());
-        let mut applied_events = Vec::with_capacity(events.len());
+        let mut applied = Vec::with_capacity(events.len());
         for ((event, index), result) in events.into_iter().zip(event_index).zip(results) {
             match result {
                 Ok(outcome) => {
                     outcomes.push(outcome);
-                    applied_events.push(event);
+                    applied.push(event);
                 }
                 Err(reason) => poison.push((index, Rejection::Database(reason))),
             }
         }
-        metrics::applied(&applied_events, &outcomes, started.elapsed(), now_ms());
+        metrics::applied(&applied, &outcomes, started.elapsed(), now_ms());
+        Ok(AppliedBatch {
+            deliveries: batch,
+            poison,
+        })
+    }
 
-        for (index, rejection) in &poison {
-            self.dead_letter(broker, &batch[*index], rejection).await?;
+    /// Dead-letters what could not be applied, then acknowledges the whole batch with one
+    /// multiple-ack.
+    async fn settle(&self, broker: &Broker, batch: AppliedBatch) -> Result<(), SessionError> {
+        for (index, rejection) in &batch.poison {
+            self.dead_letter(broker, &batch.deliveries[*index], rejection)
+                .await?;
         }
-        if let Some(last) = batch.last() {
+        if let Some(last) = batch.deliveries.last() {
             broker
                 .consume
                 .basic_ack(last.delivery_tag, BasicAckOptions { multiple: true })

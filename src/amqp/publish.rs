@@ -26,16 +26,54 @@ pub fn routing_key(event: &Event) -> String {
     )
 }
 
-pub async fn publish_lines(settings: &AmqpSettings, input: impl BufRead) -> anyhow::Result<u64> {
+/// Load-testing knobs; the defaults publish the file as it is, as fast as confirms allow.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublishOptions {
+    /// Messages per second, spread evenly (in 10 ms steps).
+    pub rate: Option<u32>,
+    /// Set each event's `time` to the moment it is published, so the daemon's lag metric
+    /// measures commit time minus publish time.
+    pub restamp: bool,
+}
+
+fn restamped(line: Vec<u8>) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(&line) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            object.insert("time".into(), serde_json::Value::from(super::now_ms()));
+            serde_json::Value::Object(object).to_string().into_bytes()
+        }
+        _ => line,
+    }
+}
+
+pub async fn publish_lines(
+    settings: &AmqpSettings,
+    input: impl BufRead,
+    options: PublishOptions,
+) -> anyhow::Result<u64> {
     let broker = Broker::connect(settings).await?;
     super::declare_topology(&broker.consume, settings).await?;
-    let mut pending = Vec::with_capacity(CONFIRM_WINDOW);
+    let window = match options.rate {
+        Some(rate) => (rate as usize / 100).max(1),
+        None => CONFIRM_WINDOW,
+    };
+    let mut pacer = tokio::time::interval(std::time::Duration::from_millis(10));
+    pacer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut pending = Vec::with_capacity(window);
     let mut published = 0u64;
     for line in input.split(b'\n') {
         let line = line?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        if options.rate.is_some() && pending.is_empty() {
+            pacer.tick().await;
+        }
+        let line = if options.restamp {
+            restamped(line)
+        } else {
+            line
+        };
         let (key, properties) = match parse_message(&line, usize::MAX) {
             Ok(event) => (
                 routing_key(&event),
@@ -63,7 +101,7 @@ pub async fn publish_lines(settings: &AmqpSettings, input: impl BufRead) -> anyh
             )
             .await?;
         pending.push(confirm);
-        if pending.len() >= CONFIRM_WINDOW {
+        if pending.len() >= window {
             published += settle(&mut pending).await?;
         }
     }

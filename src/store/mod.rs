@@ -50,7 +50,7 @@ impl StoreError {
 }
 
 /// What became of one event of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Applied,
     Ignored,
