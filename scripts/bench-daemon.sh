@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 events=${1:-200000}
 slow_events=${2:-20000}
 memory_events=${3:-1000000}
+parts=${KCS_BENCH_PARTS:-throughput latency memory}  # any subset, e.g. KCS_BENCH_PARTS=memory
 
 scripts/services.sh up >/dev/null 2>&1
 eval "$(scripts/services.sh env)"
@@ -74,10 +75,15 @@ throughput() { # label N prefetch batch
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); RabbitMQ, Postgres and the daemon share it"
+want() { case " $parts " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+if want throughput; then
 echo "== throughput (queue pre-loaded, persistent messages)"
 throughput "prefetch 1000 / batch 500" "$events" 1000 500
 throughput "prefetch 1 / batch 1" "$slow_events" 1 1
+fi
 
+if want latency; then
 echo "== latency at a steady 1,000 events/s for 30 s (commit time - publish time)"
 reset
 start_daemon
@@ -97,7 +103,9 @@ psql "$KEYCLOAK_SYNC__DATABASE__URL" -tAc "
     round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1))
   FROM (SELECT extract(epoch FROM processed_at - event_time) * 1000 AS ms FROM keycloak_sync.processed_events) t"
 stop_daemon
+fi
 
+if want memory; then
 echo "== memory while draining a queue of $memory_events messages"
 file=$(sample "$memory_events")
 reset
@@ -106,7 +114,8 @@ echo "queue depth before start: $(rabbitmqctl -n "$node" list_queues name messag
 start_daemon
 for second in $(seq 1 30); do
   sleep 1
-  printf "t=%2ss rss=%6d KiB applied=%s\n" "$second" "$(rss_kb "$daemon")" "$(applied)"
+  printf "t=%ss rss_kib=%s applied=%s\n" "$second" "$(rss_kb "$daemon")" "$(applied)"
 done | awk '{ print } { split($2, r, "="); v = r[2] + 0; if (min == "" || v < min) min = v; if (v > max) max = v }
   END { printf "RSS over 30 s: min %d KiB, max %d KiB\n", min, max }'
 stop_daemon
+fi

@@ -44,7 +44,12 @@ fn kind_label(kind: Kind) -> &'static str {
     kind.as_str()
 }
 
-/// Installs the global recorder and returns the handle `/metrics` renders.
+/// Histogram samples are buffered until drained: without a periodic drain they would
+/// grow with every event when nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the global recorder and returns the handle `/metrics` renders. Must run
+/// inside the tokio runtime: it spawns the task that keeps histogram buffers bounded.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     let seconds = [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -60,6 +65,14 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full("keycloak_sync_batch_size".into()), &sizes)?
         .install_recorder()?;
     describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     Ok(handle)
 }
 

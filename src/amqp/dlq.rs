@@ -43,6 +43,14 @@ fn reason_of(properties: &BasicProperties) -> String {
     }
 }
 
+/// The next message of the dead-letter queue, unacknowledged.
+async fn next_message(broker: &Broker, queue: &str) -> lapin::Result<Option<lapin::message::BasicGetMessage>> {
+    broker
+        .consume
+        .basic_get(ShortString::from(queue), BasicGetOptions::default())
+        .await
+}
+
 /// Counts the queue and tallies the reasons of up to `limit` messages without removing
 /// any (they are read unacknowledged and returned when the channel closes).
 pub async fn list(settings: &AmqpSettings, limit: u64) -> anyhow::Result<Listing> {
@@ -52,14 +60,7 @@ pub async fn list(settings: &AmqpSettings, limit: u64) -> anyhow::Result<Listing
         ..Listing::default()
     };
     while listing.inspected < limit.min(u64::from(listing.count)) {
-        let Some(message) = broker
-            .consume
-            .basic_get(
-                ShortString::from(settings.dead_letter_queue.as_str()),
-                BasicGetOptions::default(),
-            )
-            .await?
-        else {
+        let Some(message) = next_message(&broker, &settings.dead_letter_queue).await? else {
             break;
         };
         *listing
@@ -87,14 +88,7 @@ pub async fn replay(settings: &AmqpSettings, limit: u64) -> anyhow::Result<Repla
     let at_start = u64::from(queue_depth(&broker, &settings.dead_letter_queue).await?);
     let mut replayed = Replayed::default();
     while replayed.republished < limit.min(at_start) {
-        let Some(message) = broker
-            .consume
-            .basic_get(
-                ShortString::from(settings.dead_letter_queue.as_str()),
-                BasicGetOptions::default(),
-            )
-            .await?
-        else {
+        let Some(message) = next_message(&broker, &settings.dead_letter_queue).await? else {
             break;
         };
         let delivery = message.delivery;

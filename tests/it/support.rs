@@ -535,3 +535,20 @@ pub async fn count(store: &Store, sql: &str) -> i64 {
         .await
         .expect("count")
 }
+
+/// The rows a clean, single replay of `bodies` leaves in a fresh database on the server
+/// `admin` points at: what any delivery history of the same messages must converge to.
+pub async fn rows_of_clean_replay(admin: &str, bodies: &[Vec<u8>]) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let db = TestDb::on(admin).await;
+    let store = db.store().await;
+    let events: Vec<Event> = bodies
+        .iter()
+        .map(|b| event(std::str::from_utf8(b).expect("utf8")))
+        .collect();
+    for chunk in events.chunks(500) {
+        store.apply(chunk).await.expect("reference apply");
+    }
+    let rows = full_rows(&store).await;
+    store.pool().close().await;
+    rows
+}
