@@ -44,7 +44,10 @@ fn reason_of(properties: &BasicProperties) -> String {
 }
 
 /// The next message of the dead-letter queue, unacknowledged.
-async fn next_message(broker: &Broker, queue: &str) -> lapin::Result<Option<lapin::message::BasicGetMessage>> {
+async fn next_message(
+    broker: &Broker,
+    queue: &str,
+) -> lapin::Result<Option<lapin::message::BasicGetMessage>> {
     broker
         .consume
         .basic_get(ShortString::from(queue), BasicGetOptions::default())

@@ -341,6 +341,9 @@ async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
     .await;
     assert!(done, "not all events applied; log:\n{}", daemon.log_text());
 
-    assert_eq!(full_rows(&store).await, rows_of_clean_replay(&admin_url(), &bodies).await);
+    assert_eq!(
+        full_rows(&store).await,
+        rows_of_clean_replay(&admin_url(), &bodies).await
+    );
     assert_eq!(queue_depth(&amqp, &names.dlq).await, 0);
 }

@@ -538,7 +538,10 @@ pub async fn count(store: &Store, sql: &str) -> i64 {
 
 /// The rows a clean, single replay of `bodies` leaves in a fresh database on the server
 /// `admin` points at: what any delivery history of the same messages must converge to.
-pub async fn rows_of_clean_replay(admin: &str, bodies: &[Vec<u8>]) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+pub async fn rows_of_clean_replay(
+    admin: &str,
+    bodies: &[Vec<u8>],
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
     let db = TestDb::on(admin).await;
     let store = db.store().await;
     let events: Vec<Event> = bodies
