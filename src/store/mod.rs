@@ -29,8 +29,6 @@ pub enum StoreError {
     /// A failure that retrying will not fix (constraint, bad SQL, bad data).
     #[error("database error: {0}")]
     Permanent(#[source] sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("invalid schema name {0:?}")]
     Schema(String),
 }
@@ -138,16 +136,36 @@ impl Store {
         &self.schema
     }
 
-    /// Creates the schema if needed and applies pending migrations (idempotent, and safe
-    /// to run from several processes at once: sqlx takes an advisory lock).
+    /// Creates the schema if needed and applies pending migrations. Idempotent, and safe
+    /// to run from several processes at once: `CREATE … IF NOT EXISTS` races between
+    /// sessions, so the whole step runs under an advisory lock of its own.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
-        retry::with_backoff(self.retry_max, "create the schema", || async {
-            sqlx::query(&create).execute(&self.pool).await.map(drop)
-        })
-        .await?;
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        retry::with_backoff(self.retry_max, "apply migrations", || self.migrate_once()).await
+    }
+
+    async fn migrate_once(&self) -> Result<(), sqlx::Error> {
+        const MIGRATION_LOCK: i64 = 0x6b63_7379_6e63_0001;
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        let result = async {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema))
+                .execute(&mut *conn)
+                .await?;
+            MIGRATOR.run(&mut *conn).await.map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(error) => error,
+                other => sqlx::Error::Migrate(Box::new(other)),
+            })
+        }
+        .await;
+        let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await;
+        result?;
+        unlock.map(drop)
     }
 
     /// Whether the database answers (for readiness checks).

@@ -362,7 +362,10 @@ async fn apply_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> 
              WHERE end_ver IS NULL OR ver < end_ver
              ORDER BY id, ver
          ) c
-         WHERE s.id = c.id",
+         -- Checked again on the row itself: a concurrent writer may have ended the
+         -- session earlier since the candidates were read, and the row's latest
+         -- version is what this condition sees.
+         WHERE s.id = c.id AND (s.end_ver IS NULL OR c.ver < s.end_ver)",
     )
     .bind(
         plan.cutoffs
