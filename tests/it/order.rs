@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::support::*;
 
-const CASES: u32 = 24;
+const CASES: u32 = 40;
 
 #[derive(Debug, Clone)]
 struct Scenario {
