@@ -74,6 +74,11 @@ pub enum Command {
         #[arg(long)]
         no_migrate: bool,
     },
+    /// The token vault: status, expiry sweep, key rotation.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -102,6 +107,24 @@ pub enum DlqCommand {
     Replay {
         #[arg(long, default_value_t = u64::MAX)]
         limit: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Count stored tokens by type and key id (never token values).
+    Status,
+    /// Delete expired tokens now.
+    PurgeExpired,
+    /// Re-encrypt every row not under vault.active_key; safe while the daemon writes,
+    /// resumable after an interruption.
+    Rotate {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_size: i64,
+        /// Stop after this many batches (the next run resumes).
+        #[arg(long)]
+        max_batches: Option<u64>,
     },
 }
 
@@ -185,6 +208,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Vault { command } => run_vault(load(cli.config)?, command).await,
         Command::Sample {
             events,
             users,
@@ -226,7 +250,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_migrate,
         } => {
             let settings = load(cli.config)?;
-            let store = Store::connect(&settings.database).await?;
+            let store = Store::connect(&settings.database)
+                .await?
+                .with_vault(settings.vault.keys.clone());
             if !no_migrate {
                 store.migrate().await?;
             }
@@ -235,7 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 workers: workers.unwrap_or(settings.replay_workers),
                 intake: Intake {
                     max_message_bytes: settings.max_message_bytes,
-                    vault_enabled: false,
+                    vault_enabled: settings.vault.keys.is_some(),
                 },
                 rejects,
                 progress_bar: replay::stderr_is_terminal(),
@@ -251,6 +277,90 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+async fn run_vault(settings: Settings, command: VaultCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    match command {
+        VaultCommand::Status => {
+            let rows = crate::vault::status(&store).await?;
+            println!("{:<10} {:<16} {:>10}", "type", "key id", "tokens");
+            for (token_type, key_id, count) in rows {
+                println!("{token_type:<10} {key_id:<16} {count:>10}");
+            }
+            if let Some(keys) = &settings.vault.keys {
+                println!("active key: {}", keys.active_id());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        VaultCommand::PurgeExpired => {
+            let purged = crate::vault::purge_expired(&store).await?;
+            println!("purged {purged} expired tokens");
+            Ok(ExitCode::SUCCESS)
+        }
+        VaultCommand::Rotate {
+            batch_size,
+            max_batches,
+        } => {
+            let keys = settings
+                .vault
+                .keys
+                .clone()
+                .context("vault rotate needs vault.keys and vault.active_key")?;
+            rotate(&store, &keys, batch_size.max(1), max_batches).await
+        }
+    }
+}
+
+/// Re-encrypts in batches with a progress bar, then verifies nothing is left under a
+/// retired key. Non-zero exit when any row failed or remains.
+async fn rotate(
+    store: &Store,
+    keys: &crate::vault::KeyRing,
+    batch_size: i64,
+    max_batches: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let total = crate::vault::rows_to_rotate(store, keys).await?;
+    let bar = if replay::stderr_is_terminal() {
+        indicatif::ProgressBar::new(total.max(0) as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut summary = crate::vault::Rotation::default();
+    let mut batches = 0u64;
+    loop {
+        if max_batches.is_some_and(|max| batches >= max) {
+            break;
+        }
+        let done = crate::vault::rotate_batch(store, keys, batch_size).await?;
+        batches += 1;
+        summary.rotated += done.rotated;
+        summary.raced += done.raced;
+        summary.failed += done.failed;
+        bar.inc(done.rotated);
+        if done.rotated + done.raced == 0 {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    summary.remaining = crate::vault::rows_to_rotate(store, keys).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "vault rotate summary: rotated {}, changed meanwhile {}, failed {}, remaining under retired keys {} ({:.2}s, {:.0} rows/s)",
+        summary.rotated,
+        summary.raced,
+        summary.failed,
+        summary.remaining,
+        elapsed,
+        summary.rotated as f64 / elapsed.max(1e-9)
+    );
+    Ok(if summary.failed > 0 || summary.remaining > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {

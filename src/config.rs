@@ -5,12 +5,15 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use thiserror::Error;
 use url::Url;
+
+use crate::vault::KeyRing;
 
 pub const ENV_PREFIX: &str = "KEYCLOAK_SYNC";
 
@@ -108,6 +111,7 @@ pub const KEYS: &[Key] = &[
     key("keycloak.client_secret", None, Shown::Secret),
     key("vault.keys", None, Shown::Secret),
     key("vault.active_key", None, Shown::Plain),
+    key("vault.purge_interval_secs", Some("300"), Shown::Plain),
     key("log.format", Some("text"), Shown::Plain),
     key("log.level", Some("info"), Shown::Plain),
     key("limits.max_message_bytes", Some("1048576"), Shown::Plain),
@@ -186,6 +190,12 @@ struct RawKeycloak {
 struct RawVault {
     keys: Option<SecretString>,
     active_key: Option<String>,
+    #[serde(default = "default_purge_interval")]
+    purge_interval_secs: u64,
+}
+
+fn default_purge_interval() -> u64 {
+    300
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,8 +306,10 @@ pub struct KeycloakSettings {
 
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
-    pub keys: Option<SecretString>,
-    pub active_key: Option<String>,
+    /// The parsed key ring; `None` when `vault.keys` is unset (token messages refused).
+    pub keys: Option<Arc<KeyRing>>,
+    /// How often the daemon deletes expired tokens (0: never).
+    pub purge_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -500,8 +512,14 @@ impl Raw {
                 client_secret: self.keycloak.client_secret,
             },
             vault: VaultSettings {
-                keys: self.vault.keys,
-                active_key: self.vault.active_key,
+                keys: match &self.vault.keys {
+                    Some(spec) => Some(Arc::new(
+                        KeyRing::parse(spec, self.vault.active_key.as_deref())
+                            .map_err(|e| invalid("vault.keys", e.to_string()))?,
+                    )),
+                    None => None,
+                },
+                purge_interval: Duration::from_secs(self.vault.purge_interval_secs),
             },
             log: LogSettings {
                 format,

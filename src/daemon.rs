@@ -31,7 +31,9 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
 
     let health = Arc::new(Health::default());
     health.beat();
-    let store = Store::connect_lazy(&settings.database)?.with_retry_max(DAEMON_RETRY);
+    let store = Store::connect_lazy(&settings.database)?
+        .with_retry_max(DAEMON_RETRY)
+        .with_vault(settings.vault.keys.clone());
 
     let listener = TcpListener::bind(settings.http_listen)
         .await
@@ -51,12 +53,19 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
         return Ok(());
     }
 
+    if settings.vault.keys.is_some() && !settings.vault.purge_interval.is_zero() {
+        tokio::spawn(purge_expired_tokens(
+            store.clone(),
+            settings.vault.purge_interval,
+            shutdown.clone(),
+        ));
+    }
     let consumer = Consumer {
         settings: settings.amqp.clone(),
         store,
         intake: Intake {
             max_message_bytes: settings.max_message_bytes,
-            vault_enabled: false,
+            vault_enabled: settings.vault.keys.is_some(),
         },
         health,
         shutdown: shutdown.clone(),
@@ -112,6 +121,22 @@ async fn migrate_when_reachable(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(false),
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// The periodic expiry sweep of the vault.
+async fn purge_expired_tokens(store: Store, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match crate::vault::purge_expired(&store).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired vault tokens deleted"),
+            Err(error) => tracing::warn!(%error, "expired-token sweep failed; will try again"),
         }
     }
 }

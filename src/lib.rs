@@ -19,3 +19,4 @@ pub mod replay;
 pub mod sample;
 pub mod store;
 pub mod telemetry;
+pub mod vault;

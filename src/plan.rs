@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::event::{Action, Event, Profile};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::event::{Action, Event, Profile, TokenType};
 
 /// Position of a write: `(time, event id)`, encoded so that byte order is that order.
 ///
@@ -191,6 +193,60 @@ pub enum Revocation {
     },
 }
 
+/// A token to keep in the vault: the newest message per slot (one refresh token per
+/// user; one offline token per user, client and session), metadata of all the batch's
+/// messages for that slot merged, newer values winning.
+#[derive(Debug, Clone)]
+pub struct TokenChange {
+    pub realm_id: String,
+    pub user_id: String,
+    pub token_type: TokenType,
+    pub client_id: Option<String>,
+    pub session_id: Option<String>,
+    pub token: SecretString,
+    pub expires_at: Option<i64>,
+    pub metadata: Map<String, Value>,
+    pub issued_at: i64,
+    pub version: Version,
+}
+
+impl PartialEq for TokenChange {
+    fn eq(&self, other: &Self) -> bool {
+        self.realm_id == other.realm_id
+            && self.user_id == other.user_id
+            && self.token_type == other.token_type
+            && self.client_id == other.client_id
+            && self.session_id == other.session_id
+            && self.token.expose_secret() == other.token.expose_secret()
+            && self.expires_at == other.expires_at
+            && self.metadata == other.metadata
+            && self.issued_at == other.issued_at
+            && self.version == other.version
+    }
+}
+
+/// The vault slot a token occupies.
+type TokenSlot = (String, String, TokenType, Option<String>, Option<String>);
+
+fn token_slot(token: &TokenChange) -> TokenSlot {
+    match token.token_type {
+        TokenType::Refresh => (
+            token.realm_id.clone(),
+            token.user_id.clone(),
+            TokenType::Refresh,
+            None,
+            None,
+        ),
+        TokenType::Offline => (
+            token.realm_id.clone(),
+            token.user_id.clone(),
+            TokenType::Offline,
+            token.client_id.clone(),
+            token.session_id.clone(),
+        ),
+    }
+}
+
 /// Everything a batch of (new, deduplicated) events changes, one entry per row, sorted
 /// by key so concurrent writers lock rows in the same order.
 #[derive(Debug, Default, PartialEq)]
@@ -199,6 +255,9 @@ pub struct Plan {
     pub sessions: Vec<SessionChange>,
     pub cutoffs: Vec<SessionCutoff>,
     pub revocations: Vec<Revocation>,
+    pub tokens: Vec<TokenChange>,
+    /// Sessions with new REFRESH_TOKEN events: their vault tokens' metadata follows.
+    pub refreshed_sessions: Vec<String>,
 }
 
 impl Plan {
@@ -207,6 +266,7 @@ impl Plan {
             && self.sessions.is_empty()
             && self.cutoffs.is_empty()
             && self.revocations.is_empty()
+            && self.tokens.is_empty()
     }
 
     /// The users whose sessions and cutoffs must not be written concurrently, with
@@ -217,8 +277,20 @@ impl Plan {
         for user in self.sessions.iter().filter_map(|s| s.user_id.as_deref()) {
             locks.insert(user, LockMode::Shared);
         }
-        for cutoff in &self.cutoffs {
-            locks.insert(cutoff.user_id.as_str(), LockMode::Exclusive);
+        for revocation in &self.revocations {
+            if let Revocation::OfflineGrant { user_id, .. } = revocation {
+                locks.entry(user_id.as_str()).or_insert(LockMode::Shared);
+            }
+        }
+        // Cutoffs and tokens must each see the other (a token older than a cutoff is not
+        // kept, a cutoff removes older tokens), as must tokens and session ends.
+        for user in self
+            .cutoffs
+            .iter()
+            .map(|c| c.user_id.as_str())
+            .chain(self.tokens.iter().map(|t| t.user_id.as_str()))
+        {
+            locks.insert(user, LockMode::Exclusive);
         }
         locks
     }
@@ -236,6 +308,8 @@ struct Planner {
     sessions: BTreeMap<String, SessionChange>,
     cutoffs: Vec<SessionCutoff>,
     revocations: Vec<Revocation>,
+    tokens: BTreeMap<TokenSlot, TokenChange>,
+    refreshed_sessions: Vec<String>,
 }
 
 impl Planner {
@@ -368,6 +442,7 @@ impl Planner {
                 client_id,
                 ip_address,
             } => {
+                self.refreshed_sessions.push(session_id.clone());
                 let session = self.session(event, session_id, Some(user_id));
                 max_opt(&mut session.last_refresh_at, event.time);
                 session.refresh_count += 1;
@@ -406,8 +481,38 @@ impl Planner {
             Action::EndSession { session_id } => {
                 self.end_session(event, session_id, None, EndReason::Admin)
             }
-            // Token storage needs the vault's key ring; the store handles it separately.
-            Action::StoreToken(_) | Action::Ignore => {}
+            Action::StoreToken(message) => {
+                let change = TokenChange {
+                    realm_id: event.realm_id.clone(),
+                    user_id: message.user_id.clone(),
+                    token_type: message.token_type,
+                    client_id: message.client_id.clone(),
+                    session_id: message.session_id.clone(),
+                    token: message.token.clone(),
+                    expires_at: message.expires_at,
+                    metadata: message.metadata.clone(),
+                    issued_at: event.time,
+                    version,
+                };
+                match self.tokens.entry(token_slot(&change)) {
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(change);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut slot) => {
+                        let current = slot.get_mut();
+                        let (older, mut newer) = if change.version > current.version {
+                            (current.clone(), change)
+                        } else {
+                            (change, current.clone())
+                        };
+                        let mut metadata = older.metadata;
+                        metadata.extend(newer.metadata);
+                        newer.metadata = metadata;
+                        *current = newer;
+                    }
+                }
+            }
+            Action::Ignore => {}
         }
     }
 
@@ -416,11 +521,15 @@ impl Planner {
         self.cutoffs.dedup();
         self.revocations.sort();
         self.revocations.dedup();
+        self.refreshed_sessions.sort();
+        self.refreshed_sessions.dedup();
         Plan {
             users: self.users.into_values().collect(),
             sessions: self.sessions.into_values().collect(),
             cutoffs: self.cutoffs,
             revocations: self.revocations,
+            tokens: self.tokens.into_values().collect(),
+            refreshed_sessions: self.refreshed_sessions,
         }
     }
 }

@@ -9,6 +9,7 @@ pub use retry::is_transient;
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -18,6 +19,7 @@ use thiserror::Error;
 use crate::config::{is_identifier, DatabaseSettings};
 use crate::event::{Action, Event};
 use crate::plan::plan;
+use crate::vault::KeyRing;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -85,6 +87,8 @@ pub struct Store {
     pool: PgPool,
     schema: String,
     retry_max: Duration,
+    /// The key ring token messages are sealed with; without it they cannot be applied.
+    vault: Option<Arc<KeyRing>>,
 }
 
 impl Store {
@@ -117,7 +121,20 @@ impl Store {
             pool,
             schema: settings.schema.clone(),
             retry_max: settings.retry_max,
+            vault: None,
         })
+    }
+
+    /// The same store, sealing token messages with `keys`.
+    pub fn with_vault(&self, keys: Option<Arc<KeyRing>>) -> Store {
+        Store {
+            vault: keys,
+            ..self.clone()
+        }
+    }
+
+    pub fn vault_keys(&self) -> Option<&Arc<KeyRing>> {
+        self.vault.as_ref()
     }
 
     /// The same store, retrying transient errors for at most `retry_max` per call.
@@ -217,7 +234,7 @@ impl Store {
 
     async fn apply_once(&self, events: &[Event]) -> Result<Vec<Outcome>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let outcomes = apply_in(&mut tx, events).await?;
+        let outcomes = apply_in(&mut tx, events, self.vault.as_deref()).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -227,6 +244,7 @@ impl Store {
 pub async fn apply_in(
     tx: &mut Transaction<'_, Postgres>,
     events: &[Event],
+    vault: Option<&KeyRing>,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut seen = HashSet::with_capacity(events.len());
     let first: Vec<&Event> = events
@@ -240,7 +258,7 @@ pub async fn apply_in(
         .filter(|e| fresh.contains(e.id.as_str()))
         .collect();
     let plan = plan(new_events.iter().copied());
-    write::write_plan(tx, &plan).await?;
+    write::write_plan(tx, &plan, vault).await?;
 
     let mut counted = HashSet::with_capacity(events.len());
     Ok(events

@@ -7,7 +7,9 @@ use std::sync::LazyLock;
 use sqlx::{Postgres, Transaction};
 
 use crate::event::Event;
-use crate::plan::{LockMode, Plan, Revocation, Versioned};
+use crate::event::TokenType;
+use crate::plan::{LockMode, Plan, Revocation, TokenChange, Versioned};
+use crate::vault::{KeyRing, RowIdentity};
 
 type Tx<'t> = Transaction<'t, Postgres>;
 
@@ -58,7 +60,11 @@ pub async fn record_inbox<'e>(
         .collect())
 }
 
-pub async fn write_plan(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+pub async fn write_plan(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    vault: Option<&KeyRing>,
+) -> Result<(), sqlx::Error> {
     if plan.is_empty() {
         return Ok(());
     }
@@ -67,6 +73,8 @@ pub async fn write_plan(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error>
     upsert_sessions(tx, plan).await?;
     apply_cutoffs(tx, plan).await?;
     revoke_tokens(tx, &plan.revocations).await?;
+    store_tokens(tx, plan, vault).await?;
+    follow_refreshes(tx, plan).await?;
     // Last: the rows most batches share are then locked only until the commit.
     upsert_users(tx, plan).await?;
     Ok(())
@@ -437,6 +445,17 @@ async fn revoke_tokens(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<()
     }
     if !grant_users.is_empty() {
         sqlx::query(
+            "INSERT INTO grant_revocations (user_id, client_id, at)
+             SELECT r.user_id, r.client_id, ms_ts(r.at)
+             FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS r(user_id, client_id, at)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&grant_users)
+        .bind(&grant_clients)
+        .bind(&grant_at)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
             "DELETE FROM auth_vault v
              USING UNNEST($1::text[], $2::text[], $3::int8[]) AS r(user_id, client_id, at)
              WHERE v.token_type = 'offline' AND v.user_id = r.user_id
@@ -448,5 +467,188 @@ async fn revoke_tokens(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<()
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// Conditions under which a token is not kept: its user deleted or disabled, its session
+/// ended, or (offline) its grant revoked — at or after the token's time.
+const TOKEN_STILL_VALID: &str = "
+    NOT EXISTS (SELECT 1 FROM session_cutoffs c
+                WHERE c.user_id = n.user_id AND c.at >= ms_ts(n.issued_at))
+    AND NOT EXISTS (SELECT 1 FROM user_sessions s
+                    WHERE s.id = n.session_id AND s.ended_at >= ms_ts(n.issued_at))
+    AND NOT (n.token_type = 'offline' AND EXISTS (
+        SELECT 1 FROM grant_revocations g
+        WHERE g.user_id = n.user_id AND g.client_id = n.client_id AND g.at >= ms_ts(n.issued_at)))";
+
+/// On a conflict the newer message (by version) owns the sealed token and the row's
+/// identity; metadata is merged in SQL, newer values winning, and gains `updatedAt`.
+const TOKEN_MERGE: &str = "
+    session_id = CASE WHEN newer THEN EXCLUDED.session_id ELSE v.session_id END,
+    client_id = CASE WHEN newer THEN EXCLUDED.client_id ELSE v.client_id END,
+    key_id = CASE WHEN newer THEN EXCLUDED.key_id ELSE v.key_id END,
+    nonce = CASE WHEN newer THEN EXCLUDED.nonce ELSE v.nonce END,
+    ciphertext = CASE WHEN newer THEN EXCLUDED.ciphertext ELSE v.ciphertext END,
+    expires_at = CASE WHEN newer THEN EXCLUDED.expires_at ELSE v.expires_at END,
+    issued_at = CASE WHEN newer THEN EXCLUDED.issued_at ELSE v.issued_at END,
+    metadata = (CASE WHEN newer THEN v.metadata || EXCLUDED.metadata
+                     ELSE EXCLUDED.metadata || v.metadata END)
+               || jsonb_build_object('updatedAt', now()),
+    issued_ver = GREATEST(v.issued_ver, EXCLUDED.issued_ver),
+    updated_at = now()";
+
+static STORE_REFRESH_TOKENS: LazyLock<String> =
+    LazyLock::new(|| token_upsert("(realm_id, user_id) WHERE token_type = 'refresh'"));
+
+static STORE_OFFLINE_TOKENS: LazyLock<String> = LazyLock::new(|| {
+    token_upsert(
+    "(realm_id, user_id, (coalesce(client_id, '')), (coalesce(session_id, ''))) WHERE token_type = 'offline'",
+)
+});
+
+fn token_upsert(conflict: &str) -> String {
+    format!(
+        "INSERT INTO auth_vault AS v (id, realm_id, user_id, token_type, session_id, client_id,
+             key_id, nonce, ciphertext, expires_at, metadata, issued_at, issued_ver)
+         SELECT gen_random_uuid(), n.realm_id, n.user_id, n.token_type, n.session_id,
+             n.client_id, n.key_id, n.nonce, n.ciphertext, ms_ts(n.expires_at),
+             n.metadata::jsonb || jsonb_build_object('updatedAt', now()),
+             ms_ts(n.issued_at), n.issued_ver
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+             $7::bytea[], $8::bytea[], $9::int8[], $10::text[], $11::int8[], $12::text[])
+           AS n(realm_id, user_id, token_type, session_id, client_id, key_id, nonce,
+             ciphertext, expires_at, metadata, issued_at, issued_ver)
+         WHERE {TOKEN_STILL_VALID}
+         ON CONFLICT {conflict} DO UPDATE SET {}",
+        TOKEN_MERGE.replace("newer", "EXCLUDED.issued_ver > v.issued_ver")
+    )
+}
+
+/// Seals and writes the plan's tokens: one multi-row upsert per token type, each row
+/// written with `INSERT … ON CONFLICT … DO UPDATE` (no read-then-write).
+async fn store_tokens(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    vault: Option<&KeyRing>,
+) -> Result<(), sqlx::Error> {
+    if plan.tokens.is_empty() {
+        return Ok(());
+    }
+    let Some(keys) = vault else {
+        return Err(sqlx::Error::Configuration(
+            "token messages need a vault key ring (vault.keys, vault.active_key)".into(),
+        ));
+    };
+    for (token_type, sql) in [
+        (TokenType::Refresh, &*STORE_REFRESH_TOKENS),
+        (TokenType::Offline, &*STORE_OFFLINE_TOKENS),
+    ] {
+        let tokens: Vec<&TokenChange> = plan
+            .tokens
+            .iter()
+            .filter(|t| t.token_type == token_type)
+            .collect();
+        if tokens.is_empty() {
+            continue;
+        }
+        let mut sealed = Vec::with_capacity(tokens.len());
+        for token in &tokens {
+            let row = RowIdentity {
+                realm_id: &token.realm_id,
+                user_id: &token.user_id,
+                token_type: token.token_type.as_str(),
+                client_id: token.client_id.as_deref(),
+                session_id: token.session_id.as_deref(),
+            };
+            sealed.push(
+                keys.seal(&token.token, &row)
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+            );
+        }
+        sqlx::query(sql)
+            .bind(
+                tokens
+                    .iter()
+                    .map(|t| t.realm_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                tokens
+                    .iter()
+                    .map(|t| t.user_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                tokens
+                    .iter()
+                    .map(|t| t.token_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                tokens
+                    .iter()
+                    .map(|t| t.session_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                tokens
+                    .iter()
+                    .map(|t| t.client_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(sealed.iter().map(|s| s.key_id.as_str()).collect::<Vec<_>>())
+            .bind(sealed.iter().map(|s| s.nonce.clone()).collect::<Vec<_>>())
+            .bind(
+                sealed
+                    .iter()
+                    .map(|s| s.ciphertext.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(tokens.iter().map(|t| t.expires_at).collect::<Vec<_>>())
+            .bind(
+                tokens
+                    .iter()
+                    .map(|t| serde_json::Value::Object(t.metadata.clone()).to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(tokens.iter().map(|t| t.issued_at).collect::<Vec<_>>())
+            .bind(
+                tokens
+                    .iter()
+                    .map(|t| t.version.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Copies each refreshed session's count and last refresh into its tokens' metadata —
+/// for new refreshes and for new tokens of sessions that were refreshed before.
+async fn follow_refreshes(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let mut sessions: Vec<&str> = plan
+        .refreshed_sessions
+        .iter()
+        .map(String::as_str)
+        .chain(plan.tokens.iter().filter_map(|t| t.session_id.as_deref()))
+        .collect();
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    sessions.sort_unstable();
+    sessions.dedup();
+    sqlx::query(
+        "UPDATE auth_vault v
+         SET metadata = v.metadata || jsonb_build_object(
+                 'refreshCount', s.refresh_count,
+                 'lastRefresh', (extract(epoch FROM s.last_refresh_at) * 1000)::int8),
+             updated_at = now()
+         FROM user_sessions s
+         WHERE v.session_id = s.id AND s.id = ANY($1::text[]) AND s.refresh_count > 0",
+    )
+    .bind(&sessions)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

@@ -7,3 +7,4 @@ mod order;
 mod outage;
 mod replay;
 mod support;
+mod vault;

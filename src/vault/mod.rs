@@ -1,0 +1,249 @@
+//! The token vault: reading tokens back for services written in Rust, and the
+//! maintenance jobs (status, expiry sweep, key rotation). Writing happens on the apply
+//! path (`store::write`), in the same transaction as the events that revoke tokens.
+
+mod keyring;
+
+pub use keyring::{KeyRing, KeyRingError, RowIdentity, SealError, Sealed};
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use sqlx::{PgPool, Row};
+use thiserror::Error;
+
+use crate::store::Store;
+
+#[derive(Debug, Error)]
+pub enum VaultError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("vault row {id}: {source}")]
+    Open { id: String, source: SealError },
+}
+
+/// A token read back from the vault. The token is a secret: zeroized on drop, and
+/// `Debug` prints `[REDACTED]`.
+#[derive(Debug)]
+pub struct StoredToken {
+    pub id: String,
+    pub token: SecretString,
+    pub token_type: String,
+    pub client_id: Option<String>,
+    pub session_id: Option<String>,
+    /// Epoch milliseconds.
+    pub expires_at: Option<i64>,
+    pub metadata: serde_json::Value,
+}
+
+/// Read access and maintenance for the vault table of one store.
+#[derive(Clone, Debug)]
+pub struct Vault {
+    pool: PgPool,
+    keys: Arc<KeyRing>,
+}
+
+const SELECT_ROWS: &str = "SELECT id::text, realm_id, user_id, token_type, session_id, client_id,
+        key_id, nonce, ciphertext, (extract(epoch FROM expires_at) * 1000)::int8 AS expires_ms,
+        metadata, issued_ver
+ FROM auth_vault";
+
+impl Vault {
+    pub fn new(store: &Store, keys: Arc<KeyRing>) -> Vault {
+        Vault {
+            pool: store.pool().clone(),
+            keys,
+        }
+    }
+
+    fn open_row(&self, row: &sqlx::postgres::PgRow) -> Result<StoredToken, VaultError> {
+        open_row(&self.keys, row)
+    }
+
+    /// The user's refresh token, if one is kept and not expired.
+    pub async fn refresh_token(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+    ) -> Result<Option<StoredToken>, VaultError> {
+        let sql = format!(
+            "{SELECT_ROWS} WHERE realm_id = $1 AND user_id = $2 AND token_type = 'refresh'
+               AND (expires_at IS NULL OR expires_at > now())"
+        );
+        let row = sqlx::query(&sql)
+            .bind(realm_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|row| self.open_row(row)).transpose()
+    }
+
+    /// The user's offline tokens (all clients and sessions), not expired.
+    pub async fn offline_tokens(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<StoredToken>, VaultError> {
+        let sql = format!(
+            "{SELECT_ROWS} WHERE realm_id = $1 AND user_id = $2 AND token_type = 'offline'
+               AND (expires_at IS NULL OR expires_at > now())
+             ORDER BY client_id, session_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(realm_id)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| self.open_row(row)).collect()
+    }
+}
+
+/// Opens one selected vault row (see `SELECT_ROWS`).
+fn open_row(keys: &KeyRing, row: &sqlx::postgres::PgRow) -> Result<StoredToken, VaultError> {
+    let id: String = row.try_get("id")?;
+    let realm_id: String = row.try_get("realm_id")?;
+    let user_id: String = row.try_get("user_id")?;
+    let token_type: String = row.try_get("token_type")?;
+    let session_id: Option<String> = row.try_get("session_id")?;
+    let client_id: Option<String> = row.try_get("client_id")?;
+    let sealed = Sealed {
+        key_id: row.try_get("key_id")?,
+        nonce: row.try_get("nonce")?,
+        ciphertext: row.try_get("ciphertext")?,
+    };
+    let identity = RowIdentity {
+        realm_id: &realm_id,
+        user_id: &user_id,
+        token_type: &token_type,
+        client_id: client_id.as_deref(),
+        session_id: session_id.as_deref(),
+    };
+    let token = keys
+        .open(&sealed, &identity)
+        .map_err(|source| VaultError::Open {
+            id: id.clone(),
+            source,
+        })?;
+    Ok(StoredToken {
+        id,
+        token,
+        token_type,
+        client_id,
+        session_id,
+        expires_at: row.try_get("expires_ms")?,
+        metadata: row.try_get("metadata")?,
+    })
+}
+
+/// Row counts by token type and key id: what `vault status` prints.
+pub async fn status(store: &Store) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT token_type, key_id, count(*) FROM auth_vault GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(store.pool())
+    .await
+}
+
+/// Deletes expired tokens in batches; returns how many.
+pub async fn purge_expired(store: &Store) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM auth_vault WHERE id IN (
+                 SELECT id FROM auth_vault WHERE expires_at <= now() LIMIT 5000)",
+        )
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// What `vault rotate` did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Rotation {
+    pub rotated: u64,
+    /// Rows another writer changed between read and re-encryption: left for the next
+    /// batch (they are re-read), never overwritten.
+    pub raced: u64,
+    pub failed: u64,
+    pub remaining: i64,
+}
+
+/// Rows not under the active key.
+pub async fn rows_to_rotate(store: &Store, keys: &KeyRing) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM auth_vault WHERE key_id <> $1")
+        .bind(keys.active_id())
+        .fetch_one(store.pool())
+        .await
+}
+
+/// Re-encrypts up to `batch` rows not under the active key, in one transaction. Each row
+/// is rewritten only if it still holds what was read (same version and key), so a token
+/// written meanwhile by the daemon is never lost. Resumable: each call picks up what is
+/// left.
+pub async fn rotate_batch(
+    store: &Store,
+    keys: &KeyRing,
+    batch: i64,
+) -> Result<Rotation, VaultError> {
+    let mut tx = store.pool().begin().await?;
+    let sql =
+        format!("{SELECT_ROWS} WHERE key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED");
+    let rows = sqlx::query(&sql)
+        .bind(keys.active_id())
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut outcome = Rotation::default();
+    for row in &rows {
+        let token = match open_row(keys, row) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, "cannot re-encrypt a vault row");
+                outcome.failed += 1;
+                continue;
+            }
+        };
+        let realm_id: String = row.try_get("realm_id")?;
+        let user_id: String = row.try_get("user_id")?;
+        let old_key: String = row.try_get("key_id")?;
+        let version: String = row.try_get("issued_ver")?;
+        let identity = RowIdentity {
+            realm_id: &realm_id,
+            user_id: &user_id,
+            token_type: &token.token_type,
+            client_id: token.client_id.as_deref(),
+            session_id: token.session_id.as_deref(),
+        };
+        let sealed = keys
+            .seal(&token.token, &identity)
+            .map_err(|source| VaultError::Open {
+                id: token.id.clone(),
+                source,
+            })?;
+        let updated = sqlx::query(
+            "UPDATE auth_vault SET key_id = $2, nonce = $3, ciphertext = $4, updated_at = now()
+             WHERE id = $1::uuid AND key_id = $5 AND issued_ver = $6",
+        )
+        .bind(&token.id)
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(&old_key)
+        .bind(&version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            outcome.rotated += 1;
+        } else {
+            outcome.raced += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
