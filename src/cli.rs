@@ -340,7 +340,8 @@ async fn rotate(
         summary.raced += done.raced;
         summary.failed += done.failed;
         bar.inc(done.rotated);
-        if done.rotated + done.raced == 0 {
+        // Nothing left, or only rows that cannot be opened (counted as failed).
+        if done.read == 0 || done.rotated + done.raced == 0 {
             break;
         }
     }

@@ -697,6 +697,14 @@ mod tests {
                 "database.max_connections",
             ),
             (vec![DB, ("KEYCLOAK_SYNC__DATABASE__NAME", "x")], "name"),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__VAULT__KEYS", "k1:c2hvcnQ=")],
+                "vault.keys",
+            ),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__AMQP__WORKERS", "0")],
+                "amqp.workers",
+            ),
         ];
         for (pairs, key) in cases {
             let err = Settings::load_from(None, Some(env(&pairs)))

@@ -165,6 +165,8 @@ pub async fn purge_expired(store: &Store) -> Result<u64, sqlx::Error> {
 /// What `vault rotate` did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Rotation {
+    /// Rows read in this batch (0: the pass is over).
+    pub read: u64,
     pub rotated: u64,
     /// Rows another writer changed between read and re-encryption: left for the next
     /// batch (they are re-read), never overwritten.
@@ -181,24 +183,40 @@ pub async fn rows_to_rotate(store: &Store, keys: &KeyRing) -> Result<i64, sqlx::
         .await
 }
 
-/// Re-encrypts up to `batch` rows not under the active key, in one transaction. Each row
-/// is rewritten only if it still holds what was read (same version and key), so a token
-/// written meanwhile by the daemon is never lost. Resumable: each call picks up what is
-/// left.
+/// Re-encrypts up to `batch` rows under a retired key of the ring, in one transaction.
+/// Each row is rewritten only if it still holds what was read (same version and key), so
+/// a token written meanwhile by the daemon is never lost. Resumable: each call picks up
+/// what is left. Rows are found through the `key_id` index, so each batch reads only
+/// rows still to rotate.
 pub async fn rotate_batch(
     store: &Store,
     keys: &KeyRing,
     batch: i64,
 ) -> Result<Rotation, VaultError> {
+    let retired: Vec<&str> = keys
+        .key_ids()
+        .filter(|id| *id != keys.active_id())
+        .collect();
     let mut tx = store.pool().begin().await?;
     let sql =
-        format!("{SELECT_ROWS} WHERE key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED");
+        format!("{SELECT_ROWS} WHERE key_id = ANY($1::text[]) LIMIT $2 FOR UPDATE SKIP LOCKED");
     let rows = sqlx::query(&sql)
-        .bind(keys.active_id())
+        .bind(&retired)
         .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
-    let mut outcome = Rotation::default();
+    let mut outcome = Rotation {
+        read: rows.len() as u64,
+        ..Rotation::default()
+    };
+    let (mut ids, mut key_ids, mut nonces, mut ciphertexts, mut old_keys, mut versions) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for row in &rows {
         let token = match open_row(keys, row) {
             Ok(token) => token,
@@ -210,8 +228,6 @@ pub async fn rotate_batch(
         };
         let realm_id: String = row.try_get("realm_id")?;
         let user_id: String = row.try_get("user_id")?;
-        let old_key: String = row.try_get("key_id")?;
-        let version: String = row.try_get("issued_ver")?;
         let identity = RowIdentity {
             realm_id: &realm_id,
             user_id: &user_id,
@@ -225,24 +241,33 @@ pub async fn rotate_batch(
                 id: token.id.clone(),
                 source,
             })?;
+        old_keys.push(row.try_get::<String, _>("key_id")?);
+        versions.push(row.try_get::<String, _>("issued_ver")?);
+        ids.push(token.id);
+        key_ids.push(sealed.key_id);
+        nonces.push(sealed.nonce);
+        ciphertexts.push(sealed.ciphertext);
+    }
+    if !ids.is_empty() {
+        // Rewritten only where the row still holds what was read.
         let updated = sqlx::query(
-            "UPDATE auth_vault SET key_id = $2, nonce = $3, ciphertext = $4, updated_at = now()
-             WHERE id = $1::uuid AND key_id = $5 AND issued_ver = $6",
+            "UPDATE auth_vault v
+             SET key_id = n.key_id, nonce = n.nonce, ciphertext = n.ciphertext, updated_at = now()
+             FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[])
+                  AS n(id, key_id, nonce, ciphertext, old_key, issued_ver)
+             WHERE v.id = n.id::uuid AND v.key_id = n.old_key AND v.issued_ver = n.issued_ver",
         )
-        .bind(&token.id)
-        .bind(&sealed.key_id)
-        .bind(&sealed.nonce)
-        .bind(&sealed.ciphertext)
-        .bind(&old_key)
-        .bind(&version)
+        .bind(&ids)
+        .bind(&key_ids)
+        .bind(&nonces)
+        .bind(&ciphertexts)
+        .bind(&old_keys)
+        .bind(&versions)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if updated == 1 {
-            outcome.rotated += 1;
-        } else {
-            outcome.raced += 1;
-        }
+        outcome.rotated = updated;
+        outcome.raced = ids.len() as u64 - updated;
     }
     tx.commit().await?;
     Ok(outcome)
