@@ -14,12 +14,7 @@ slow_events=${2:-20000}
 memory_events=${3:-1000000}
 parts=${KCS_BENCH_PARTS:-throughput latency memory}  # any subset, e.g. KCS_BENCH_PARTS=memory
 
-scripts/services.sh up >/dev/null 2>&1
-eval "$(scripts/services.sh env)"
-cargo build --release --locked --quiet
-bin=$PWD/target/release/keycloak-sync
-work=.local/bench
-mkdir -p "$work"
+. scripts/bench-common.sh
 node=$KCS_RABBITMQ_NODE
 port=18181
 
@@ -28,15 +23,8 @@ export KEYCLOAK_SYNC__AMQP__EXCHANGE=kcs-bench.events KEYCLOAK_SYNC__AMQP__QUEUE
   KEYCLOAK_SYNC__HTTP__LISTEN=127.0.0.1:$port KEYCLOAK_SYNC__LOG__LEVEL=warn
 export KEYCLOAK_SYNC__DATABASE__URL="${KCS_TEST_DATABASE_URL%/*}/kcs_bench_daemon"
 
-sample() { # N → file
-  local file="$work/events-$1.jsonl"
-  [ -s "$file" ] || "$bin" sample --events "$1" --users $(($1 / 40)) --seed 42 >"$file"
-  echo "$file"
-}
-
 reset() {
-  psql "$KCS_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS kcs_bench_daemon WITH (FORCE)" >/dev/null 2>&1
-  psql "$KCS_TEST_DATABASE_URL" -qc "CREATE DATABASE kcs_bench_daemon" >/dev/null
+  fresh_db kcs_bench_daemon >/dev/null
   for q in kcs-bench kcs-bench.dlq; do rabbitmqctl -n "$node" delete_queue "$q" >/dev/null 2>&1 || true; done
   "$bin" migrate
 }
@@ -61,7 +49,7 @@ wait_applied() { # N
 
 throughput() { # label N prefetch batch
   local label=$1 n=$2 file start end hwm
-  file=$(sample "$events")
+  file=$(sample_events "$events")
   reset
   head -n "$n" "$file" | "$bin" publish - >/dev/null
   KEYCLOAK_SYNC__AMQP__PREFETCH=$3 KEYCLOAK_SYNC__AMQP__BATCH_SIZE=$4 start_daemon
@@ -74,7 +62,8 @@ throughput() { # label N prefetch batch
     'BEGIN { printf "%-26s %8d events in %6.2f s = %7.0f events/s, peak RSS %d MiB\n", l, n, e - s, n / (e - s), m / 1024 }'
 }
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); RabbitMQ, Postgres and the daemon share it"
+machine
+echo "RabbitMQ, Postgres and the daemon share the machine"
 want() { case " $parts " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if want throughput; then
@@ -88,7 +77,7 @@ echo "== latency at a steady 1,000 events/s for 30 s (commit time - publish time
 reset
 start_daemon
 sleep 2
-head -n 30000 "$(sample "$events")" | "$bin" publish - --rate 1000 --restamp >/dev/null
+head -n 30000 "$(sample_events "$events")" | "$bin" publish - --rate 1000 --restamp >/dev/null
 wait_applied 30000
 curl -s "http://127.0.0.1:$port/metrics" | awk '
   /^keycloak_sync_lag_seconds_bucket/ { match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5); b[++n] = le; c[n] = $2 }
@@ -107,7 +96,7 @@ fi
 
 if want memory; then
 echo "== memory while draining a queue of $memory_events messages"
-file=$(sample "$memory_events")
+file=$(sample_events "$memory_events")
 reset
 "$bin" publish "$file" >/dev/null
 echo "queue depth before start: $(rabbitmqctl -n "$node" list_queues name messages 2>/dev/null | awk '$1 == "kcs-bench" {print $2}')"

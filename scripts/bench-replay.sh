@@ -11,21 +11,9 @@ events=${1:-200000}
 batch=${2:-500}
 workers=${3:-2}
 
-scripts/services.sh up >/dev/null 2>&1
-eval "$(scripts/services.sh env)"
-cargo build --release --locked --quiet
-bin=$PWD/target/release/keycloak-sync
-work=.local/bench
-mkdir -p "$work"
-file="$work/events-$events.jsonl"
-[ -s "$file" ] || "$bin" sample --events "$events" --users $((events / 40)) --seed 42 >"$file"
+. scripts/bench-common.sh
+file=$(sample_events "$events")
 echo "workers: $workers concurrent transactions in both runs"
-
-fresh_db() {
-  psql "$KCS_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1
-  psql "$KCS_TEST_DATABASE_URL" -qc "CREATE DATABASE $1" >/dev/null
-  echo "${KCS_TEST_DATABASE_URL%/*}/$1"
-}
 
 run() {
   local size=$1 url
@@ -36,7 +24,7 @@ run() {
     "$bin" replay "$file" --batch-size "$size" --workers "$workers" --no-migrate 2>/dev/null | grep '^replay summary'
 }
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(psql "$KCS_TEST_DATABASE_URL" -tAc 'SHOW server_version') Postgres"
+machine
 echo "input:   $file ($(wc -l <"$file") events, $(du -h "$file" | cut -f1))"
 batched=$(run "$batch")
 single=$(run 1)

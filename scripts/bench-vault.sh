@@ -8,20 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tokens=${1:-100000}
 
-scripts/services.sh up >/dev/null 2>&1
-eval "$(scripts/services.sh env)"
-cargo build --release --locked --quiet
-bin=$PWD/target/release/keycloak-sync
-work=.local/bench
-mkdir -p "$work"
+. scripts/bench-common.sh
 key() { head -c 32 /dev/urandom | base64; }
 export KEYCLOAK_SYNC__VAULT__KEYS="old:$(key),new:$(key)" KEYCLOAK_SYNC__LOG__LEVEL=warn
-
-fresh_db() {
-  psql "$KCS_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1
-  psql "$KCS_TEST_DATABASE_URL" -qc "CREATE DATABASE $1" >/dev/null
-  echo "${KCS_TEST_DATABASE_URL%/*}/$1"
-}
 
 # Realistic shapes: ~1.2 kB JWT-sized tokens, a refresh and an offline token per user.
 token_file="$work/tokens-$tokens.jsonl"
@@ -32,10 +21,9 @@ token_file="$work/tokens-$tokens.jsonl"
     printf "{\"schema\":1,\"kind\":\"token\",\"id\":\"tok-%d\",\"time\":%d,\"realmId\":\"r\",\"userId\":\"u%d\",\"sessionId\":\"s%d\",\"clientId\":\"web-app\",\"tokenType\":\"%s\",\"token\":\"eyJ%s.%d\",\"expiresAt\":4102444800000,\"metadata\":{\"email\":\"u%d@example.com\"}}\n", i, 1732270000000 + i, int(i / 2), i, type, pad, i, int(i / 2)
   }
 }' >"$token_file"
-event_file="$work/events-$tokens.jsonl"
-[ -s "$event_file" ] || "$bin" sample --events "$tokens" --users $((tokens / 40)) --seed 42 >"$event_file"
+event_file=$(sample_events "$tokens")
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+machine
 url=$(fresh_db kcs_bench_vault)
 tokens_run=$(KEYCLOAK_SYNC__DATABASE__URL=$url KEYCLOAK_SYNC__VAULT__ACTIVE_KEY=old "$bin" replay "$token_file" 2>/dev/null | grep '^replay summary')
 events_run=$(KEYCLOAK_SYNC__DATABASE__URL=$(fresh_db kcs_bench_vault_events) KEYCLOAK_SYNC__VAULT__ACTIVE_KEY=old "$bin" replay "$event_file" 2>/dev/null | grep '^replay summary')
