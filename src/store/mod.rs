@@ -74,12 +74,6 @@ impl Tally {
             Outcome::Duplicate => self.duplicates += 1,
         }
     }
-
-    pub fn of(outcomes: &[Outcome]) -> Tally {
-        let mut tally = Tally::default();
-        outcomes.iter().for_each(|o| tally.add(*o));
-        tally
-    }
 }
 
 #[derive(Clone)]
