@@ -560,3 +560,56 @@ async fn revocations_remove_vault_rows_issued_before_them() {
     apply(&store, &[ue("del", 600, "DELETE_ACCOUNT", "")]).await;
     assert_eq!(remaining().await, vec!["u2:s8"]);
 }
+
+/// A batch the database refuses as a whole is split until the culprit is found; the
+/// rest is applied and the culprit comes back with the database's reason.
+#[tokio::test]
+async fn a_batch_refused_by_the_database_is_split_to_find_the_culprit() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    sqlx::query(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.username = 'poison' THEN RAISE EXCEPTION 'refusing user %', NEW.id; END IF;
+             RETURN NEW;
+         END $$",
+    )
+    .execute(store.pool())
+    .await
+    .expect("function");
+    sqlx::query("CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON users FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+        .execute(store.pool())
+        .await
+        .expect("trigger");
+    let events: Vec<Event> = (0..10)
+        .map(|i| {
+            let name = if i == 6 { "poison".to_string() } else { format!("user{i}") };
+            event(&format!(
+                r#"{{"schema":1,"kind":"user","id":"r{i}","time":{},"realmId":"r","type":"REGISTER","userId":"u{i}","details":{{"username":"{name}"}}}}"#,
+                1000 + i
+            ))
+        })
+        .collect();
+    let results = store
+        .apply_isolating(&events)
+        .await
+        .expect("only the culprit fails");
+    assert_eq!(results.len(), 10);
+    for (i, result) in results.iter().enumerate() {
+        match (i, result) {
+            (6, Err(reason)) => assert!(reason.contains("refusing user u6"), "{reason}"),
+            (6, Ok(outcome)) => panic!("the culprit was applied: {outcome:?}"),
+            (_, Ok(outcome)) => assert_eq!(*outcome, Outcome::Applied),
+            (_, Err(reason)) => panic!("event {i} refused: {reason}"),
+        }
+    }
+    assert_eq!(users(&store).await.len(), 9);
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(
+        recorded, 9,
+        "the refused event is not marked processed, so a fix and a replay can apply it"
+    );
+}
