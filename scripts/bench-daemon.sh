@@ -68,7 +68,7 @@ want() { case " $parts " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if want throughput; then
 echo "== throughput (queue pre-loaded, persistent messages)"
-throughput "prefetch 1000 / batch 500" "$events" 1000 500
+throughput "prefetch 1500 / batch 500" "$events" 1500 500
 throughput "prefetch 1 / batch 1" "$slow_events" 1 1
 fi
 
