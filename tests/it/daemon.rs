@@ -347,3 +347,52 @@ async fn kill_9_mid_stream_loses_nothing_and_counts_nothing_twice() {
     );
     assert_eq!(queue_depth(&amqp, &names.dlq).await, 0);
 }
+
+/// Token messages through the broker: sealed on the way in, and swept by the daemon once
+/// expired.
+#[tokio::test]
+async fn the_daemon_keeps_tokens_and_sweeps_the_expired_ones() {
+    use base64::Engine;
+    let db = TestDb::new().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    let keys = format!(
+        "k1:{}",
+        base64::engine::general_purpose::STANDARD.encode([5u8; 32])
+    );
+    let daemon = Daemon::start(
+        &db.url,
+        &amqp,
+        &names,
+        &[
+            ("KEYCLOAK_SYNC__VAULT__KEYS", keys.as_str()),
+            ("KEYCLOAK_SYNC__VAULT__ACTIVE_KEY", "k1"),
+            ("KEYCLOAK_SYNC__VAULT__PURGE_INTERVAL_SECS", "1"),
+        ],
+    );
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    let kept = br#"{"schema":1,"kind":"token","id":"keep","time":1000,"realmId":"r","userId":"u1","sessionId":"s1","clientId":"web","tokenType":"offline","token":"DAEMON-SECRET-1","expiresAt":4102444800000}"#;
+    let expired = br#"{"schema":1,"kind":"token","id":"gone","time":1000,"realmId":"r","userId":"u2","tokenType":"refresh","token":"DAEMON-SECRET-2","expiresAt":1000}"#;
+    publish(&amqp, &names.exchange, &[kept.to_vec(), expired.to_vec()]).await;
+    let store = db.store().await;
+    let settled = wait_until(Duration::from_secs(20), || async {
+        count(&store, "SELECT count(*) FROM processed_events").await == 2
+            && count(&store, "SELECT count(*) FROM auth_vault").await == 1
+    })
+    .await;
+    assert!(
+        settled,
+        "tokens not stored and swept; log:\n{}",
+        daemon.log_text()
+    );
+    let user: String = sqlx::query_scalar("SELECT user_id FROM auth_vault")
+        .fetch_one(store.pool())
+        .await
+        .expect("row");
+    assert_eq!(user, "u1", "the unexpired token stays");
+    assert!(
+        !daemon.log_text().contains("DAEMON-SECRET"),
+        "token in the log"
+    );
+    assert_eq!(queue_depth(&amqp, &names.dlq).await, 0);
+}
