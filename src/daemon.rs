@@ -105,24 +105,11 @@ async fn migrate_when_reachable(
     health: &Health,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<bool> {
-    loop {
-        health.beat();
-        match store.migrate().await {
-            Ok(()) => {
-                health.set_database_up(true);
-                return Ok(true);
-            }
-            Err(error) if error.is_transient() => {
-                health.set_database_up(false);
-                tracing::warn!(%error, "database not reachable yet; retrying migrations");
-            }
-            Err(error) => return Err(error).context("applying migrations"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(false),
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
+    let migrated = health
+        .until_database_answers(shutdown, "applying migrations", || store.migrate())
+        .await
+        .context("applying migrations")?;
+    Ok(migrated.is_some())
 }
 
 /// The periodic expiry sweep of the vault.

@@ -1,8 +1,14 @@
 //! What the probes report: whether the loops are alive, and whether the daemon can do
 //! its job right now (database reachable, consumer attached).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use backoff::backoff::Backoff;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct Health {
@@ -53,5 +59,44 @@ impl Health {
 
     pub fn database_up(&self) -> bool {
         self.database_up.load(Ordering::Relaxed)
+    }
+
+    /// Runs `operation` until the database lets it through: transient errors are retried
+    /// with capped, jittered backoff while the daemon reports not ready and its loops stay
+    /// alive. `Ok(None)` when shutdown came first; permanent errors are returned.
+    pub async fn until_database_answers<T, F, Fut>(
+        &self,
+        shutdown: &CancellationToken,
+        what: &str,
+        mut operation: F,
+    ) -> Result<Option<T>, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut pause = backoff::ExponentialBackoffBuilder::new()
+            .with_initial_interval(Duration::from_millis(200))
+            .with_max_interval(Duration::from_secs(10))
+            .with_max_elapsed_time(None)
+            .build();
+        loop {
+            self.beat();
+            match operation().await {
+                Ok(value) => {
+                    self.set_database_up(true);
+                    return Ok(Some(value));
+                }
+                Err(error) if error.is_transient() => {
+                    self.set_database_up(false);
+                    let wait = pause.next_backoff().unwrap_or(Duration::from_secs(10));
+                    tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "database unavailable; {what} waits until it returns");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 }

@@ -39,6 +39,9 @@ enum SessionError {
     NotConfirmed,
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Shutdown while the database was away: the batch stays unacknowledged.
+    #[error("shutting down before the batch could be committed")]
+    Interrupted,
 }
 
 /// A committed batch waiting to be settled.
@@ -244,30 +247,12 @@ impl Consumer {
         &self,
         events: &[Event],
     ) -> Result<Vec<Result<crate::store::Outcome, String>>, SessionError> {
-        let mut pause = ExponentialBackoffBuilder::new()
-            .with_initial_interval(Duration::from_millis(200))
-            .with_max_interval(Duration::from_secs(10))
-            .with_max_elapsed_time(None)
-            .build();
-        loop {
-            self.health.beat();
-            match self.store.apply_isolating(events).await {
-                Ok(results) => {
-                    self.health.set_database_up(true);
-                    return Ok(results);
-                }
-                Err(error) if error.is_transient() => {
-                    self.health.set_database_up(false);
-                    let wait = pause.next_backoff().unwrap_or(Duration::from_secs(10));
-                    tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "database unavailable; batch held until it returns");
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return Err(SessionError::Store(error)),
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
+        self.health
+            .until_database_answers(&self.shutdown, "the batch in hand", || {
+                self.store.apply_isolating(events)
+            })
+            .await?
+            .ok_or(SessionError::Interrupted)
     }
 
     async fn dead_letter(
