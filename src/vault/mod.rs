@@ -27,6 +27,8 @@ pub enum VaultError {
 #[derive(Debug)]
 pub struct StoredToken {
     pub id: String,
+    pub realm_id: String,
+    pub user_id: String,
     pub token: SecretString,
     pub token_type: String,
     pub client_id: Option<String>,
@@ -34,6 +36,19 @@ pub struct StoredToken {
     /// Epoch milliseconds.
     pub expires_at: Option<i64>,
     pub metadata: serde_json::Value,
+}
+
+impl StoredToken {
+    /// The row identity its ciphertext is bound to.
+    pub fn identity(&self) -> RowIdentity<'_> {
+        RowIdentity {
+            realm_id: &self.realm_id,
+            user_id: &self.user_id,
+            token_type: &self.token_type,
+            client_id: self.client_id.as_deref(),
+            session_id: self.session_id.as_deref(),
+        }
+    }
 }
 
 /// Read access and maintenance for the vault table of one store.
@@ -126,6 +141,8 @@ fn open_row(keys: &KeyRing, row: &sqlx::postgres::PgRow) -> Result<StoredToken, 
         })?;
     Ok(StoredToken {
         id,
+        realm_id,
+        user_id,
         token,
         token_type,
         client_id,
@@ -226,17 +243,8 @@ pub async fn rotate_batch(
                 continue;
             }
         };
-        let realm_id: String = row.try_get("realm_id")?;
-        let user_id: String = row.try_get("user_id")?;
-        let identity = RowIdentity {
-            realm_id: &realm_id,
-            user_id: &user_id,
-            token_type: &token.token_type,
-            client_id: token.client_id.as_deref(),
-            session_id: token.session_id.as_deref(),
-        };
         let sealed = keys
-            .seal(&token.token, &identity)
+            .seal(&token.token, &token.identity())
             .map_err(|source| VaultError::Open {
                 id: token.id.clone(),
                 source,
