@@ -109,6 +109,15 @@ pub const KEYS: &[Key] = &[
     key("keycloak.realms", Some(""), Shown::Plain),
     key("keycloak.client_id", None, Shown::Plain),
     key("keycloak.client_secret", None, Shown::Secret),
+    key("keycloak.token_realm", None, Shown::Plain),
+    key("keycloak.timeout_secs", Some("10"), Shown::Plain),
+    key("keycloak.retry_max_secs", Some("30"), Shown::Plain),
+    key("keycloak.page_size", Some("100"), Shown::Plain),
+    key("keycloak.enrich", Some("true"), Shown::Plain),
+    key("keycloak.enrich_concurrency", Some("4"), Shown::Plain),
+    key("reconcile.interval_secs", Some("0"), Shown::Plain),
+    key("reconcile.max_delete_percent", Some("10"), Shown::Plain),
+    key("reconcile.sessions", Some("none"), Shown::Plain),
     key("vault.keys", None, Shown::Secret),
     key("vault.active_key", None, Shown::Plain),
     key("vault.purge_interval_secs", Some("300"), Shown::Plain),
@@ -127,6 +136,7 @@ struct Raw {
     daemon: RawDaemon,
     http: RawHttp,
     keycloak: RawKeycloak,
+    reconcile: RawReconcile,
     #[serde(default)]
     vault: RawVault,
     log: RawLog,
@@ -183,6 +193,20 @@ struct RawKeycloak {
     realms: Vec<String>,
     client_id: Option<String>,
     client_secret: Option<SecretString>,
+    token_realm: Option<String>,
+    timeout_secs: u64,
+    retry_max_secs: u64,
+    page_size: u32,
+    enrich: bool,
+    enrich_concurrency: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReconcile {
+    interval_secs: u64,
+    max_delete_percent: f64,
+    sessions: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -298,10 +322,55 @@ pub struct AmqpSettings {
 
 #[derive(Debug, Clone)]
 pub struct KeycloakSettings {
+    /// Base URL, with `/auth` for servers that still use that prefix.
     pub url: Option<Url>,
     pub realms: Vec<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<SecretString>,
+    /// The realm the service account logs in to; `None`: each realm's own.
+    pub token_realm: Option<String>,
+    pub timeout: Duration,
+    /// How long one request keeps retrying what may pass (5xx, 429, timeouts).
+    pub retry_max: Duration,
+    pub page_size: u32,
+    /// Read users that events leave incomplete from the Admin API (needs `url`).
+    pub enrich: bool,
+    pub enrich_concurrency: usize,
+}
+
+/// Which users' sessions a reconcile compares with Keycloak's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionCheck {
+    None,
+    All,
+    /// A random sample of this many users with active sessions.
+    Sample(u64),
+}
+
+impl std::str::FromStr for SessionCheck {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "none" => Ok(SessionCheck::None),
+            "all" => Ok(SessionCheck::All),
+            other => other
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(SessionCheck::Sample)
+                .ok_or_else(|| format!("{other:?} is not none, all or a number of users")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// How often the daemon reconciles; `None`: never (run `keycloak-sync reconcile`).
+    pub interval: Option<Duration>,
+    /// Above this share of local users missing from Keycloak, nothing is deleted.
+    pub max_delete_percent: f64,
+    pub sessions: SessionCheck,
 }
 
 #[derive(Debug, Clone)]
@@ -333,6 +402,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub http_listen: SocketAddr,
     pub keycloak: KeycloakSettings,
+    pub reconcile: ReconcileSettings,
     pub vault: VaultSettings,
     pub log: LogSettings,
     pub max_message_bytes: usize,
@@ -454,6 +524,50 @@ impl Raw {
             }
             None => None,
         };
+        if keycloak_url.is_some() {
+            if self.keycloak.client_id.as_deref().unwrap_or("").is_empty() {
+                return Err(invalid(
+                    "keycloak.client_id",
+                    "is required with keycloak.url",
+                ));
+            }
+            if self.keycloak.client_secret.is_none() {
+                return Err(invalid(
+                    "keycloak.client_secret",
+                    "is required with keycloak.url",
+                ));
+            }
+            if self.keycloak.realms.iter().all(|r| r.is_empty()) {
+                return Err(invalid(
+                    "keycloak.realms",
+                    "lists no realm, but keycloak.url is set",
+                ));
+            }
+        }
+        if self.keycloak.timeout_secs == 0 {
+            return Err(invalid("keycloak.timeout_secs", "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.keycloak.page_size) {
+            return Err(invalid("keycloak.page_size", "must be between 1 and 10000"));
+        }
+        if self.keycloak.enrich_concurrency == 0 {
+            return Err(invalid("keycloak.enrich_concurrency", "must be at least 1"));
+        }
+        let max_delete_percent = self.reconcile.max_delete_percent;
+        if !(0.0..=100.0).contains(&max_delete_percent) {
+            return Err(invalid(
+                "reconcile.max_delete_percent",
+                "must be between 0 and 100",
+            ));
+        }
+        let sessions = self
+            .reconcile
+            .sessions
+            .parse()
+            .map_err(|e: String| invalid("reconcile.sessions", e))?;
+        if self.reconcile.interval_secs > 0 && keycloak_url.is_none() {
+            return Err(invalid("reconcile.interval_secs", "needs keycloak.url"));
+        }
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -501,6 +615,7 @@ impl Raw {
             shutdown_grace: Duration::from_secs(self.daemon.shutdown_grace_secs),
             http_listen,
             keycloak: KeycloakSettings {
+                enrich: self.keycloak.enrich && keycloak_url.is_some(),
                 url: keycloak_url,
                 realms: self
                     .keycloak
@@ -510,6 +625,17 @@ impl Raw {
                     .collect(),
                 client_id: self.keycloak.client_id,
                 client_secret: self.keycloak.client_secret,
+                token_realm: self.keycloak.token_realm.filter(|r| !r.is_empty()),
+                timeout: Duration::from_secs(self.keycloak.timeout_secs),
+                retry_max: Duration::from_secs(self.keycloak.retry_max_secs),
+                page_size: self.keycloak.page_size,
+                enrich_concurrency: self.keycloak.enrich_concurrency,
+            },
+            reconcile: ReconcileSettings {
+                interval: Some(Duration::from_secs(self.reconcile.interval_secs))
+                    .filter(|d| !d.is_zero()),
+                max_delete_percent,
+                sessions,
             },
             vault: VaultSettings {
                 keys: match &self.vault.keys {

@@ -9,10 +9,12 @@ pub mod amqp;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod enrich;
 pub mod event;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod keycloak;
 pub mod metrics;
 pub mod plan;
 pub mod replay;
@@ -20,3 +22,11 @@ pub mod sample;
 pub mod store;
 pub mod telemetry;
 pub mod vault;
+
+/// The wall clock in epoch milliseconds, the unit of every event time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -29,6 +29,17 @@ impl Version {
         Version(format!("0{:015}:{}", event.time, event.id))
     }
 
+    /// Just after `base` (a stored version) and before anything newer than it: where
+    /// the profile read from the Admin API in answer to the event at `base` goes.
+    pub fn read_after(base: &str) -> Self {
+        Version(format!("{base} read"))
+    }
+
+    /// What the Admin API showed at `at_ms` (epoch ms), e.g. during a reconcile.
+    pub fn observed(at_ms: i64, source: &str) -> Self {
+        Version(format!("1{at_ms:015}:{source}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -101,10 +112,11 @@ impl EndReason {
 pub struct UserChange {
     pub id: String,
     pub realm_id: String,
-    pub username: Option<Versioned<String>>,
-    pub email: Option<Versioned<String>>,
-    pub first_name: Option<Versioned<String>>,
-    pub last_name: Option<Versioned<String>>,
+    /// `Some(None)`: a profile read whole says the field is empty.
+    pub username: Option<Versioned<Option<String>>>,
+    pub email: Option<Versioned<Option<String>>>,
+    pub first_name: Option<Versioned<Option<String>>>,
+    pub last_name: Option<Versioned<Option<String>>>,
     pub email_verified: Option<Versioned<bool>>,
     pub enabled: Option<Versioned<bool>>,
     pub attributes: Option<Versioned<Map<String, Value>>>,
@@ -114,12 +126,14 @@ pub struct UserChange {
     pub last_login_error_at: Option<i64>,
     pub login_error_count: i64,
     pub deleted_at: Option<i64>,
+    /// The newest version at which the whole profile was read from the Admin API.
+    pub read_version: Option<Version>,
 }
 
 impl UserChange {
     fn apply_profile(&mut self, profile: &Profile, version: &Version) {
-        let text = |slot: &mut Option<Versioned<String>>, value: &Option<String>| {
-            if let Some(value) = value {
+        let text = |slot: &mut Option<Versioned<Option<String>>>, value: &Option<String>| {
+            if value.is_some() || profile.complete {
                 last_writer(slot, value.clone(), version);
             }
         };
@@ -138,6 +152,9 @@ impl UserChange {
         }
         if let Some(created) = profile.created_at {
             min_opt(&mut self.created_at, created);
+        }
+        if profile.complete && self.read_version.as_ref().is_none_or(|v| version > v) {
+            self.read_version = Some(version.clone());
         }
     }
 }
@@ -302,6 +319,52 @@ pub enum LockMode {
     Exclusive,
 }
 
+/// Where a change comes from: its realm, its time and its position among writes.
+struct Stamp<'a> {
+    realm_id: &'a str,
+    time: i64,
+    version: Version,
+}
+
+impl<'a> Stamp<'a> {
+    fn of(event: &'a Event) -> Self {
+        Stamp {
+            realm_id: &event.realm_id,
+            time: event.time,
+            version: Version::of(event),
+        }
+    }
+}
+
+/// What the Admin API says about a user or session (enrichment, reconcile), planned
+/// with the same rules as events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// `at`: when it was read (epoch ms); a disabled user's sessions end then.
+    Profile {
+        realm_id: String,
+        user_id: String,
+        profile: Profile,
+        at: i64,
+        version: Version,
+    },
+    /// Keycloak no longer has the user.
+    UserGone {
+        realm_id: String,
+        user_id: String,
+        at: i64,
+        version: Version,
+    },
+    /// Keycloak no longer has the session.
+    SessionGone {
+        realm_id: String,
+        user_id: String,
+        session_id: String,
+        at: i64,
+        version: Version,
+    },
+}
+
 #[derive(Default)]
 struct Planner {
     users: BTreeMap<String, UserChange>,
@@ -313,19 +376,19 @@ struct Planner {
 }
 
 impl Planner {
-    fn user(&mut self, event: &Event, user_id: &str) -> &mut UserChange {
+    fn user(&mut self, stamp: &Stamp, user_id: &str) -> &mut UserChange {
         self.users
             .entry(user_id.to_string())
             .or_insert_with(|| UserChange {
                 id: user_id.to_string(),
-                realm_id: event.realm_id.clone(),
+                realm_id: stamp.realm_id.to_string(),
                 ..UserChange::default()
             })
     }
 
     fn session(
         &mut self,
-        event: &Event,
+        stamp: &Stamp,
         session_id: &str,
         user_id: Option<&str>,
     ) -> &mut SessionChange {
@@ -334,16 +397,16 @@ impl Planner {
             .entry(session_id.to_string())
             .or_insert_with(|| SessionChange {
                 id: session_id.to_string(),
-                realm_id: event.realm_id.clone(),
+                realm_id: stamp.realm_id.to_string(),
                 user_id: None,
                 client_id: None,
                 ip_address: None,
-                started_at: event.time,
+                started_at: stamp.time,
                 last_refresh_at: None,
                 refresh_count: 0,
                 end: None,
             });
-        session.started_at = session.started_at.min(event.time);
+        session.started_at = session.started_at.min(stamp.time);
         if session.user_id.is_none() {
             session.user_id = user_id.map(str::to_string);
         }
@@ -352,41 +415,104 @@ impl Planner {
 
     fn end_session(
         &mut self,
-        event: &Event,
+        stamp: &Stamp,
         session_id: &str,
         user_id: Option<&str>,
         reason: EndReason,
     ) {
-        let version = Version::of(event);
-        let session = self.session(event, session_id, user_id);
-        if session.end.as_ref().is_none_or(|end| version < end.version) {
+        let session = self.session(stamp, session_id, user_id);
+        if session
+            .end
+            .as_ref()
+            .is_none_or(|end| stamp.version < end.version)
+        {
             session.end = Some(SessionEnd {
-                at: event.time,
+                at: stamp.time,
                 reason,
-                version,
+                version: stamp.version.clone(),
             });
         }
         self.revocations.push(Revocation::Session {
             session_id: session_id.to_string(),
-            at: event.time,
+            at: stamp.time,
         });
     }
 
-    fn cut_off(&mut self, event: &Event, user_id: &str, reason: EndReason) {
+    fn cut_off(&mut self, stamp: &Stamp, user_id: &str, reason: EndReason) {
         self.cutoffs.push(SessionCutoff {
             user_id: user_id.to_string(),
-            at: event.time,
+            at: stamp.time,
             reason,
-            version: Version::of(event),
+            version: stamp.version.clone(),
         });
         self.revocations.push(Revocation::User {
             user_id: user_id.to_string(),
-            at: event.time,
+            at: stamp.time,
         });
     }
 
+    fn update_profile(&mut self, stamp: &Stamp, user_id: &str, profile: &Profile) {
+        self.user(stamp, user_id)
+            .apply_profile(profile, &stamp.version);
+        if profile.enabled == Some(false) {
+            self.cut_off(stamp, user_id, EndReason::UserDisabled);
+        }
+    }
+
+    fn delete_user(&mut self, stamp: &Stamp, user_id: &str) {
+        min_opt(&mut self.user(stamp, user_id).deleted_at, stamp.time);
+        self.cut_off(stamp, user_id, EndReason::UserDeleted);
+    }
+
+    fn observe(&mut self, observation: &Observation) {
+        match observation {
+            Observation::Profile {
+                realm_id,
+                user_id,
+                profile,
+                at,
+                version,
+            } => {
+                let stamp = Stamp {
+                    realm_id,
+                    time: *at,
+                    version: version.clone(),
+                };
+                self.update_profile(&stamp, user_id, profile);
+            }
+            Observation::UserGone {
+                realm_id,
+                user_id,
+                at,
+                version,
+            } => {
+                let stamp = Stamp {
+                    realm_id,
+                    time: *at,
+                    version: version.clone(),
+                };
+                self.delete_user(&stamp, user_id);
+            }
+            Observation::SessionGone {
+                realm_id,
+                user_id,
+                session_id,
+                at,
+                version,
+            } => {
+                let stamp = Stamp {
+                    realm_id,
+                    time: *at,
+                    version: version.clone(),
+                };
+                self.end_session(&stamp, session_id, Some(user_id), EndReason::Expired);
+            }
+        }
+    }
+
     fn add(&mut self, event: &Event) {
-        let version = Version::of(event);
+        let stamp = Stamp::of(event);
+        let version = stamp.version.clone();
         match &event.action {
             Action::Register {
                 user_id,
@@ -400,7 +526,7 @@ impl Planner {
                     created_at: Some(event.time),
                     ..Profile::default()
                 };
-                self.user(event, user_id).apply_profile(&profile, &version);
+                self.user(&stamp, user_id).apply_profile(&profile, &version);
             }
             Action::Login {
                 user_id,
@@ -410,15 +536,15 @@ impl Planner {
                 username,
             } => {
                 let guess = Version::placeholder(event);
-                let user = self.user(event, user_id);
+                let user = self.user(&stamp, user_id);
                 if let Some(username) = username {
-                    last_writer(&mut user.username, username.clone(), &guess);
+                    last_writer(&mut user.username, Some(username.clone()), &guess);
                 }
                 last_writer(&mut user.enabled, true, &guess);
                 max_opt(&mut user.last_login_at, event.time);
                 user.login_count += 1;
                 if let Some(session_id) = session_id {
-                    let session = self.session(event, session_id, Some(user_id));
+                    let session = self.session(&stamp, session_id, Some(user_id));
                     if let Some(client) = client_id {
                         first_writer(&mut session.client_id, client.clone(), &version);
                     }
@@ -428,14 +554,14 @@ impl Planner {
                 }
             }
             Action::LoginError { user_id } => {
-                let user = self.user(event, user_id);
+                let user = self.user(&stamp, user_id);
                 max_opt(&mut user.last_login_error_at, event.time);
                 user.login_error_count += 1;
             }
             Action::Logout {
                 user_id,
                 session_id,
-            } => self.end_session(event, session_id, Some(user_id), EndReason::Logout),
+            } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Logout),
             Action::RefreshToken {
                 user_id,
                 session_id,
@@ -443,7 +569,7 @@ impl Planner {
                 ip_address,
             } => {
                 self.refreshed_sessions.push(session_id.clone());
-                let session = self.session(event, session_id, Some(user_id));
+                let session = self.session(&stamp, session_id, Some(user_id));
                 max_opt(&mut session.last_refresh_at, event.time);
                 session.refresh_count += 1;
                 if let Some(client) = client_id {
@@ -454,22 +580,15 @@ impl Planner {
                 }
             }
             Action::UpdateProfile { user_id, profile } => {
-                self.user(event, user_id).apply_profile(profile, &version);
-                if profile.enabled == Some(false) {
-                    self.cut_off(event, user_id, EndReason::UserDisabled);
-                }
+                self.update_profile(&stamp, user_id, profile)
             }
-            Action::DeleteUser { user_id } => {
-                min_opt(&mut self.user(event, user_id).deleted_at, event.time);
-                self.cut_off(event, user_id, EndReason::UserDeleted);
-            }
+            Action::DeleteUser { user_id } => self.delete_user(&stamp, user_id),
             Action::DisableUser { user_id } => {
                 let profile = Profile {
                     enabled: Some(false),
                     ..Profile::default()
                 };
-                self.user(event, user_id).apply_profile(&profile, &version);
-                self.cut_off(event, user_id, EndReason::UserDisabled);
+                self.update_profile(&stamp, user_id, &profile);
             }
             Action::RevokeGrant { user_id, client_id } => {
                 self.revocations.push(Revocation::OfflineGrant {
@@ -479,7 +598,7 @@ impl Planner {
                 });
             }
             Action::EndSession { session_id } => {
-                self.end_session(event, session_id, None, EndReason::Admin)
+                self.end_session(&stamp, session_id, None, EndReason::Admin)
             }
             Action::StoreToken(message) => {
                 let change = TokenChange {
@@ -539,6 +658,16 @@ pub fn plan<'a>(events: impl IntoIterator<Item = &'a Event>) -> Plan {
     let mut planner = Planner::default();
     for event in events {
         planner.add(event);
+    }
+    planner.finish()
+}
+
+/// Plans what the Admin API said. Observations need no inbox: every rule they go
+/// through (last writer, earliest end, earliest deletion) is idempotent by itself.
+pub fn plan_observations<'a>(observations: impl IntoIterator<Item = &'a Observation>) -> Plan {
+    let mut planner = Planner::default();
+    for observation in observations {
+        planner.observe(observation);
     }
     planner.finish()
 }

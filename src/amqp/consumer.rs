@@ -18,12 +18,13 @@ use lapin::Confirmation;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use super::{dead_letter_properties, declare_topology, now_ms, redacted_body, Broker};
+use super::{dead_letter_properties, declare_topology, redacted_body, Broker};
 use crate::config::AmqpSettings;
 use crate::event::Event;
 use crate::health::Health;
 use crate::ingest::{Intake, Rejection};
 use crate::metrics;
+use crate::now_ms;
 use crate::store::{Store, StoreError};
 
 /// How often the loop turns while idle, so health checks see it alive.

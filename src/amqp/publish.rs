@@ -39,7 +39,7 @@ pub struct PublishOptions {
 fn restamped(line: Vec<u8>) -> Vec<u8> {
     match serde_json::from_slice::<serde_json::Value>(&line) {
         Ok(serde_json::Value::Object(mut object)) => {
-            object.insert("time".into(), serde_json::Value::from(super::now_ms()));
+            object.insert("time".into(), serde_json::Value::from(crate::now_ms()));
             serde_json::Value::Object(object).to_string().into_bytes()
         }
         _ => line,

@@ -6,7 +6,7 @@
 mod fields;
 mod parse;
 
-pub use parse::{parse_message, redact_token_text, ParseError, Shape};
+pub use parse::{parse_message, read_admin_user, redact_token_text, ParseError, Shape};
 
 use std::fmt;
 
@@ -112,6 +112,19 @@ impl Action {
         matches!(self, Action::Ignore)
     }
 
+    /// Whether the event leaves the user's profile incomplete.
+    pub fn enrichment(&self) -> Option<Enrichment> {
+        match self {
+            Action::Register { .. } | Action::UpdateProfile { .. } => {
+                Some(Enrichment::IfReadBefore)
+            }
+            Action::Login { .. } | Action::LoginError { .. } | Action::DisableUser { .. } => {
+                Some(Enrichment::IfNeverRead)
+            }
+            _ => None,
+        }
+    }
+
     /// The user this event is about, when it names one.
     pub fn user_id(&self) -> Option<&str> {
         match self {
@@ -130,6 +143,17 @@ impl Action {
     }
 }
 
+/// When an event makes the user worth reading from the Admin API (GUIDE §2.3), because
+/// events carry only part of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrichment {
+    /// Only if the user was never read whole: the event says nothing new about the profile.
+    IfNeverRead,
+    /// If the user was not read whole since this event: it changed the profile in ways it
+    /// does not fully carry.
+    IfReadBefore,
+}
+
 /// Profile fields an event sets; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profile {
@@ -142,6 +166,8 @@ pub struct Profile {
     pub attributes: Option<Map<String, Value>>,
     /// Epoch ms (`createdTimestamp`).
     pub created_at: Option<i64>,
+    /// Read whole from the Admin API: a name or email it leaves out is empty, not unknown.
+    pub complete: bool,
 }
 
 impl Profile {

@@ -434,7 +434,10 @@ fn read_representation(text: &str) -> Result<RepresentedUser, ParseError> {
             got: kind_of(&value).into(),
         });
     };
-    let rep = Fields::new(&object, "representation");
+    read_user_object(&Fields::new(&object, "representation"))
+}
+
+fn read_user_object(rep: &Fields) -> Result<RepresentedUser, ParseError> {
     Ok(RepresentedUser {
         id: rep.id("id")?,
         profile: Profile {
@@ -446,8 +449,30 @@ fn read_representation(text: &str) -> Result<RepresentedUser, ParseError> {
             enabled: rep.bool("enabled")?,
             attributes: rep.object("attributes")?.cloned(),
             created_at: rep.epoch_ms("createdTimestamp")?,
+            complete: false,
         },
     })
+}
+
+/// Reads a user as the Admin API returns it (`GET …/users`, `…/users/{id}`): the whole
+/// profile, so fields it leaves out are empty. `at` names the object in errors.
+pub fn read_admin_user(value: &Value, at: &str) -> Result<(String, Profile), ParseError> {
+    let Value::Object(object) = value else {
+        return Err(ParseError::Field {
+            field: at.to_string(),
+            expected: "a UserRepresentation object",
+            got: kind_of(value).into(),
+        });
+    };
+    let fields = Fields::new(object, at);
+    let user = read_user_object(&fields)?;
+    let id = user.id.ok_or_else(|| ParseError::Missing {
+        field: fields.name("id"),
+    })?;
+    let mut profile = user.profile;
+    profile.complete = true;
+    profile.attributes.get_or_insert_with(Default::default);
+    Ok((id, profile))
 }
 
 /// Hides the value of every `"token": "…"` in text that may not even be valid JSON, so

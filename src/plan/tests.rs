@@ -29,16 +29,16 @@ fn profile_fields_are_last_writer_wins_per_field() {
     let plan = plan(events.iter());
     let user = &plan.users[0];
     assert_eq!(
-        user.first_name.as_ref().map(|v| v.value.as_str()),
+        user.first_name.as_ref().and_then(|v| v.value.as_deref()),
         Some("New")
     );
     assert_eq!(
-        user.last_name.as_ref().map(|v| v.value.as_str()),
+        user.last_name.as_ref().and_then(|v| v.value.as_deref()),
         Some("Kept")
     );
     // The older event still sets the field nobody newer touched.
     assert_eq!(
-        user.email.as_ref().map(|v| v.value.as_str()),
+        user.email.as_ref().and_then(|v| v.value.as_deref()),
         Some("old@example.com")
     );
 }
@@ -56,7 +56,7 @@ fn equal_times_are_ordered_by_event_id() {
         forward.users[0]
             .first_name
             .as_ref()
-            .map(|v| v.value.as_str()),
+            .and_then(|v| v.value.as_deref()),
         Some("B")
     );
 }
@@ -70,7 +70,7 @@ fn login_username_is_only_a_placeholder() {
     let plan = plan(events.iter());
     let user = &plan.users[0];
     assert_eq!(
-        user.username.as_ref().map(|v| v.value.as_str()),
+        user.username.as_ref().and_then(|v| v.value.as_deref()),
         Some("real")
     );
     assert_eq!(user.login_count, 1);

@@ -2,9 +2,11 @@
 //! through. A batch is one transaction: inbox first, then the plan of the events the
 //! inbox had not seen, written with multi-row upserts.
 
+mod enrichment;
 mod retry;
 mod write;
 
+pub use enrichment::EnrichmentClaim;
 pub use retry::is_transient;
 
 use std::collections::HashSet;
@@ -18,7 +20,7 @@ use thiserror::Error;
 
 use crate::config::{is_identifier, DatabaseSettings};
 use crate::event::{Action, Event};
-use crate::plan::plan;
+use crate::plan::{plan, plan_observations, Observation};
 use crate::vault::KeyRing;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -83,6 +85,8 @@ pub struct Store {
     retry_max: Duration,
     /// The key ring token messages are sealed with; without it they cannot be applied.
     vault: Option<Arc<KeyRing>>,
+    /// Whether users that events leave incomplete are queued for reading from Keycloak.
+    enrich: bool,
 }
 
 impl Store {
@@ -116,6 +120,7 @@ impl Store {
             schema: settings.schema.clone(),
             retry_max: settings.retry_max,
             vault: None,
+            enrich: false,
         })
     }
 
@@ -123,6 +128,14 @@ impl Store {
     pub fn with_vault(&self, keys: Option<Arc<KeyRing>>) -> Store {
         Store {
             vault: keys,
+            ..self.clone()
+        }
+    }
+
+    /// The same store, queueing incomplete users for enrichment (`enrichment_queue`).
+    pub fn with_enrichment(&self, enrich: bool) -> Store {
+        Store {
+            enrich,
             ..self.clone()
         }
     }
@@ -226,19 +239,35 @@ impl Store {
         Ok(results)
     }
 
+    /// Applies what the Admin API said (enrichment, reconcile) in one transaction.
+    pub async fn apply_observations(&self, observations: &[Observation]) -> Result<(), StoreError> {
+        if observations.is_empty() {
+            return Ok(());
+        }
+        let plan = plan_observations(observations);
+        retry::with_backoff(self.retry_max, "apply what Keycloak says", || async {
+            let mut tx = self.pool.begin().await?;
+            write::write_plan(&mut tx, &plan, None).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
     async fn apply_once(&self, events: &[Event]) -> Result<Vec<Outcome>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let outcomes = apply_in(&mut tx, events, self.vault.as_deref()).await?;
+        let outcomes = apply_in(&mut tx, events, self.vault.as_deref(), self.enrich).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
 }
 
-/// The apply path inside a caller's transaction.
+/// The apply path inside a caller's transaction; with `enrich`, users the events leave
+/// incomplete are queued for reading from Keycloak in the same transaction.
 pub async fn apply_in(
     tx: &mut Transaction<'_, Postgres>,
     events: &[Event],
     vault: Option<&KeyRing>,
+    enrich: bool,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut seen = HashSet::with_capacity(events.len());
     let first: Vec<&Event> = events
@@ -253,6 +282,9 @@ pub async fn apply_in(
         .collect();
     let plan = plan(new_events.iter().copied());
     write::write_plan(tx, &plan, vault).await?;
+    if enrich {
+        write::queue_enrichment(tx, &new_events).await?;
+    }
 
     let mut counted = HashSet::with_capacity(events.len());
     Ok(events

@@ -6,9 +6,8 @@ use std::sync::LazyLock;
 
 use sqlx::{Postgres, Transaction};
 
-use crate::event::Event;
-use crate::event::TokenType;
-use crate::plan::{LockMode, Plan, Revocation, TokenChange, Versioned};
+use crate::event::{Enrichment, Event, TokenType};
+use crate::plan::{LockMode, Plan, Revocation, TokenChange, Version, Versioned};
 use crate::vault::{KeyRing, RowIdentity};
 
 type Tx<'t> = Transaction<'t, Postgres>;
@@ -80,6 +79,49 @@ pub async fn write_plan(
     Ok(())
 }
 
+/// Queues the users that `events` leave incomplete (see [`Action::enrichment`]) and
+/// that have not been read whole since: one row per user, the newest asking version kept.
+pub async fn queue_enrichment(tx: &mut Tx<'_>, events: &[&Event]) -> Result<(), sqlx::Error> {
+    let mut wanted: BTreeMap<&str, (Version, bool)> = BTreeMap::new();
+    for event in events {
+        let (Some(need), Some(user)) = (event.action.enrichment(), event.action.user_id()) else {
+            continue;
+        };
+        let version = Version::of(event);
+        let if_read_before = need == Enrichment::IfReadBefore;
+        let entry = wanted
+            .entry(user)
+            .or_insert_with(|| (version.clone(), if_read_before));
+        if version > entry.0 {
+            entry.0 = version;
+        }
+        entry.1 |= if_read_before;
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<&str> = wanted.keys().copied().collect();
+    let versions: Vec<&str> = wanted.values().map(|(v, _)| v.as_str()).collect();
+    let if_read_before: Vec<bool> = wanted.values().map(|(_, b)| *b).collect();
+    sqlx::query(
+        "INSERT INTO enrichment_queue AS q (user_id, realm_id, ver)
+         SELECT n.user_id, u.realm_id, n.ver
+         FROM UNNEST($1::text[], $2::text[], $3::bool[]) AS n(user_id, ver, if_read_before)
+         JOIN users u ON u.id = n.user_id
+         WHERE u.deleted_at IS NULL
+           AND (u.read_ver IS NULL OR (n.if_read_before AND u.read_ver < n.ver))
+         ORDER BY n.user_id
+         ON CONFLICT (user_id) DO UPDATE SET ver = EXCLUDED.ver
+         WHERE q.ver < EXCLUDED.ver",
+    )
+    .bind(&users)
+    .bind(&versions)
+    .bind(&if_read_before)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Profile fields merged last-writer-wins: `(column, version column)`.
 const USER_LWW_FIELDS: [&str; 7] = [
     "username",
@@ -105,20 +147,21 @@ static UPSERT_USERS: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO users AS u (id, realm_id, username, username_ver, email, email_ver,
              first_name, first_name_ver, last_name, last_name_ver, email_verified,
              email_verified_ver, enabled, enabled_ver, attributes, attributes_ver, created_at,
-             last_login_at, login_count, last_login_error_at, login_error_count, deleted_at)
+             last_login_at, login_count, last_login_error_at, login_error_count, deleted_at,
+             read_ver)
          SELECT n.id, n.realm_id, n.username, n.username_ver, n.email, n.email_ver,
              n.first_name, n.first_name_ver, n.last_name, n.last_name_ver, n.email_verified,
              n.email_verified_ver, n.enabled, n.enabled_ver, n.attributes::jsonb,
              n.attributes_ver, ms_ts(n.created_at), ms_ts(n.last_login_at), n.login_count,
-             ms_ts(n.last_login_error_at), n.login_error_count, ms_ts(n.deleted_at)
+             ms_ts(n.last_login_error_at), n.login_error_count, ms_ts(n.deleted_at), n.read_ver
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
              $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::text[],
              $13::bool[], $14::text[], $15::text[], $16::text[], $17::int8[], $18::int8[],
-             $19::int8[], $20::int8[], $21::int8[], $22::int8[])
+             $19::int8[], $20::int8[], $21::int8[], $22::int8[], $23::text[])
            AS n(id, realm_id, username, username_ver, email, email_ver, first_name,
              first_name_ver, last_name, last_name_ver, email_verified, email_verified_ver,
              enabled, enabled_ver, attributes, attributes_ver, created_at, last_login_at,
-             login_count, last_login_error_at, login_error_count, deleted_at)
+             login_count, last_login_error_at, login_error_count, deleted_at, read_ver)
          ON CONFLICT (id) DO UPDATE SET
              {},
              created_at = LEAST(u.created_at, EXCLUDED.created_at),
@@ -127,6 +170,7 @@ static UPSERT_USERS: LazyLock<String> = LazyLock::new(|| {
              last_login_error_at = GREATEST(u.last_login_error_at, EXCLUDED.last_login_error_at),
              login_error_count = u.login_error_count + EXCLUDED.login_error_count,
              deleted_at = LEAST(u.deleted_at, EXCLUDED.deleted_at),
+             read_ver = GREATEST(u.read_ver, EXCLUDED.read_ver),
              updated_at = now()",
         last_writer_wins.join(",\n")
     )
@@ -152,15 +196,15 @@ async fn upsert_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     }
     let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
     let realms: Vec<&str> = users.iter().map(|u| u.realm_id.as_str()).collect();
-    let same = |s: String| s;
+    let same = |s: Option<String>| s;
     let (username, username_ver) = columns(users.iter().map(|u| u.username.clone()), same);
     let (email, email_ver) = columns(users.iter().map(|u| u.email.clone()), same);
     let (first, first_ver) = columns(users.iter().map(|u| u.first_name.clone()), same);
     let (last, last_ver) = columns(users.iter().map(|u| u.last_name.clone()), same);
-    let (verified, verified_ver) = columns(users.iter().map(|u| u.email_verified.clone()), |b| b);
-    let (enabled, enabled_ver) = columns(users.iter().map(|u| u.enabled.clone()), |b| b);
+    let (verified, verified_ver) = columns(users.iter().map(|u| u.email_verified.clone()), Some);
+    let (enabled, enabled_ver) = columns(users.iter().map(|u| u.enabled.clone()), Some);
     let (attributes, attributes_ver) = columns(users.iter().map(|u| u.attributes.clone()), |m| {
-        serde_json::Value::Object(m).to_string()
+        Some(serde_json::Value::Object(m).to_string())
     });
     sqlx::query(&UPSERT_USERS)
         .bind(&ids)
@@ -195,6 +239,12 @@ async fn upsert_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
                 .collect::<Vec<_>>(),
         )
         .bind(users.iter().map(|u| u.deleted_at).collect::<Vec<_>>())
+        .bind(
+            users
+                .iter()
+                .map(|u| u.read_version.as_ref().map(|v| v.as_str()))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -260,7 +310,7 @@ async fn upsert_sessions(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error
     if sessions.is_empty() {
         return Ok(());
     }
-    let same = |s: String| s;
+    let same = |s: String| Some(s);
     let (client, client_ver) = columns(sessions.iter().map(|s| s.client_id.clone()), same);
     let (ip, ip_ver) = columns(sessions.iter().map(|s| s.ip_address.clone()), same);
     sqlx::query(

@@ -1,0 +1,138 @@
+//! The enrichment queue (`enrichment_queue`): claimed with a lease so that several
+//! replicas share it and a crashed worker's claims come back, finished only if no newer
+//! event asked again in the meantime.
+
+use std::time::Duration;
+
+use super::{retry, Store, StoreError};
+use crate::plan::{plan_observations, Observation};
+
+/// A user to read from Keycloak, as claimed from the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrichmentClaim {
+    pub user_id: String,
+    pub realm_id: String,
+    /// The newest event version that asked; the read is applied just after it.
+    pub ver: String,
+    pub attempts: i32,
+}
+
+impl Store {
+    /// Claims up to `limit` due users for `lease` (after which they are due again).
+    pub async fn claim_enrichment(
+        &self,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<EnrichmentClaim>, StoreError> {
+        retry::with_backoff(self.retry_max, "claim users to enrich", || async {
+            let rows: Vec<(String, String, String, i32)> = sqlx::query_as(
+                "UPDATE enrichment_queue q
+                 SET attempts = q.attempts + 1,
+                     next_attempt_at = now() + make_interval(secs => $2)
+                 FROM (SELECT user_id FROM enrichment_queue
+                       WHERE next_attempt_at <= now()
+                       ORDER BY next_attempt_at
+                       LIMIT $1
+                       FOR UPDATE SKIP LOCKED) due
+                 WHERE q.user_id = due.user_id
+                 RETURNING q.user_id, q.realm_id, q.ver, q.attempts",
+            )
+            .bind(limit)
+            .bind(lease.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(user_id, realm_id, ver, attempts)| EnrichmentClaim {
+                    user_id,
+                    realm_id,
+                    ver,
+                    attempts,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Applies what Keycloak said about a claimed user and finishes the claim, in one
+    /// transaction.
+    pub async fn complete_enrichment(
+        &self,
+        claim: &EnrichmentClaim,
+        observation: &Observation,
+    ) -> Result<(), StoreError> {
+        let plan = plan_observations([observation]);
+        retry::with_backoff(self.retry_max, "apply an enriched profile", || async {
+            let mut tx = self.pool.begin().await?;
+            super::write::write_plan(&mut tx, &plan, None).await?;
+            finish(&mut tx, claim).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// Finishes a claim with nothing to apply (the user is gone, or not in a configured
+    /// realm).
+    pub async fn drop_enrichment(&self, claim: &EnrichmentClaim) -> Result<(), StoreError> {
+        retry::with_backoff(self.retry_max, "finish an enrichment", || async {
+            let mut tx = self.pool.begin().await?;
+            finish(&mut tx, claim).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// Puts a claim back to be tried again after `wait`, recording why it failed.
+    pub async fn postpone_enrichment(
+        &self,
+        claim: &EnrichmentClaim,
+        wait: Duration,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        retry::with_backoff(self.retry_max, "postpone an enrichment", || async {
+            sqlx::query(
+                "UPDATE enrichment_queue
+                 SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
+                 WHERE user_id = $1",
+            )
+            .bind(&claim.user_id)
+            .bind(wait.as_secs_f64())
+            .bind(error)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Users waiting to be read (for the gauge and tests).
+    pub async fn enrichment_backlog(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT count(*) FROM enrichment_queue")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+}
+
+/// Removes the claim unless a newer event asked again meanwhile; then it is due at once.
+async fn finish(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    claim: &EnrichmentClaim,
+) -> Result<(), sqlx::Error> {
+    let removed = sqlx::query("DELETE FROM enrichment_queue WHERE user_id = $1 AND ver = $2")
+        .bind(&claim.user_id)
+        .bind(&claim.ver)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        sqlx::query(
+            "UPDATE enrichment_queue SET attempts = 0, next_attempt_at = now(), last_error = NULL
+             WHERE user_id = $1",
+        )
+        .bind(&claim.user_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
