@@ -74,6 +74,42 @@ pub enum Command {
         #[arg(long)]
         no_migrate: bool,
     },
+    /// Sweep every user of each configured realm from Keycloak's Admin API: update
+    /// profiles that differ, delete users Keycloak no longer has, end stale sessions.
+    Reconcile {
+        /// Report the differences without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete even when more than reconcile.max_delete_percent of a realm would go.
+        #[arg(long)]
+        allow_mass_delete: bool,
+        /// Also compare active sessions: `all`, a number of users to sample, or `none`
+        /// (default: reconcile.sessions).
+        #[arg(long, value_name = "all|N|none")]
+        sessions: Option<crate::config::SessionCheck>,
+        /// Only this realm (repeatable; default: keycloak.realms).
+        #[arg(long)]
+        realm: Vec<String>,
+    },
+    /// Apply Keycloak's stored events (user and admin) from a time window; resumes where
+    /// an interrupted run of the same window stopped.
+    Backfill {
+        /// Start of the window (inclusive): epoch ms, yyyy-MM-dd (UTC) or RFC 3339.
+        #[arg(long, value_parser = crate::backfill::parse_instant)]
+        since: i64,
+        /// End of the window (exclusive); default: open-ended.
+        #[arg(long, value_parser = crate::backfill::parse_instant)]
+        until: Option<i64>,
+        /// Only user events (`events`) or only admin events (`admin-events`).
+        #[arg(long, value_parser = ["events", "admin-events"])]
+        only: Option<String>,
+        /// Read the window from its start again instead of resuming.
+        #[arg(long)]
+        restart: bool,
+        /// Only this realm (repeatable; default: keycloak.realms).
+        #[arg(long)]
+        realm: Vec<String>,
+    },
     /// The token vault: status, expiry sweep, key rotation.
     Vault {
         #[command(subcommand)]
@@ -209,6 +245,85 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Vault { command } => run_vault(load(cli.config)?, command).await,
+        Command::Reconcile {
+            dry_run,
+            allow_mass_delete,
+            sessions,
+            realm,
+        } => {
+            let settings = load(cli.config)?;
+            let (store, keycloak) = admin_api_tools(&settings, &realm).await?;
+            let options = crate::reconcile::ReconcileOptions {
+                dry_run,
+                allow_mass_delete,
+                max_delete_percent: settings.reconcile.max_delete_percent,
+                sessions: sessions.unwrap_or(settings.reconcile.sessions),
+                progress: replay::stderr_is_terminal(),
+            };
+            let mut failed = false;
+            for result in crate::reconcile::reconcile_all(&store, &keycloak, &options).await {
+                match result {
+                    Ok(report) => println!("reconcile summary: {report}"),
+                    Err(error) => {
+                        failed = true;
+                        eprintln!("reconcile failed: {error}");
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Backfill {
+            since,
+            until,
+            only,
+            restart,
+            realm,
+        } => {
+            if until.is_some_and(|until| until <= since) {
+                anyhow::bail!("--until must be later than --since");
+            }
+            let settings = load(cli.config)?;
+            let (store, keycloak) = admin_api_tools(&settings, &realm).await?;
+            use crate::keycloak::EventStream;
+            let streams = match only.as_deref() {
+                Some("events") => vec![EventStream::User],
+                Some(_) => vec![EventStream::Admin],
+                None => vec![EventStream::User, EventStream::Admin],
+            };
+            let options = crate::backfill::BackfillOptions {
+                since_ms: since,
+                until_ms: until,
+                streams,
+                restart,
+                max_message_bytes: settings.max_message_bytes,
+                progress: replay::stderr_is_terminal(),
+            };
+            let mut failed = false;
+            let mut rejected = false;
+            for result in crate::backfill::backfill_all(&store, &keycloak, &options).await {
+                match result {
+                    Ok(report) => {
+                        rejected |= report.rejected > 0;
+                        println!("{report}");
+                    }
+                    Err(error) => {
+                        failed = true;
+                        eprintln!("{error}");
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else if rejected {
+                ExitCode::from(EXIT_REJECTED)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Sample {
             events,
             users,
@@ -252,7 +367,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load(cli.config)?;
             let store = Store::connect(&settings.database)
                 .await?
-                .with_vault(settings.vault.keys.clone());
+                .with_vault(settings.vault.keys.clone())
+                .with_enrichment(settings.keycloak.enrich);
             if !no_migrate {
                 store.migrate().await?;
             }
@@ -362,6 +478,25 @@ async fn rotate(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The store (migrated; events it applies queue incomplete users for the daemon's
+/// enrichment, as the daemon's own do) and the Admin API client, limited to `realms` if
+/// any are given.
+async fn admin_api_tools(
+    settings: &Settings,
+    realms: &[String],
+) -> anyhow::Result<(Store, std::sync::Arc<crate::keycloak::AdminClient>)> {
+    let mut keycloak_settings = settings.keycloak.clone();
+    if !realms.is_empty() {
+        keycloak_settings.realms = realms.to_vec();
+    }
+    let keycloak = crate::keycloak::AdminClient::new(&keycloak_settings)?;
+    let store = Store::connect(&settings.database)
+        .await?
+        .with_enrichment(settings.keycloak.enrich);
+    store.migrate().await?;
+    Ok((store, std::sync::Arc::new(keycloak)))
 }
 
 fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {

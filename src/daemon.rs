@@ -10,14 +10,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::Consumer;
 use crate::config::Settings;
+use crate::enrich::Enricher;
 use crate::health::Health;
 use crate::http::{self, Endpoints};
 use crate::ingest::Intake;
+use crate::keycloak::AdminClient;
+use crate::reconcile::ReconcileOptions;
 use crate::store::Store;
 
 /// Per-call retry budget inside the daemon: short, so the consumer loop keeps turning
 /// (and reporting) while it waits for the database itself.
 const DAEMON_RETRY: Duration = Duration::from_secs(5);
+/// Per-request retry budget of enrichment reads.
+const ENRICH_RETRY: Duration = Duration::from_secs(2);
 
 pub struct RunOptions {
     pub migrate: bool,
@@ -33,7 +38,14 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
     health.beat();
     let store = Store::connect_lazy(&settings.database)?
         .with_retry_max(DAEMON_RETRY)
-        .with_vault(settings.vault.keys.clone());
+        .with_vault(settings.vault.keys.clone())
+        .with_enrichment(settings.keycloak.enrich);
+    let keycloak = match settings.keycloak.url {
+        Some(_) => Some(Arc::new(
+            AdminClient::new(&settings.keycloak).context("keycloak settings")?,
+        )),
+        None => None,
+    };
 
     let listener = TcpListener::bind(settings.http_listen)
         .await
@@ -59,6 +71,28 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
             settings.vault.purge_interval,
             shutdown.clone(),
         ));
+    }
+    if let Some(keycloak) = &keycloak {
+        if settings.keycloak.enrich {
+            // Short per-request budget: a failed read goes back to the queue with a delay.
+            let client = Arc::new(
+                AdminClient::new(&settings.keycloak)
+                    .context("keycloak settings")?
+                    .with_retry_max(ENRICH_RETRY),
+            );
+            let enricher =
+                Enricher::new(store.clone(), client, settings.keycloak.enrich_concurrency);
+            tokio::spawn(enricher.run(shutdown.clone()));
+        }
+        if let Some(every) = settings.reconcile.interval {
+            tokio::spawn(crate::reconcile::run_periodically(
+                store.clone(),
+                keycloak.clone(),
+                ReconcileOptions::scheduled(&settings.reconcile),
+                every,
+                shutdown.clone(),
+            ));
+        }
     }
     let consumer = Consumer {
         settings: settings.amqp.clone(),

@@ -6,6 +6,7 @@
 //! command line in [`cli`]; [`daemon`] wires the long-running worker.
 
 pub mod amqp;
+pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -17,6 +18,7 @@ pub mod ingest;
 pub mod keycloak;
 pub mod metrics;
 pub mod plan;
+pub mod reconcile;
 pub mod replay;
 pub mod sample;
 pub mod store;

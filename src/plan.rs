@@ -672,5 +672,54 @@ pub fn plan_observations<'a>(observations: impl IntoIterator<Item = &'a Observat
     planner.finish()
 }
 
+/// A `users` row's profile as stored, to compare with what the Admin API says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredProfile {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email_verified: Option<bool>,
+    pub enabled: Option<bool>,
+    pub attributes: Option<Map<String, Value>>,
+    pub created_at: Option<i64>,
+    pub deleted: bool,
+}
+
+/// The fields on which a profile read whole from Keycloak differs from the stored one,
+/// as applying it would change them. A deleted user is never revived, and `created_at`
+/// only ever moves earlier.
+pub fn profile_differences(stored: &StoredProfile, read: &Profile) -> Vec<&'static str> {
+    if stored.deleted {
+        return Vec::new();
+    }
+    let mut fields = Vec::new();
+    // A profile read whole sets absent names to empty; a partial one leaves them.
+    let mut text = |name, stored: &Option<String>, read_value: &Option<String>| {
+        if (read_value.is_some() || read.complete) && stored != read_value {
+            fields.push(name);
+        }
+    };
+    text("username", &stored.username, &read.username);
+    text("email", &stored.email, &read.email);
+    text("first_name", &stored.first_name, &read.first_name);
+    text("last_name", &stored.last_name, &read.last_name);
+    if read.email_verified.is_some() && stored.email_verified != read.email_verified {
+        fields.push("email_verified");
+    }
+    if read.enabled.is_some() && stored.enabled != read.enabled {
+        fields.push("enabled");
+    }
+    if read.attributes.is_some() && stored.attributes != read.attributes {
+        fields.push("attributes");
+    }
+    if let Some(created) = read.created_at {
+        if stored.created_at.is_none_or(|at| created < at) {
+            fields.push("created_at");
+        }
+    }
+    fields
+}
+
 #[cfg(test)]
 mod tests;

@@ -225,6 +225,21 @@ impl AdminClient {
         self.get_list(realm, &path, &query).await
     }
 
+    /// `GET …/users/count` (for progress bars).
+    pub async fn user_count(&self, realm: &str) -> Result<u64, KeycloakError> {
+        let path = ["admin", "realms", realm, "users", "count"];
+        match self.get(realm, &path, &[]).await? {
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
+            other => Err(KeycloakError::BadResponse {
+                request: format!("GET {}", self.endpoint(&path).path()),
+                problem: format!(
+                    "expected a number, got {}",
+                    other.as_ref().map_or("nothing", json_kind)
+                ),
+            }),
+        }
+    }
+
     /// The ids of a user's active sessions; `None` if Keycloak has no such user.
     pub async fn user_session_ids(
         &self,

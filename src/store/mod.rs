@@ -2,11 +2,15 @@
 //! through. A batch is one transaction: inbox first, then the plan of the events the
 //! inbox had not seen, written with multi-row upserts.
 
+mod checkpoint;
 mod enrichment;
+mod reconcile;
 mod retry;
 mod write;
 
+pub use checkpoint::BackfillWindow;
 pub use enrichment::EnrichmentClaim;
+pub use reconcile::ReconcileRun;
 pub use retry::is_transient;
 
 use std::collections::HashSet;

@@ -1,0 +1,230 @@
+//! What a reconcile reads from Postgres. The ids Keycloak lists go into a temporary
+//! table on one held connection, so finding the users Keycloak no longer has takes one
+//! query and memory stays flat whatever the number of users.
+
+use std::collections::HashMap;
+
+use sqlx::pool::PoolConnection;
+use sqlx::types::Json;
+use sqlx::Postgres;
+
+use super::{Store, StoreError};
+use crate::plan::StoredProfile;
+
+/// Advisory-lock class of reconcile runs (the second key is the realm id's hash).
+const RECONCILE_LOCK_CLASS: i32 = 0x6b63_7301;
+
+/// One reconcile run of one realm: holds its connection, its temporary table and the
+/// advisory lock that keeps two runs of the same realm from overlapping.
+pub struct ReconcileRun {
+    conn: Option<PoolConnection<Postgres>>,
+    realm_id: String,
+}
+
+type ProfileRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Option<bool>,
+    Option<Json<serde_json::Map<String, serde_json::Value>>>,
+    Option<i64>,
+    bool,
+);
+
+impl Store {
+    /// Starts a run for `realm_id`; `None` if another run of that realm holds the lock.
+    pub async fn begin_reconcile(
+        &self,
+        realm_id: &str,
+    ) -> Result<Option<ReconcileRun>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(RECONCILE_LOCK_CLASS)
+            .bind(realm_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        if !locked {
+            return Ok(None);
+        }
+        let mut run = ReconcileRun {
+            conn: Some(conn),
+            realm_id: realm_id.to_string(),
+        };
+        let conn = run.conn()?;
+        for statement in [
+            "CREATE TEMP TABLE IF NOT EXISTS reconcile_seen (id text COLLATE \"C\" PRIMARY KEY)",
+            "TRUNCATE reconcile_seen",
+        ] {
+            sqlx::query(statement)
+                .execute(&mut **conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        Ok(Some(run))
+    }
+
+    /// The stored profiles of those of `ids` that have a row.
+    pub async fn stored_profiles(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, StoredProfile>, StoreError> {
+        let rows: Vec<ProfileRow> = sqlx::query_as(
+            "SELECT id, username, email, first_name, last_name, email_verified, enabled,
+                    attributes, (extract(epoch FROM created_at) * 1000)::int8,
+                    deleted_at IS NOT NULL
+             FROM users WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let profile = StoredProfile {
+                    username: row.1,
+                    email: row.2,
+                    first_name: row.3,
+                    last_name: row.4,
+                    email_verified: row.5,
+                    enabled: row.6,
+                    attributes: row.7.map(|Json(map)| map),
+                    created_at: row.8,
+                    deleted: row.9,
+                };
+                (row.0, profile)
+            })
+            .collect())
+    }
+
+    /// Users of the realm with sessions that were active and had started before
+    /// `started_before` (epoch ms): all of them, or a random sample.
+    pub async fn users_with_active_sessions(
+        &self,
+        realm_id: &str,
+        started_before: i64,
+        sample: Option<u64>,
+    ) -> Result<Vec<String>, StoreError> {
+        let limit = sample.map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        sqlx::query_scalar(
+            "SELECT user_id FROM (
+                 SELECT DISTINCT user_id FROM user_sessions
+                 WHERE realm_id = $1 AND ended_at IS NULL AND user_id IS NOT NULL
+                   AND started_at < ms_ts($2)) active
+             ORDER BY random() LIMIT $3",
+        )
+        .bind(realm_id)
+        .bind(started_before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+
+    /// A user's active sessions that had started before `started_before` (epoch ms).
+    pub async fn active_sessions(
+        &self,
+        user_id: &str,
+        started_before: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT id FROM user_sessions
+             WHERE user_id = $1 AND ended_at IS NULL AND started_at < ms_ts($2)
+             ORDER BY id",
+        )
+        .bind(user_id)
+        .bind(started_before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+}
+
+impl ReconcileRun {
+    fn conn(&mut self) -> Result<&mut PoolConnection<Postgres>, StoreError> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Permanent(sqlx::Error::PoolClosed))
+    }
+
+    /// Records ids Keycloak listed.
+    pub async fn saw(&mut self, ids: &[String]) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        sqlx::query("INSERT INTO reconcile_seen SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
+            .bind(ids)
+            .execute(&mut **conn)
+            .await
+            .map(drop)
+            .map_err(StoreError::from_sqlx)
+    }
+
+    /// `(missing, local)`: live local users of the realm that Keycloak did not list,
+    /// and all live local users of the realm.
+    pub async fn missing_count(&mut self) -> Result<(i64, i64), StoreError> {
+        let realm_id = self.realm_id.clone();
+        let conn = self.conn()?;
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE s.id IS NULL), count(*)
+             FROM users u LEFT JOIN reconcile_seen s ON s.id = u.id
+             WHERE u.realm_id = $1 AND u.deleted_at IS NULL",
+        )
+        .bind(realm_id)
+        .fetch_one(&mut **conn)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+
+    /// The next `limit` missing users after `after` (keyset pagination by id).
+    pub async fn missing_after(
+        &mut self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let realm_id = self.realm_id.clone();
+        let conn = self.conn()?;
+        sqlx::query_scalar(
+            "SELECT u.id FROM users u
+             WHERE u.realm_id = $1 AND u.deleted_at IS NULL AND u.id > $2
+               AND NOT EXISTS (SELECT 1 FROM reconcile_seen s WHERE s.id = u.id)
+             ORDER BY u.id LIMIT $3",
+        )
+        .bind(realm_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut **conn)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+
+    /// Drops the table and the lock, and returns the connection to the pool.
+    pub async fn finish(mut self) -> Result<(), StoreError> {
+        let realm_id = self.realm_id.clone();
+        if let Some(mut conn) = self.conn.take() {
+            sqlx::query("DROP TABLE IF EXISTS reconcile_seen")
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
+                .bind(RECONCILE_LOCK_CLASS)
+                .bind(realm_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReconcileRun {
+    /// A run that ended early closes its connection instead of returning it to the pool
+    /// with the lock still held; the server then releases the lock and the table.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
