@@ -2,9 +2,14 @@
 //! gets a fresh database; start the servers with `scripts/services.sh up`.
 
 mod apply;
+mod backfill;
 mod daemon;
+mod enrich;
+mod keycloak;
+mod keycloak_fake;
 mod order;
 mod outage;
+mod reconcile;
 mod replay;
 mod support;
 mod vault;
