@@ -70,7 +70,7 @@ pub struct RealmReport {
     pub unchanged: u64,
     /// Listed users whose representation could not be read (never deleted; see the log).
     pub unreadable: u64,
-    /// Live local users of the realm, and those of them Keycloak did not list.
+    /// Live local users of the realm before the sweep, and those Keycloak did not list.
     pub local: u64,
     pub missing: u64,
     /// Missing users Keycloak confirmed gone: deleted here.
@@ -251,6 +251,9 @@ impl Sweep<'_> {
                 match stored.get(&user_id) {
                     None => self.report.created += 1,
                     Some(stored) => {
+                        if !stored.deleted {
+                            self.report.local += 1;
+                        }
                         let differences = profile_differences(stored, &profile);
                         if differences.is_empty() {
                             self.report.unchanged += 1;
@@ -284,10 +287,11 @@ impl Sweep<'_> {
 
     /// Confirms and deletes the local users Keycloak did not list, behind the guard.
     async fn deletions(&mut self, run: &mut ReconcileRun) -> Result<(), ReconcileError> {
-        let (missing, local) = run.missing_count().await?;
-        let (missing, local) = (missing.max(0) as u64, local.max(0) as u64);
+        // Local users before this sweep: those Keycloak listed, and those it did not.
+        let missing = run.missing_count().await?.max(0) as u64;
         self.report.missing = missing;
-        self.report.local = local;
+        self.report.local += missing;
+        let local = self.report.local;
         if missing == 0 {
             return Ok(());
         }

@@ -162,15 +162,14 @@ impl ReconcileRun {
             .map_err(StoreError::from_sqlx)
     }
 
-    /// `(missing, local)`: live local users of the realm that Keycloak did not list,
-    /// and all live local users of the realm.
-    pub async fn missing_count(&mut self) -> Result<(i64, i64), StoreError> {
+    /// Live local users of the realm that Keycloak did not list.
+    pub async fn missing_count(&mut self) -> Result<i64, StoreError> {
         let realm_id = self.realm_id.clone();
         let conn = self.conn()?;
-        sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE s.id IS NULL), count(*)
-             FROM users u LEFT JOIN reconcile_seen s ON s.id = u.id
-             WHERE u.realm_id = $1 AND u.deleted_at IS NULL",
+        sqlx::query_scalar(
+            "SELECT count(*) FROM users u
+             WHERE u.realm_id = $1 AND u.deleted_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM reconcile_seen s WHERE s.id = u.id)",
         )
         .bind(realm_id)
         .fetch_one(&mut **conn)

@@ -1,1 +1,271 @@
+//! `reconcile` against the fake Admin API: paging, updates, confirmed deletions, the
+//! mass-delete guard, sessions, dry runs.
 
+use keycloak_sync::config::SessionCheck;
+use keycloak_sync::reconcile::{reconcile_realm, ReconcileError, ReconcileOptions};
+use keycloak_sync::store::Store;
+use serde_json::json;
+
+use crate::keycloak_fake::{user_rep, FakeKeycloak, REALM, REALM_ID};
+use crate::support::{apply, event, full_rows, session, user, users, TestDb};
+
+const T0: i64 = 1_732_270_000_000;
+
+fn options(max_delete_percent: f64) -> ReconcileOptions {
+    ReconcileOptions {
+        dry_run: false,
+        allow_mass_delete: false,
+        max_delete_percent,
+        sessions: SessionCheck::None,
+        progress: false,
+    }
+}
+
+fn register(user_id: &str, username: &str) -> String {
+    format!(
+        r#"{{"schema":1,"kind":"user","id":"reg-{user_id}","time":{T0},"realmId":"{REALM_ID}","type":"REGISTER","userId":"{user_id}","details":{{"username":"{username}","email":"old-{username}@example.com"}}}}"#
+    )
+}
+
+fn login(user_id: &str, session_id: &str) -> String {
+    format!(
+        r#"{{"schema":1,"kind":"user","id":"login-{session_id}","time":{T0},"realmId":"{REALM_ID}","type":"LOGIN","clientId":"web","userId":"{user_id}","sessionId":"{session_id}","details":{{"username":"x"}}}}"#
+    )
+}
+
+fn keycloak_users(fake: &FakeKeycloak, n: usize) {
+    let mut state = fake.state();
+    for i in 1..=n {
+        state.users.push(user_rep(
+            &format!("u{i:02}"),
+            &format!("user{i:02}"),
+            "First",
+            &format!("Last{i}"),
+        ));
+    }
+}
+
+async fn setup() -> (TestDb, Store, FakeKeycloak) {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    (db, store, FakeKeycloak::start().await)
+}
+
+fn user_pages_read(fake: &FakeKeycloak) -> Vec<String> {
+    fake.requests_to("/admin/realms/acme/users")
+        .iter()
+        .map(|r| {
+            r.split("first=")
+                .nth(1)
+                .unwrap_or("")
+                .split('&')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn reconcile_pages_through_users_updates_profiles_and_deletes_the_missing() {
+    for (listed, pages) in [(6, vec!["0", "3", "6"]), (7, vec!["0", "3", "6"])] {
+        let (_db, store, fake) = setup().await;
+        keycloak_users(&fake, listed);
+        // Known here: u01 (with an older email), and `stale`, which Keycloak no longer has.
+        apply(
+            &store,
+            &[
+                event(&register("u01", "user01")),
+                event(&register("stale", "gone")),
+            ],
+        )
+        .await;
+
+        let report = reconcile_realm(&store, &fake.client(3), REALM, &options(50.0))
+            .await
+            .expect("reconcile");
+        assert_eq!(
+            user_pages_read(&fake),
+            pages,
+            "{listed} users in pages of 3"
+        );
+        assert_eq!(report.listed, listed as u64);
+        assert_eq!(
+            (report.created, report.updated, report.unchanged),
+            (listed as u64 - 1, 1, 0)
+        );
+        assert_eq!((report.missing, report.local, report.deleted), (1, 2, 1));
+
+        let rows = users(&store).await;
+        assert_eq!(rows.len(), listed + 1);
+        let u01 = user(&store, "u01").await;
+        assert_eq!(u01.email.as_deref(), Some("user01@example.com"));
+        assert_eq!(u01.first_name.as_deref(), Some("First"));
+        assert_eq!(u01.realm_id, REALM_ID);
+        assert!(user(&store, "stale").await.deleted_at.is_some());
+        assert!(rows
+            .iter()
+            .filter(|u| u.id != "stale")
+            .all(|u| u.deleted_at.is_none()));
+
+        // A second run finds nothing to do.
+        let again = reconcile_realm(&store, &fake.client(3), REALM, &options(50.0))
+            .await
+            .expect("reconcile");
+        assert_eq!((again.created, again.updated, again.deleted), (0, 0, 0));
+        assert_eq!(again.unchanged, listed as u64);
+    }
+}
+
+#[tokio::test]
+async fn the_mass_delete_guard_stops_unless_allowed() {
+    let (_db, store, fake) = setup().await;
+    keycloak_users(&fake, 5);
+    let local: Vec<_> = (1..=10)
+        .map(|i| event(&register(&format!("u{i:02}"), &format!("user{i:02}"))))
+        .collect();
+    apply(&store, &local).await;
+
+    let error = reconcile_realm(&store, &fake.client(100), REALM, &options(10.0))
+        .await
+        .expect_err("5 of 10 missing is over 10 %");
+    let ReconcileError::MassDelete { missing, local, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!((*missing, *local), (5, 10));
+    let text = error.to_string();
+    assert!(
+        text.contains("--allow-mass-delete") && text.contains("50.0 %"),
+        "{text}"
+    );
+    assert!(
+        users(&store).await.iter().all(|u| u.deleted_at.is_none()),
+        "nothing deleted"
+    );
+
+    let allowed = ReconcileOptions {
+        allow_mass_delete: true,
+        ..options(10.0)
+    };
+    let report = reconcile_realm(&store, &fake.client(100), REALM, &allowed)
+        .await
+        .expect("allowed");
+    assert_eq!(report.deleted, 5);
+    let deleted = users(&store)
+        .await
+        .iter()
+        .filter(|u| u.deleted_at.is_some())
+        .count();
+    assert_eq!(deleted, 5);
+}
+
+#[tokio::test]
+async fn a_user_missing_from_the_listing_but_found_by_id_is_kept() {
+    let (_db, store, fake) = setup().await;
+    keycloak_users(&fake, 3);
+    fake.state().unlisted.insert("u02".to_string());
+    let local: Vec<_> = (1..=3)
+        .map(|i| event(&register(&format!("u{i:02}"), &format!("user{i:02}"))))
+        .collect();
+    apply(&store, &local).await;
+    let report = reconcile_realm(&store, &fake.client(100), REALM, &options(50.0))
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        (report.missing, report.still_present, report.deleted),
+        (1, 1, 0)
+    );
+    assert!(user(&store, "u02").await.deleted_at.is_none());
+}
+
+#[tokio::test]
+async fn sessions_keycloak_no_longer_has_end_as_expired() {
+    let (_db, store, fake) = setup().await;
+    keycloak_users(&fake, 2);
+    fake.state()
+        .sessions
+        .insert("u01".to_string(), vec!["s-live".to_string()]);
+    apply(
+        &store,
+        &[
+            event(&register("u01", "user01")),
+            event(&login("u01", "s-live")),
+            event(&login("u01", "s-stale")),
+            event(&login("u02", "s-other")),
+        ],
+    )
+    .await;
+    let with_sessions = ReconcileOptions {
+        sessions: SessionCheck::All,
+        ..options(50.0)
+    };
+    let report = reconcile_realm(&store, &fake.client(100), REALM, &with_sessions)
+        .await
+        .expect("reconcile");
+    assert_eq!((report.session_users, report.sessions_ended), (2, 2));
+    assert!(session(&store, "s-live").await.is_active);
+    for id in ["s-stale", "s-other"] {
+        let row = session(&store, id).await;
+        assert!(!row.is_active, "{id}");
+        assert_eq!(row.end_reason.as_deref(), Some("expired"));
+    }
+
+    // A sample of one user compares exactly one user's sessions.
+    let sample = ReconcileOptions {
+        sessions: SessionCheck::Sample(1),
+        ..options(50.0)
+    };
+    apply(
+        &store,
+        &[
+            event(&login("u02", "s-new1")),
+            event(&login("u01", "s-new2")),
+        ],
+    )
+    .await;
+    let report = reconcile_realm(&store, &fake.client(100), REALM, &sample)
+        .await
+        .expect("reconcile");
+    assert_eq!((report.session_users, report.sessions_ended), (1, 1));
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_the_differences_and_writes_nothing() {
+    let (_db, store, fake) = setup().await;
+    keycloak_users(&fake, 4);
+    let mut local = vec![
+        event(&register("u01", "user01")),
+        event(&register("stale", "gone")),
+        event(&login("u01", "s-stale")),
+    ];
+    local.extend((2..=4).map(|i| event(&register(&format!("u{i:02}"), &format!("user{i:02}")))));
+    apply(&store, &local).await;
+    fake.state().users[3]["enabled"] = json!(false);
+    let before = full_rows(&store).await;
+
+    let dry = ReconcileOptions {
+        dry_run: true,
+        sessions: SessionCheck::All,
+        ..options(50.0)
+    };
+    let report = reconcile_realm(&store, &fake.client(2), REALM, &dry)
+        .await
+        .expect("dry run");
+    assert!(report.dry_run);
+    assert_eq!((report.created, report.updated), (0, 4));
+    assert_eq!((report.missing, report.deleted), (1, 1));
+    assert_eq!(report.sessions_ended, 1);
+    assert!(report.to_string().contains("to delete"), "{report}");
+    assert_eq!(full_rows(&store).await, before, "a dry run writes nothing");
+
+    // Over the guard, a dry run says so instead of failing.
+    let strict = ReconcileOptions {
+        max_delete_percent: 1.0,
+        ..dry
+    };
+    let report = reconcile_realm(&store, &fake.client(2), REALM, &strict)
+        .await
+        .expect("dry run");
+    assert!(report.over_delete_limit);
+    assert_eq!(full_rows(&store).await, before);
+}
