@@ -196,3 +196,181 @@ proptest! {
         prop_assert_eq!(plan(events.iter()), plan(shuffled.iter()));
     }
 }
+
+fn read_whole(first: Option<&str>, enabled: bool) -> Profile {
+    Profile {
+        username: Some("alice".into()),
+        email: None,
+        first_name: first.map(str::to_string),
+        enabled: Some(enabled),
+        email_verified: Some(true),
+        attributes: Some(Map::new()),
+        complete: true,
+        ..Profile::default()
+    }
+}
+
+fn read_at(version: Version, at: i64, profile: Profile) -> Observation {
+    Observation::Profile {
+        realm_id: "r".into(),
+        user_id: "u1".into(),
+        profile,
+        at,
+        version,
+    }
+}
+
+#[test]
+fn a_profile_read_whole_clears_what_keycloak_no_longer_has_but_a_partial_one_does_not() {
+    let register = user(
+        "reg",
+        100,
+        "REGISTER",
+        r#","details":{"username":"alice","email":"a@example.com"}"#,
+    );
+    let base = Version::of(&register);
+    let partial = plan([&register]);
+    assert_eq!(
+        partial.users[0]
+            .email
+            .as_ref()
+            .and_then(|v| v.value.as_deref()),
+        Some("a@example.com")
+    );
+    let observed = plan_observations([&read_at(
+        Version::read_after(base.as_str()),
+        500,
+        read_whole(None, true),
+    )]);
+    let user = &observed.users[0];
+    assert_eq!(
+        user.email.as_ref().map(|v| v.value.clone()),
+        Some(None),
+        "cleared"
+    );
+    assert_eq!(user.read_version, Some(Version::read_after(base.as_str())));
+    assert!(observed.cutoffs.is_empty());
+}
+
+#[test]
+fn a_read_just_after_an_event_sorts_before_anything_newer() {
+    let event_at = |id: &str, time| user(id, time, "LOGIN", "");
+    let base = Version::of(&event_at("m", 100));
+    let read = Version::read_after(base.as_str());
+    assert!(read > base);
+    for later in [event_at("m0", 100), event_at("n", 100), event_at("a", 101)] {
+        assert!(read < Version::of(&later), "{:?}", later.id);
+    }
+    assert!(read > Version::of(&event_at("l", 100)));
+    assert!(Version::observed(99, "reconcile") < base);
+}
+
+#[test]
+fn a_disabled_user_read_whole_or_gone_ends_sessions_like_events_do() {
+    let disabled = plan_observations([&read_at(
+        Version::observed(500, "reconcile"),
+        500,
+        read_whole(Some("A"), false),
+    )]);
+    assert_eq!(disabled.cutoffs.len(), 1);
+    assert_eq!(
+        (disabled.cutoffs[0].at, disabled.cutoffs[0].reason),
+        (500, EndReason::UserDisabled)
+    );
+
+    let gone = Observation::UserGone {
+        realm_id: "r".into(),
+        user_id: "u1".into(),
+        at: 700,
+        version: Version::observed(700, "reconcile"),
+    };
+    let session_gone = Observation::SessionGone {
+        realm_id: "r".into(),
+        user_id: "u1".into(),
+        session_id: "s9".into(),
+        at: 650,
+        version: Version::observed(650, "reconcile"),
+    };
+    let plan = plan_observations([&gone, &session_gone]);
+    assert_eq!(plan.users[0].deleted_at, Some(700));
+    assert_eq!(plan.cutoffs[0].reason, EndReason::UserDeleted);
+    let end = plan.sessions[0].end.as_ref().expect("ended");
+    assert_eq!((end.at, end.reason), (650, EndReason::Expired));
+    assert!(plan.revocations.contains(&Revocation::Session {
+        session_id: "s9".into(),
+        at: 650
+    }));
+}
+
+#[test]
+fn differences_follow_the_rules_applying_would() {
+    let stored = StoredProfile {
+        username: Some("alice".into()),
+        email: Some("a@example.com".into()),
+        first_name: Some("A".into()),
+        email_verified: Some(true),
+        enabled: Some(true),
+        attributes: Some(Map::new()),
+        created_at: Some(1000),
+        ..StoredProfile::default()
+    };
+    let mut read = read_whole(Some("A"), true);
+    read.email = Some("a@example.com".into());
+    read.created_at = Some(1000);
+    assert!(profile_differences(&stored, &read).is_empty());
+
+    read.created_at = Some(2000);
+    assert!(
+        profile_differences(&stored, &read).is_empty(),
+        "created_at only moves earlier"
+    );
+    read.created_at = Some(10);
+    read.email = None;
+    read.enabled = Some(false);
+    assert_eq!(
+        profile_differences(&stored, &read),
+        ["email", "enabled", "created_at"]
+    );
+
+    let partial = Profile {
+        email: None,
+        ..read.clone()
+    };
+    let partial = Profile {
+        complete: false,
+        ..partial
+    };
+    assert!(
+        !profile_differences(&stored, &partial).contains(&"email"),
+        "absent is unknown"
+    );
+
+    let deleted = StoredProfile {
+        deleted: true,
+        ..stored
+    };
+    assert!(
+        profile_differences(&deleted, &read).is_empty(),
+        "never revived"
+    );
+}
+
+#[test]
+fn only_events_that_leave_a_profile_incomplete_ask_for_enrichment() {
+    use crate::event::Enrichment;
+    let cases = [
+        ("REGISTER", Some(Enrichment::IfReadBefore)),
+        ("UPDATE_PROFILE", Some(Enrichment::IfReadBefore)),
+        ("LOGIN", Some(Enrichment::IfNeverRead)),
+        ("LOGOUT", None),
+        ("DELETE_ACCOUNT", None),
+        ("CODE_TO_TOKEN", None),
+    ];
+    for (event_type, expected) in cases {
+        assert_eq!(
+            user("x", 1, event_type, "").action.enrichment(),
+            expected,
+            "{event_type}"
+        );
+    }
+}

@@ -187,3 +187,96 @@ async fn without_enrichment_nothing_is_queued() {
     apply(&store, &[event(&register("u1", "alice"))]).await;
     assert_eq!(backlog(&store).await, 0);
 }
+
+#[tokio::test]
+async fn the_daemon_enriches_in_the_background_and_never_waits_for_keycloak() {
+    use crate::keycloak_fake::{CLIENT_ID, CLIENT_SECRET};
+    use crate::support::{amqp_url, publish, wait_until, Daemon, Names};
+
+    let db = TestDb::new().await;
+    let fake = FakeKeycloak::start().await;
+    fake.state()
+        .users
+        .push(user_rep("u1", "alice", "Alice", "Liddell"));
+    fake.state().down = true;
+    let amqp = amqp_url();
+    let names = Names::random();
+    let url = fake.server.uri();
+    let daemon = Daemon::start(
+        &db.url,
+        &amqp,
+        &names,
+        &[
+            ("KEYCLOAK_SYNC__KEYCLOAK__URL", url.as_str()),
+            (
+                "KEYCLOAK_SYNC__KEYCLOAK__REALMS",
+                crate::keycloak_fake::REALM,
+            ),
+            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID", CLIENT_ID),
+            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", CLIENT_SECRET),
+        ],
+    );
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    publish(
+        &amqp,
+        &names.exchange,
+        &[register("u1", "alice").into_bytes()],
+    )
+    .await;
+
+    let store = db.store().await;
+    let applied = wait_until(Duration::from_secs(20), || async {
+        count(
+            &store,
+            "SELECT count(*) FROM users WHERE username = 'alice'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert!(
+        applied,
+        "event not applied while Keycloak is down; log:\n{}",
+        daemon.log_text()
+    );
+    let tried = wait_until(Duration::from_secs(20), || async {
+        count(
+            &store,
+            "SELECT count(*) FROM enrichment_queue WHERE attempts >= 1",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert!(tried, "no enrichment attempt; log:\n{}", daemon.log_text());
+    assert_eq!(user(&store, "u1").await.first_name, None);
+
+    fake.state().down = false;
+    let enriched = wait_until(Duration::from_secs(30), || async {
+        count(
+            &store,
+            "SELECT count(*) FROM users WHERE first_name = 'Alice'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert!(
+        enriched,
+        "not enriched after Keycloak came back; log:\n{}",
+        daemon.log_text()
+    );
+    let counted = wait_until(Duration::from_secs(10), || async {
+        daemon.get("/metrics").await.is_some_and(|(_, body)| {
+            body.contains("keycloak_sync_enrichments_total{outcome=\"enriched\"} 1")
+        })
+    })
+    .await;
+    assert!(counted, "enrichment not in /metrics");
+    let log = daemon.log_text();
+    assert!(
+        !log.contains(CLIENT_SECRET),
+        "the client secret reached the log"
+    );
+    assert!(!log.contains("token-1"), "an access token reached the log");
+}

@@ -269,3 +269,110 @@ async fn a_dry_run_reports_the_differences_and_writes_nothing() {
     assert!(report.over_delete_limit);
     assert_eq!(full_rows(&store).await, before);
 }
+
+fn command(db: &TestDb, fake: &FakeKeycloak, args: &[&str]) -> tokio::process::Command {
+    use crate::keycloak_fake::{CLIENT_ID, CLIENT_SECRET};
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycloak-sync"));
+    command
+        .args(args)
+        .env("KEYCLOAK_SYNC__DATABASE__URL", &db.url)
+        .env("KEYCLOAK_SYNC__KEYCLOAK__URL", fake.server.uri())
+        .env("KEYCLOAK_SYNC__KEYCLOAK__REALMS", REALM)
+        .env("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID", CLIENT_ID)
+        .env("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", CLIENT_SECRET)
+        .env_remove("RUST_LOG");
+    command
+}
+
+#[tokio::test]
+async fn the_reconcile_command_reports_and_exits_non_zero_at_the_guard() {
+    let (db, store, fake) = setup().await;
+    keycloak_users(&fake, 2);
+    let local: Vec<_> = (1..=4)
+        .map(|i| event(&register(&format!("u{i:02}"), &format!("user{i:02}"))))
+        .collect();
+    apply(&store, &local).await;
+
+    let dry = command(&db, &fake, &["reconcile", "--dry-run"])
+        .output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(
+        stdout.contains("reconcile summary: realm acme (dry run)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 of 4 local users missing"), "{stdout}");
+
+    let guarded = command(&db, &fake, &["reconcile"])
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&guarded.stderr);
+    assert_eq!(guarded.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--allow-mass-delete"), "{stderr}");
+    assert!(users(&store).await.iter().all(|u| u.deleted_at.is_none()));
+
+    let allowed = command(&db, &fake, &["reconcile", "--allow-mass-delete"])
+        .output()
+        .await
+        .expect("run");
+    assert!(allowed.status.success());
+    assert!(String::from_utf8_lossy(&allowed.stdout).contains("2 deleted"));
+    let everything = format!("{dry:?}{guarded:?}{allowed:?}");
+    assert!(!everything.contains(crate::keycloak_fake::CLIENT_SECRET));
+}
+
+#[tokio::test]
+async fn the_backfill_command_resumes_and_reports_per_list() {
+    let (db, _store, fake) = setup().await;
+    fake.state().events = (0..3)
+        .map(|n| {
+            json!({"id": format!("e{n}"), "time": 1_732_240_000_000i64 + n, "type": "LOGIN",
+                   "realmId": REALM_ID, "userId": "u1", "sessionId": "s1", "details": {"username": "a"}})
+        })
+        .collect();
+    let args = [
+        "backfill",
+        "--since",
+        "2024-11-22",
+        "--until",
+        "2024-11-23T00:00:00Z",
+    ];
+    let first = command(&db, &fake, &args).output().await.expect("run");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("backfill acme events: from offset 0, fetched 3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("applied 3"), "{stdout}");
+    assert!(
+        stdout.contains("backfill acme admin-events: from offset 0, fetched 0"),
+        "{stdout}"
+    );
+    let second = command(&db, &fake, &args).output().await.expect("run");
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("backfill acme events: from offset 3, fetched 0"),
+        "{stdout}"
+    );
+
+    let bad = command(&db, &fake, &["backfill", "--since", "yesterday"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("\"yesterday\" is not epoch milliseconds")
+    );
+}

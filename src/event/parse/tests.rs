@@ -453,3 +453,34 @@ fn redaction_hides_token_values_in_any_text() {
         assert_eq!(redact_token_text(input), expected, "{input}");
     }
 }
+
+#[test]
+fn users_from_the_admin_api_are_read_whole() {
+    let value: serde_json::Value = serde_json::from_str(
+        r#"{"id":"u1","username":"alice","firstName":"Alice","emailVerified":false,"enabled":true,"createdTimestamp":1700000000000,"totp":false,"access":{"manage":true}}"#,
+    )
+    .expect("json");
+    let (id, profile) = read_admin_user(&value, "user").expect("read");
+    assert_eq!(id, "u1");
+    assert!(profile.complete);
+    assert_eq!(profile.first_name.as_deref(), Some("Alice"));
+    assert_eq!(profile.last_name, None);
+    assert_eq!(
+        profile.attributes,
+        Some(serde_json::Map::new()),
+        "none means empty"
+    );
+    assert_eq!(profile.created_at, Some(1_700_000_000_000));
+
+    let no_id = serde_json::json!({"username": "x"});
+    assert_eq!(
+        read_admin_user(&no_id, "users[3]"),
+        Err(ParseError::Missing {
+            field: "users[3].id".into()
+        })
+    );
+    let wrong = serde_json::json!({"id": "u2", "enabled": "yes"});
+    let error = read_admin_user(&wrong, "user").expect_err("enabled must be a boolean");
+    assert!(error.to_string().contains("user.enabled"), "{error}");
+    assert!(read_admin_user(&serde_json::json!([1]), "user").is_err());
+}
