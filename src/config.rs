@@ -831,6 +831,34 @@ mod tests {
                 vec![DB, ("KEYCLOAK_SYNC__AMQP__WORKERS", "0")],
                 "amqp.workers",
             ),
+            (
+                vec![
+                    DB,
+                    ("KEYCLOAK_SYNC__KEYCLOAK__URL", "https://sso.example.com"),
+                ],
+                "keycloak.client_id",
+            ),
+            (
+                vec![
+                    DB,
+                    ("KEYCLOAK_SYNC__KEYCLOAK__URL", "https://sso.example.com"),
+                    ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID", "sync"),
+                    ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", "x"),
+                ],
+                "keycloak.realms",
+            ),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__RECONCILE__SESSIONS", "some")],
+                "reconcile.sessions",
+            ),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__RECONCILE__MAX_DELETE_PERCENT", "150")],
+                "reconcile.max_delete_percent",
+            ),
+            (
+                vec![DB, ("KEYCLOAK_SYNC__RECONCILE__INTERVAL_SECS", "3600")],
+                "reconcile.interval_secs",
+            ),
         ];
         for (pairs, key) in cases {
             let err = Settings::load_from(None, Some(env(&pairs)))
@@ -866,6 +894,45 @@ mod tests {
             shown.contains("db.internal"),
             "host stays visible for operators"
         );
+    }
+
+    #[test]
+    fn keycloak_settings_and_enrichment_default() {
+        let off = Settings::load_from(None, Some(env(&[DB]))).expect("valid");
+        assert!(!off.keycloak.enrich, "no Keycloak, no enrichment");
+        let on = Settings::load_from(
+            None,
+            Some(env(&[
+                DB,
+                (
+                    "KEYCLOAK_SYNC__KEYCLOAK__URL",
+                    "https://sso.example.com/auth",
+                ),
+                ("KEYCLOAK_SYNC__KEYCLOAK__REALMS", "acme,beta"),
+                ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID", "sync"),
+                ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", "x"),
+                ("KEYCLOAK_SYNC__RECONCILE__SESSIONS", "250"),
+            ])),
+        )
+        .expect("valid");
+        assert!(on.keycloak.enrich);
+        assert_eq!(on.keycloak.page_size, 100);
+        assert_eq!(on.reconcile.sessions, SessionCheck::Sample(250));
+        assert_eq!(on.reconcile.interval, None);
+        assert_eq!(on.reconcile.max_delete_percent, 10.0);
+    }
+
+    #[test]
+    fn the_readme_lists_every_key_with_its_variable() {
+        let readme = include_str!("../README.md");
+        for key in KEYS {
+            let row = format!("| `{}` | `{}` |", key.name, env_name(key.name));
+            assert!(
+                readme.contains(&row),
+                "README lacks the row for {}",
+                key.name
+            );
+        }
     }
 
     #[test]
