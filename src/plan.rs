@@ -365,6 +365,34 @@ pub enum Observation {
     },
 }
 
+impl Observation {
+    fn stamp(&self) -> Stamp<'_> {
+        let (Observation::Profile {
+            realm_id,
+            at,
+            version,
+            ..
+        }
+        | Observation::UserGone {
+            realm_id,
+            at,
+            version,
+            ..
+        }
+        | Observation::SessionGone {
+            realm_id,
+            at,
+            version,
+            ..
+        }) = self;
+        Stamp {
+            realm_id,
+            time: *at,
+            version: version.clone(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Planner {
     users: BTreeMap<String, UserChange>,
@@ -465,48 +493,17 @@ impl Planner {
     }
 
     fn observe(&mut self, observation: &Observation) {
+        let stamp = observation.stamp();
         match observation {
             Observation::Profile {
-                realm_id,
-                user_id,
-                profile,
-                at,
-                version,
-            } => {
-                let stamp = Stamp {
-                    realm_id,
-                    time: *at,
-                    version: version.clone(),
-                };
-                self.update_profile(&stamp, user_id, profile);
-            }
-            Observation::UserGone {
-                realm_id,
-                user_id,
-                at,
-                version,
-            } => {
-                let stamp = Stamp {
-                    realm_id,
-                    time: *at,
-                    version: version.clone(),
-                };
-                self.delete_user(&stamp, user_id);
-            }
+                user_id, profile, ..
+            } => self.update_profile(&stamp, user_id, profile),
+            Observation::UserGone { user_id, .. } => self.delete_user(&stamp, user_id),
             Observation::SessionGone {
-                realm_id,
                 user_id,
                 session_id,
-                at,
-                version,
-            } => {
-                let stamp = Stamp {
-                    realm_id,
-                    time: *at,
-                    version: version.clone(),
-                };
-                self.end_session(&stamp, session_id, Some(user_id), EndReason::Expired);
-            }
+                ..
+            } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Expired),
         }
     }
 
@@ -675,14 +672,7 @@ pub fn plan_observations<'a>(observations: impl IntoIterator<Item = &'a Observat
 /// A `users` row's profile as stored, to compare with what the Admin API says.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoredProfile {
-    pub username: Option<String>,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email_verified: Option<bool>,
-    pub enabled: Option<bool>,
-    pub attributes: Option<Map<String, Value>>,
-    pub created_at: Option<i64>,
+    pub profile: Profile,
     pub deleted: bool,
 }
 
@@ -693,6 +683,7 @@ pub fn profile_differences(stored: &StoredProfile, read: &Profile) -> Vec<&'stat
     if stored.deleted {
         return Vec::new();
     }
+    let stored = &stored.profile;
     let mut fields = Vec::new();
     // A profile read whole sets absent names to empty; a partial one leaves them.
     let mut text = |name, stored: &Option<String>, read_value: &Option<String>| {

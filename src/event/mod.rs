@@ -6,6 +6,7 @@
 mod fields;
 mod parse;
 
+pub use fields::kind_of as json_kind;
 pub use parse::{parse_message, read_admin_user, redact_token_text, ParseError, Shape};
 
 use std::fmt;

@@ -59,7 +59,8 @@ impl KeycloakError {
     }
 }
 
-fn detail(message: &str) -> String {
+/// `: message`, or nothing for an empty message.
+pub(super) fn detail(message: &str) -> String {
     if message.is_empty() {
         String::new()
     } else {

@@ -28,6 +28,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::config::KeycloakSettings;
+use crate::event::json_kind;
 
 /// A token is renewed this long before Keycloak says it expires (at most half its life).
 const RENEW_MARGIN: Duration = Duration::from_secs(30);
@@ -394,7 +395,7 @@ impl AdminClient {
                         }
                     }
                     s if s.is_server_error() => Err(backoff::Error::transient(
-                        KeycloakError::unavailable(&request, format!("{s}{}", suffix(&message))),
+                        KeycloakError::unavailable(&request, format!("{s}{}", error::detail(&message))),
                     )),
                     s => Err(backoff::Error::permanent(KeycloakError::Refused {
                         request: request.clone(),
@@ -463,7 +464,7 @@ impl AdminClient {
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(KeycloakError::unavailable(
                 &request,
-                format!("{status}{}", suffix(&error_message(&body))),
+                format!("{status}{}", error::detail(&error_message(&body))),
             ));
         }
         if !status.is_success() {
@@ -558,23 +559,4 @@ fn error_message(body: &[u8]) -> String {
         short.push('…');
     }
     short
-}
-
-fn suffix(message: &str) -> String {
-    if message.is_empty() {
-        String::new()
-    } else {
-        format!(": {message}")
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

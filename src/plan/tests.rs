@@ -305,14 +305,17 @@ fn a_disabled_user_read_whole_or_gone_ends_sessions_like_events_do() {
 #[test]
 fn differences_follow_the_rules_applying_would() {
     let stored = StoredProfile {
-        username: Some("alice".into()),
-        email: Some("a@example.com".into()),
-        first_name: Some("A".into()),
-        email_verified: Some(true),
-        enabled: Some(true),
-        attributes: Some(Map::new()),
-        created_at: Some(1000),
-        ..StoredProfile::default()
+        profile: Profile {
+            username: Some("alice".into()),
+            email: Some("a@example.com".into()),
+            first_name: Some("A".into()),
+            email_verified: Some(true),
+            enabled: Some(true),
+            attributes: Some(Map::new()),
+            created_at: Some(1000),
+            ..Profile::default()
+        },
+        deleted: false,
     };
     let mut read = read_whole(Some("A"), true);
     read.email = Some("a@example.com".into());

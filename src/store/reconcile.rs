@@ -9,6 +9,7 @@ use sqlx::types::Json;
 use sqlx::Postgres;
 
 use super::{Store, StoreError};
+use crate::event::Profile;
 use crate::plan::StoredProfile;
 
 /// Advisory-lock class of reconcile runs (the second key is the realm id's hash).
@@ -86,14 +87,17 @@ impl Store {
             .into_iter()
             .map(|row| {
                 let profile = StoredProfile {
-                    username: row.1,
-                    email: row.2,
-                    first_name: row.3,
-                    last_name: row.4,
-                    email_verified: row.5,
-                    enabled: row.6,
-                    attributes: row.7.map(|Json(map)| map),
-                    created_at: row.8,
+                    profile: Profile {
+                        username: row.1,
+                        email: row.2,
+                        first_name: row.3,
+                        last_name: row.4,
+                        email_verified: row.5,
+                        enabled: row.6,
+                        attributes: row.7.map(|Json(map)| map),
+                        created_at: row.8,
+                        complete: false,
+                    },
                     deleted: row.9,
                 };
                 (row.0, profile)
