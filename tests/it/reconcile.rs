@@ -376,3 +376,44 @@ async fn the_backfill_command_resumes_and_reports_per_list() {
         String::from_utf8_lossy(&bad.stderr).contains("\"yesterday\" is not epoch milliseconds")
     );
 }
+
+#[tokio::test]
+async fn the_daemon_reconciles_on_its_schedule() {
+    use crate::keycloak_fake::{CLIENT_ID, CLIENT_SECRET};
+    use crate::support::{amqp_url, count, wait_until, Daemon, Names};
+
+    let (db, store, fake) = setup().await;
+    keycloak_users(&fake, 3);
+    let url = fake.server.uri();
+    let daemon = Daemon::start(
+        &db.url,
+        &amqp_url(),
+        &Names::random(),
+        &[
+            ("KEYCLOAK_SYNC__KEYCLOAK__URL", url.as_str()),
+            ("KEYCLOAK_SYNC__KEYCLOAK__REALMS", REALM),
+            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID", CLIENT_ID),
+            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", CLIENT_SECRET),
+            ("KEYCLOAK_SYNC__RECONCILE__INTERVAL_SECS", "1"),
+        ],
+    );
+    daemon.wait_ready(std::time::Duration::from_secs(30)).await;
+    let swept = wait_until(std::time::Duration::from_secs(20), || async {
+        count(
+            &store,
+            "SELECT count(*) FROM users WHERE first_name = 'First'",
+        )
+        .await
+            == 3
+    })
+    .await;
+    assert!(swept, "no scheduled reconcile; log:\n{}", daemon.log_text());
+    let counted = wait_until(std::time::Duration::from_secs(10), || async {
+        daemon.get("/metrics").await.is_some_and(|(_, body)| {
+            body.contains("keycloak_sync_reconcile_runs_total{outcome=\"ok\"}")
+        })
+    })
+    .await;
+    assert!(counted, "scheduled reconcile not in /metrics");
+    assert!(daemon.log_text().contains("scheduled reconcile finished"));
+}
