@@ -1,0 +1,114 @@
+package io.keycloaksync.spi;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.Map;
+import java.util.TreeMap;
+import org.keycloak.events.Event;
+import org.keycloak.events.admin.AdminEvent;
+import org.keycloak.events.admin.AuthDetails;
+
+/** Keycloak events as the keycloak-sync envelope, schema 1, with their routing keys. */
+public final class Envelope {
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    private Envelope() {
+    }
+
+    /** A user event; {@code id} and {@code realmName} are resolved by the caller. */
+    public static Outgoing user(Event event, String id, String realmName) {
+        String type = event.getType() == null ? "UNKNOWN" : event.getType().name();
+        ObjectNode node = JSON.createObjectNode();
+        node.put("schema", 1);
+        node.put("kind", "user");
+        node.put("id", id);
+        node.put("time", event.getTime());
+        node.put("realmId", event.getRealmId());
+        node.put("realmName", realmName);
+        node.put("type", type);
+        node.put("clientId", event.getClientId());
+        node.put("userId", event.getUserId());
+        node.put("sessionId", event.getSessionId());
+        node.put("ipAddress", event.getIpAddress());
+        node.put("error", event.getError());
+        node.set("details", details(event.getDetails()));
+        String routingKey = "kc." + part(realmName) + ".user." + part(type);
+        return new Outgoing(id, event.getTime(), routingKey, "user." + type, bytes(node));
+    }
+
+    /** An admin event; its representation only with {@code includeRepresentation}. */
+    public static Outgoing admin(AdminEvent event, String id, String realmName, boolean includeRepresentation,
+            Map<String, String> details) {
+        String resource = resourceType(event);
+        String operation = event.getOperationType() == null ? "UNKNOWN" : event.getOperationType().name();
+        ObjectNode node = JSON.createObjectNode();
+        node.put("schema", 1);
+        node.put("kind", "admin");
+        node.put("id", id);
+        node.put("time", event.getTime());
+        node.put("realmId", event.getRealmId());
+        node.put("realmName", realmName);
+        ObjectNode auth = node.putObject("authDetails");
+        AuthDetails authDetails = event.getAuthDetails();
+        if (authDetails != null) {
+            auth.put("realmId", authDetails.getRealmId());
+            auth.put("clientId", authDetails.getClientId());
+            auth.put("userId", authDetails.getUserId());
+            auth.put("ipAddress", authDetails.getIpAddress());
+        }
+        node.put("resourceType", resource);
+        node.put("operationType", operation);
+        node.put("resourcePath", event.getResourcePath());
+        if (includeRepresentation && event.getRepresentation() != null) {
+            node.put("representation", event.getRepresentation());
+        }
+        node.put("error", event.getError());
+        node.set("details", details(details));
+        String routingKey = "kc." + part(realmName) + ".admin." + part(resource) + "." + part(operation);
+        return new Outgoing(id, event.getTime(), routingKey, "admin." + resource + "." + operation, bytes(node));
+    }
+
+    /** {@code getResourceTypeAsString} where Keycloak has it (custom resource types). */
+    static String resourceType(AdminEvent event) {
+        try {
+            String text = event.getResourceTypeAsString();
+            if (text != null) {
+                return text;
+            }
+        } catch (NoSuchMethodError older) {
+            // Before Keycloak 23: the enum only.
+        }
+        return event.getResourceType() == null ? "UNKNOWN" : event.getResourceType().name();
+    }
+
+    /** A routing-key word: dots would split it, so they become underscores. */
+    static String part(String text) {
+        if (text == null || text.isEmpty()) {
+            return "unknown";
+        }
+        return text.replace('.', '_');
+    }
+
+    private static ObjectNode details(Map<String, String> details) {
+        ObjectNode node = JSON.createObjectNode();
+        if (details != null) {
+            TreeMap<String, String> sorted = new TreeMap<>();
+            details.forEach((key, value) -> {
+                if (key != null) {
+                    sorted.put(key, value);
+                }
+            });
+            sorted.forEach(node::put);
+        }
+        return node;
+    }
+
+    private static byte[] bytes(ObjectNode node) {
+        try {
+            return JSON.writeValueAsBytes(node);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("cannot serialise an event envelope", e);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+package io.keycloaksync.spi;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.function.Supplier;
+import org.jboss.logging.Logger;
+import org.keycloak.events.Event;
+import org.keycloak.events.EventListenerProvider;
+import org.keycloak.events.admin.AdminEvent;
+import org.keycloak.models.KeycloakContext;
+import org.keycloak.models.KeycloakSession;
+import org.keycloak.models.KeycloakTransaction;
+import org.keycloak.models.KeycloakTransactionManager;
+import org.keycloak.models.RealmModel;
+
+/**
+ * One per Keycloak session. Events are turned into envelopes at once — every realm or model
+ * look-up happens here, during the request — and held until the Keycloak transaction
+ * commits; a rollback drops them.
+ */
+public final class KeycloakSyncEventListener implements EventListenerProvider {
+    private static final Logger LOG = Logger.getLogger(KeycloakSyncEventListener.class);
+
+    private final KeycloakSession session;
+    private final EventSink publisher;
+    private final SpiSettings settings;
+    private final List<Outgoing> pending = new ArrayList<>();
+    private final Map<String, String> realmNames = new HashMap<>();
+    private boolean enlisted;
+
+    public KeycloakSyncEventListener(KeycloakSession session, EventSink publisher, SpiSettings settings) {
+        this.session = session;
+        this.publisher = publisher;
+        this.settings = settings;
+    }
+
+    @Override
+    public void onEvent(Event event) {
+        String realmName = realmName(event.getRealmId(), event::getRealmName);
+        String type = event.getType() == null ? "UNKNOWN" : event.getType().name();
+        if (!settings.wantsRealm(realmName) || !settings.wantsEventType(type)) {
+            return;
+        }
+        hand(Envelope.user(event, idOf(event::getId), realmName));
+    }
+
+    @Override
+    public void onEvent(AdminEvent event, boolean includeRepresentation) {
+        String realmName = realmName(event.getRealmId(), event::getRealmName);
+        if (!settings.wantsRealm(realmName) || !settings.wantsAdminResource(Envelope.resourceType(event))) {
+            return;
+        }
+        Map<String, String> details = null;
+        try {
+            details = event.getDetails();
+        } catch (NoSuchMethodError older) {
+            // Admin event details arrived in Keycloak 26.1.
+        }
+        hand(Envelope.admin(event, idOf(event::getId), realmName, includeRepresentation, details));
+    }
+
+    private void hand(Outgoing message) {
+        KeycloakTransactionManager transactions = session == null ? null : session.getTransactionManager();
+        if (transactions == null || !transactions.isActive()) {
+            // No transaction to wait for: the event stands as it is.
+            publisher.submit(List.of(message));
+            return;
+        }
+        pending.add(message);
+        if (!enlisted) {
+            transactions.enlistAfterCompletion(new AfterCompletion());
+            enlisted = true;
+        }
+    }
+
+    /** Keycloak's id where it has one (26.2+ stores it), else a fresh one, fixed from here on. */
+    private static String idOf(Supplier<String> fromEvent) {
+        try {
+            String id = fromEvent.get();
+            if (id != null && !id.isEmpty()) {
+                return id;
+            }
+        } catch (NoSuchMethodError older) {
+            // Older Keycloak: events carry no id.
+        }
+        return UUID.randomUUID().toString();
+    }
+
+    private String realmName(String realmId, Supplier<String> fromEvent) {
+        try {
+            String name = fromEvent.get();
+            if (name != null) {
+                return name;
+            }
+        } catch (NoSuchMethodError older) {
+            // Events name their realm only in newer Keycloak versions.
+        }
+        if (realmId == null) {
+            return null;
+        }
+        return realmNames.computeIfAbsent(realmId, this::lookUpRealmName);
+    }
+
+    private String lookUpRealmName(String realmId) {
+        try {
+            KeycloakContext context = session == null ? null : session.getContext();
+            RealmModel current = context == null ? null : context.getRealm();
+            if (current != null && realmId.equals(current.getId())) {
+                return current.getName();
+            }
+            RealmModel realm = session == null || session.realms() == null ? null : session.realms().getRealm(realmId);
+            if (realm != null) {
+                return realm.getName();
+            }
+        } catch (RuntimeException e) {
+            LOG.debugf("keycloak-sync: realm %s not found by id (%s); its id stands in for its name", realmId,
+                    e.toString());
+        }
+        return realmId;
+    }
+
+    @Override
+    public void close() {
+        // Pending events belong to the after-completion step, which Keycloak always runs.
+    }
+
+    /** Runs after Keycloak's own transaction: hands the events over on commit, drops them on rollback. */
+    private final class AfterCompletion implements KeycloakTransaction {
+        private boolean active;
+        private boolean rollbackOnly;
+
+        @Override
+        public void begin() {
+            active = true;
+        }
+
+        @Override
+        public void commit() {
+            active = false;
+            if (!pending.isEmpty()) {
+                publisher.submit(new ArrayList<>(pending));
+                pending.clear();
+            }
+        }
+
+        @Override
+        public void rollback() {
+            active = false;
+            if (!pending.isEmpty()) {
+                LOG.debugf("keycloak-sync: transaction rolled back; %d events not published", pending.size());
+                pending.clear();
+            }
+        }
+
+        @Override
+        public void setRollbackOnly() {
+            rollbackOnly = true;
+        }
+
+        @Override
+        public boolean getRollbackOnly() {
+            return rollbackOnly;
+        }
+
+        @Override
+        public boolean isActive() {
+            return active;
+        }
+    }
+}

@@ -1,0 +1,82 @@
+package io.keycloaksync.spi;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.Map;
+import org.jboss.logging.Logger;
+import org.keycloak.Config;
+import org.keycloak.events.EventListenerProvider;
+import org.keycloak.events.EventListenerProviderFactory;
+import org.keycloak.models.KeycloakSession;
+import org.keycloak.models.KeycloakSessionFactory;
+
+/** The {@code keycloak-sync} event listener: one publisher (thread, connection, spool) per Keycloak node. */
+public final class KeycloakSyncEventListenerFactory implements EventListenerProviderFactory {
+    public static final String ID = "keycloak-sync";
+    private static final Logger LOG = Logger.getLogger(KeycloakSyncEventListenerFactory.class);
+
+    private final Map<String, String> env;
+    private final PublisherStats stats = new PublisherStats();
+    private SpiSettings settings;
+    private Publisher publisher;
+
+    public KeycloakSyncEventListenerFactory() {
+        this(System.getenv());
+    }
+
+    /** With another environment, for tests. */
+    public KeycloakSyncEventListenerFactory(Map<String, String> env) {
+        this.env = env;
+    }
+
+    @Override
+    public void init(Config.Scope config) {
+        settings = SpiSettings.from(config == null ? null : config::get, env);
+        LOG.infof("keycloak-sync event listener: %s", settings);
+    }
+
+    @Override
+    public void postInit(KeycloakSessionFactory factory) {
+        publisher();
+    }
+
+    /** Starts the publisher on first use; a spool that cannot be opened stops Keycloak's start-up. */
+    public synchronized Publisher publisher() {
+        if (publisher == null) {
+            if (settings == null) {
+                init(null);
+            }
+            try {
+                publisher = new Publisher(settings, stats);
+            } catch (IOException e) {
+                throw new UncheckedIOException("keycloak-sync: cannot open the spool in " + settings.spoolDir, e);
+            }
+            stats.register();
+            publisher.start();
+        }
+        return publisher;
+    }
+
+    public PublisherStats stats() {
+        return stats;
+    }
+
+    @Override
+    public EventListenerProvider create(KeycloakSession session) {
+        return new KeycloakSyncEventListener(session, publisher(), settings);
+    }
+
+    @Override
+    public synchronized void close() {
+        if (publisher != null) {
+            publisher.close();
+            publisher = null;
+        }
+        stats.unregister();
+    }
+
+    @Override
+    public String getId() {
+        return ID;
+    }
+}

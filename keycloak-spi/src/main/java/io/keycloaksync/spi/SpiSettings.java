@@ -1,0 +1,218 @@
+package io.keycloaksync.spi;
+
+import java.net.URI;
+import java.net.URISyntaxException;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashSet;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.function.Function;
+import java.util.stream.Collectors;
+
+/**
+ * The provider's configuration: Keycloak's SPI options
+ * ({@code --spi-events-listener-keycloak-sync-amqp-uri=…}), else environment variables
+ * ({@code KEYCLOAK_SYNC_SPI_AMQP_URI}), else defaults. {@link #toString()} hides passwords.
+ */
+public final class SpiSettings {
+    /** What happens when the spool reaches its cap. */
+    public enum FullPolicy {
+        /** Wait up to {@code spoolBlockMillis} for room, then drop the new events. */
+        BLOCK,
+        /** Delete the oldest spooled events to make room. */
+        DROP_OLDEST
+    }
+
+    public static final String ENV_PREFIX = "KEYCLOAK_SYNC_SPI_";
+
+    public final URI amqpUri;
+    public final String exchange;
+    public final boolean declareExchange;
+    public final int queueCapacity;
+    public final int batchSize;
+    public final long confirmTimeoutMillis;
+    public final Path spoolDir;
+    public final long spoolMaxBytes;
+    public final FullPolicy spoolFullPolicy;
+    public final long spoolBlockMillis;
+    public final long shutdownGraceMillis;
+    public final String trustStore;
+    final String trustStorePassword;
+    /** Empty: every realm / type. */
+    public final Set<String> realms;
+    public final Set<String> eventTypes;
+    public final Set<String> adminResourceTypes;
+
+    private SpiSettings(Function<String, String> source) {
+        this.amqpUri = uri(source, "amqpUri", "amqp://guest:guest@localhost:5672/%2f");
+        this.exchange = text(source, "exchange", "keycloak.events");
+        this.declareExchange = bool(source, "declareExchange", true);
+        this.queueCapacity = (int) number(source, "queueCapacity", 10_000, 1, 10_000_000);
+        this.batchSize = (int) number(source, "batchSize", 200, 1, 10_000);
+        this.confirmTimeoutMillis = number(source, "confirmTimeoutMillis", 5_000, 10, 600_000);
+        this.spoolDir = Paths.get(text(source, "spoolDir", defaultSpoolDir()));
+        this.spoolMaxBytes = number(source, "spoolMaxBytes", 1L << 30, 1L << 16, Long.MAX_VALUE);
+        this.spoolFullPolicy = policy(source);
+        this.spoolBlockMillis = number(source, "spoolBlockMillis", 100, 0, 60_000);
+        this.shutdownGraceMillis = number(source, "shutdownGraceMillis", 5_000, 0, 600_000);
+        this.trustStore = source.apply("trustStore");
+        this.trustStorePassword = source.apply("trustStorePassword");
+        this.realms = list(source, "realms");
+        this.eventTypes = list(source, "eventTypes");
+        this.adminResourceTypes = list(source, "adminResourceTypes");
+        if (exchange.isEmpty()) {
+            throw invalid("exchange", "must not be empty");
+        }
+    }
+
+    /** Reads {@code scope} (may be null) with {@code env} as the fallback. */
+    public static SpiSettings from(Function<String, String> scope, Map<String, String> env) {
+        return new SpiSettings(key -> {
+            String value = scope == null ? null : scope.apply(key);
+            if (value == null || value.isEmpty()) {
+                value = env.get(envName(key));
+            }
+            return value == null || value.isEmpty() ? null : value;
+        });
+    }
+
+    /** {@code amqpUri} → {@code KEYCLOAK_SYNC_SPI_AMQP_URI}. */
+    public static String envName(String key) {
+        return ENV_PREFIX + key.replaceAll("([a-z])([A-Z])", "$1_$2").toUpperCase(Locale.ROOT);
+    }
+
+    /** {@code amqpUri} → {@code amqp-uri}, as in {@code --spi-events-listener-keycloak-sync-amqp-uri}. */
+    public static String optionName(String key) {
+        return key.replaceAll("([a-z])([A-Z])", "$1-$2").toLowerCase(Locale.ROOT);
+    }
+
+    private static String defaultSpoolDir() {
+        String home = System.getProperty("kc.home.dir");
+        Path base = home != null ? Paths.get(home, "data") : Paths.get(System.getProperty("java.io.tmpdir"));
+        return base.resolve("keycloak-sync-spool").toString();
+    }
+
+    private static IllegalArgumentException invalid(String key, String problem) {
+        return new IllegalArgumentException("keycloak-sync event listener: option " + optionName(key) + " ("
+                + envName(key) + ") " + problem);
+    }
+
+    private static String text(Function<String, String> source, String key, String fallback) {
+        String value = source.apply(key);
+        return value == null ? fallback : value.trim();
+    }
+
+    private static boolean bool(Function<String, String> source, String key, boolean fallback) {
+        String value = source.apply(key);
+        if (value == null) {
+            return fallback;
+        }
+        switch (value.trim().toLowerCase(Locale.ROOT)) {
+            case "true":
+                return true;
+            case "false":
+                return false;
+            default:
+                throw invalid(key, "must be true or false, not \"" + value + "\"");
+        }
+    }
+
+    private static long number(Function<String, String> source, String key, long fallback, long min, long max) {
+        String value = source.apply(key);
+        if (value == null) {
+            return fallback;
+        }
+        long parsed;
+        try {
+            parsed = Long.parseLong(value.trim());
+        } catch (NumberFormatException e) {
+            throw invalid(key, "must be a whole number, not \"" + value + "\"");
+        }
+        if (parsed < min || parsed > max) {
+            throw invalid(key, "must be between " + min + " and " + max + ", not " + parsed);
+        }
+        return parsed;
+    }
+
+    private static FullPolicy policy(Function<String, String> source) {
+        String value = source.apply("spoolFullPolicy");
+        if (value == null) {
+            return FullPolicy.BLOCK;
+        }
+        switch (value.trim().toLowerCase(Locale.ROOT)) {
+            case "block":
+                return FullPolicy.BLOCK;
+            case "drop-oldest":
+                return FullPolicy.DROP_OLDEST;
+            default:
+                throw invalid("spoolFullPolicy", "must be block or drop-oldest, not \"" + value + "\"");
+        }
+    }
+
+    private static URI uri(Function<String, String> source, String key, String fallback) {
+        String value = text(source, key, fallback);
+        URI uri;
+        try {
+            uri = new URI(value);
+        } catch (URISyntaxException e) {
+            // The message may quote the URI, password included: name the position only.
+            throw invalid(key, "is not a valid URI (at index " + e.getIndex() + ")");
+        }
+        String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
+        if (!scheme.equals("amqp") && !scheme.equals("amqps")) {
+            throw invalid(key, "must start with amqp:// or amqps://");
+        }
+        if (uri.getHost() == null) {
+            throw invalid(key, "has no host");
+        }
+        return uri;
+    }
+
+    private static Set<String> list(Function<String, String> source, String key) {
+        String value = source.apply(key);
+        if (value == null) {
+            return Collections.emptySet();
+        }
+        Set<String> values = Arrays.stream(value.split(","))
+                .map(String::trim)
+                .filter(s -> !s.isEmpty())
+                .collect(Collectors.toCollection(LinkedHashSet::new));
+        return Collections.unmodifiableSet(values);
+    }
+
+    /** The AMQP URI with its password replaced, for logs. */
+    public String redactedUri() {
+        String userInfo = amqpUri.getRawUserInfo();
+        if (userInfo == null || !userInfo.contains(":")) {
+            return amqpUri.toString();
+        }
+        String user = userInfo.substring(0, userInfo.indexOf(':'));
+        return amqpUri.toString().replace(userInfo + "@", user + ":***@");
+    }
+
+    public boolean wantsRealm(String realmName) {
+        return realms.isEmpty() || realms.contains(realmName);
+    }
+
+    public boolean wantsEventType(String type) {
+        return eventTypes.isEmpty() || eventTypes.contains(type);
+    }
+
+    public boolean wantsAdminResource(String resourceType) {
+        return adminResourceTypes.isEmpty() || adminResourceTypes.contains(resourceType);
+    }
+
+    @Override
+    public String toString() {
+        return "amqpUri=" + redactedUri() + ", exchange=" + exchange + ", declareExchange=" + declareExchange
+                + ", queueCapacity=" + queueCapacity + ", batchSize=" + batchSize + ", confirmTimeoutMillis="
+                + confirmTimeoutMillis + ", spoolDir=" + spoolDir + ", spoolMaxBytes=" + spoolMaxBytes
+                + ", spoolFullPolicy=" + spoolFullPolicy + ", spoolBlockMillis=" + spoolBlockMillis
+                + ", trustStore=" + trustStore + ", trustStorePassword=" + (trustStorePassword == null ? "unset" : "***")
+                + ", realms=" + realms + ", eventTypes=" + eventTypes + ", adminResourceTypes=" + adminResourceTypes;
+    }
+}
