@@ -1,0 +1,50 @@
+package io.keycloaksync.spi;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class SettingsTest {
+    @Test
+    void spiOptionsWinOverTheEnvironmentWhichWinsOverDefaults() {
+        Map<String, String> scope = Map.of("exchange", "from.scope");
+        Map<String, String> env = Map.of("KEYCLOAK_SYNC_SPI_EXCHANGE", "from.env",
+                "KEYCLOAK_SYNC_SPI_QUEUE_CAPACITY", "42");
+        SpiSettings settings = SpiSettings.from(scope::get, env);
+        assertEquals("from.scope", settings.exchange);
+        assertEquals(42, settings.queueCapacity);
+        assertEquals(200, settings.batchSize);
+        assertEquals(SpiSettings.FullPolicy.BLOCK, settings.spoolFullPolicy);
+        assertEquals("KEYCLOAK_SYNC_SPI_SPOOL_MAX_BYTES", SpiSettings.envName("spoolMaxBytes"));
+        assertEquals("spool-max-bytes", SpiSettings.optionName("spoolMaxBytes"));
+    }
+
+    @Test
+    void invalidValuesNameTheOptionAndItsVariable() {
+        var error = assertThrows(IllegalArgumentException.class,
+                () -> SpiSettings.from(null, Map.of("KEYCLOAK_SYNC_SPI_BATCH_SIZE", "lots")));
+        assertTrue(error.getMessage().contains("batch-size") && error.getMessage().contains("KEYCLOAK_SYNC_SPI_BATCH_SIZE"),
+                error.getMessage());
+        var policy = assertThrows(IllegalArgumentException.class,
+                () -> SpiSettings.from(null, Map.of("KEYCLOAK_SYNC_SPI_SPOOL_FULL_POLICY", "panic")));
+        assertTrue(policy.getMessage().contains("block or drop-oldest"), policy.getMessage());
+        var scheme = assertThrows(IllegalArgumentException.class,
+                () -> SpiSettings.from(null, Map.of("KEYCLOAK_SYNC_SPI_AMQP_URI", "http://user:hunter2@mq/")));
+        assertFalse(scheme.getMessage().contains("hunter2"), scheme.getMessage());
+    }
+
+    @Test
+    void passwordsAreNeverShown() {
+        SpiSettings settings = SpiSettings.from(null, Map.of(
+                "KEYCLOAK_SYNC_SPI_AMQP_URI", "amqps://sync:hunter2@mq.example.com:5671/prod",
+                "KEYCLOAK_SYNC_SPI_TRUST_STORE_PASSWORD", "changeit-secret"));
+        String shown = settings.toString();
+        assertFalse(shown.contains("hunter2"), shown);
+        assertFalse(shown.contains("changeit-secret"), shown);
+        assertTrue(shown.contains("amqps://sync:***@mq.example.com:5671/prod"), shown);
+    }
+}
