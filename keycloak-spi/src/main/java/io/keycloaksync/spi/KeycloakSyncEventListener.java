@@ -140,6 +140,7 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
         @Override
         public void commit() {
             active = false;
+            enlisted = false;
             if (!pending.isEmpty()) {
                 publisher.submit(new ArrayList<>(pending));
                 pending.clear();
@@ -149,6 +150,7 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
         @Override
         public void rollback() {
             active = false;
+            enlisted = false;
             if (!pending.isEmpty()) {
                 LOG.debugf("keycloak-sync: transaction rolled back; %d events not published", pending.size());
                 pending.clear();

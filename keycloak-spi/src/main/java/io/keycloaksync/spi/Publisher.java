@@ -318,9 +318,19 @@ public final class Publisher implements EventSink, AutoCloseable {
         }
     }
 
-    private static String describe(Exception e) {
-        String message = e.getMessage();
-        return e.getClass().getSimpleName() + (message == null ? "" : ": " + message);
+    /** The exception and its causes, one line (amqp-client wraps the broker's reason). */
+    private static String describe(Throwable e) {
+        StringBuilder text = new StringBuilder();
+        for (Throwable cause = e; cause != null && text.length() < 400; cause = cause.getCause()) {
+            if (text.length() > 0) {
+                text.append(" <- ");
+            }
+            text.append(cause.getClass().getSimpleName());
+            if (cause.getMessage() != null) {
+                text.append(": ").append(cause.getMessage());
+            }
+        }
+        return text.toString();
     }
 
     /** Stops taking events, publishes what it can within the grace time, spools the rest. */
