@@ -50,6 +50,8 @@ echo "keycloak-spi: built $OUT/keycloak-sync-spi.jar" >&2
 
 TEST_CP="$OUT/classes:$OUT/keycloak-api:$LIBS:$JARS/junit-platform-console-standalone.jar"
 javac --release 17 -nowarn -d "$OUT/test-classes" -cp "$TEST_CP" $(find src/test/java -name '*.java')
+# For the end-to-end test on the Rust side (tests/it/spi.rs), which runs ScriptedHistory.
+echo "$PWD/$OUT/test-classes:$PWD/$OUT/classes:$PWD/$OUT/keycloak-api:$LIBS" >"$OUT/test-classpath"
 
 if [[ "${1:-test}" == bench ]]; then
     exec java -cp "$OUT/test-classes:$TEST_CP" io.keycloaksync.spi.PublisherBenchmark "${@:2}"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: starts the local Postgres and RabbitMQ (installing them if
-# needed), checks formatting and lints, then runs every test. Ends with the runner's summary.
+# needed), checks formatting and lints, builds and tests the Java provider
+# (keycloak-spi/), then runs every Rust test (the cross-language end-to-end test uses the
+# provider just built). Ends with the Rust test runner's summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+
+echo "== keycloak-spi (Java provider): build and JUnit tests"
+keycloak-spi/build.sh
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then

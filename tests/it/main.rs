@@ -11,5 +11,6 @@ mod order;
 mod outage;
 mod reconcile;
 mod replay;
+mod spi;
 mod support;
 mod vault;

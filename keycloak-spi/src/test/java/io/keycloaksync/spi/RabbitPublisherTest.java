@@ -142,7 +142,7 @@ class RabbitPublisherTest {
             FakeKeycloak keycloak = new FakeKeycloak();
             login(keycloak, factory.create(keycloak.session()), 7);
             waitFor("the return to be noticed", 10_000, () -> factory.stats().getReturned() >= 1);
-            assertEquals(1, factory.stats().getSpoolRecords());
+            waitFor("the returned event to be spooled", 5_000, () -> factory.stats().getSpoolRecords() == 1);
 
             broker.channel.queueBind(broker.queue, broker.exchange, "kc.#");
             List<Broker.Received> received = broker.take(1, 20_000);
