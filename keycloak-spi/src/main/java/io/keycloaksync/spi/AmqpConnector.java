@@ -7,8 +7,10 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.security.GeneralSecurityException;
 import java.security.KeyStore;
+import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.TimeoutException;
+import javax.net.ssl.SNIHostName;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLParameters;
 import javax.net.ssl.SSLSocket;
@@ -38,6 +40,7 @@ public final class AmqpConnector {
         factory.setConnectionTimeout(5_000);
         factory.setHandshakeTimeout(5_000);
         factory.setRequestedHeartbeat(30);
+        String host = settings.amqpUri.getHost();
         if ("amqps".equals(settings.amqpUri.getScheme().toLowerCase(Locale.ROOT))) {
             try {
                 factory.useSslProtocol(verifyingContext());
@@ -50,11 +53,20 @@ public final class AmqpConnector {
                     SSLSocket tls = (SSLSocket) socket;
                     SSLParameters parameters = tls.getSSLParameters();
                     parameters.setEndpointIdentificationAlgorithm("HTTPS");
+                    // The client library connects by address, so the name to check (and
+                    // to send as SNI) is set here: the host of amqpUri.
+                    if (!isAddressLiteral(host)) {
+                        parameters.setServerNames(List.of(new SNIHostName(host)));
+                    }
                     tls.setSSLParameters(parameters);
                 }
             });
         }
         return factory.newConnection("keycloak-sync-spi");
+    }
+
+    private static boolean isAddressLiteral(String host) {
+        return host.contains(":") || host.startsWith("[") || host.matches("[0-9.]+");
     }
 
     private SSLContext verifyingContext() throws GeneralSecurityException, IOException {
