@@ -34,9 +34,11 @@ OUT=target
 rm -rf "$OUT/keycloak-api" "$OUT/classes" "$OUT/test-classes" "$OUT/bundle"
 mkdir -p "$OUT/keycloak-api" "$OUT/classes" "$OUT/test-classes" "$OUT/bundle"
 
-javac --release 17 -nowarn -d "$OUT/keycloak-api" $(find src/keycloak-api/java -name '*.java')
+mapfile -t api_sources < <(find src/keycloak-api/java -name '*.java')
+mapfile -t main_sources < <(find src/main/java -name '*.java')
+javac --release 17 -nowarn -d "$OUT/keycloak-api" "${api_sources[@]}"
 javac --release 17 -Xlint:all,-processing,-serial -Werror -d "$OUT/classes" \
-    -cp "$OUT/keycloak-api:$LIBS" $(find src/main/java -name '*.java')
+    -cp "$OUT/keycloak-api:$LIBS" "${main_sources[@]}"
 cp -r src/main/resources/. "$OUT/classes/"
 
 # One jar for Keycloak's providers/ directory: the listener and the RabbitMQ client it
@@ -49,7 +51,8 @@ echo "keycloak-spi: built $OUT/keycloak-sync-spi.jar" >&2
 [[ "${1:-test}" == jar ]] && exit 0
 
 TEST_CP="$OUT/classes:$OUT/keycloak-api:$LIBS:$JARS/junit-platform-console-standalone.jar"
-javac --release 17 -nowarn -d "$OUT/test-classes" -cp "$TEST_CP" $(find src/test/java -name '*.java')
+mapfile -t test_sources < <(find src/test/java -name '*.java')
+javac --release 17 -nowarn -d "$OUT/test-classes" -cp "$TEST_CP" "${test_sources[@]}"
 # For the end-to-end test on the Rust side (tests/it/spi.rs), which runs ScriptedHistory.
 echo "$PWD/$OUT/test-classes:$PWD/$OUT/classes:$PWD/$OUT/keycloak-api:$LIBS" >"$OUT/test-classpath"
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the bench-*.sh scripts (sourced): local services up, a release build, and
 # helpers for fresh databases and sample event logs.
 

@@ -10,7 +10,8 @@ tokens=${1:-100000}
 
 . scripts/bench-common.sh
 key() { head -c 32 /dev/urandom | base64; }
-export KEYCLOAK_SYNC__VAULT__KEYS="old:$(key),new:$(key)" KEYCLOAK_SYNC__LOG__LEVEL=warn
+KEYCLOAK_SYNC__VAULT__KEYS="old:$(key),new:$(key)"
+export KEYCLOAK_SYNC__VAULT__KEYS KEYCLOAK_SYNC__LOG__LEVEL=warn
 
 # Realistic shapes: ~1.2 kB JWT-sized tokens, a refresh and an offline token per user.
 token_file="$work/tokens-$tokens.jsonl"

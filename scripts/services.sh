@@ -20,7 +20,7 @@ amqp_port=${KCS_AMQP_PORT:-56729}
 dist_port=$((amqp_port + 1000))
 mgmt_port=$((amqp_port + 1))
 node="keycloak-sync-${amqp_port}@localhost"
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+pg_bin=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1 || true)
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
@@ -42,7 +42,7 @@ install_packages() {
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
     # Debian starts the packaged services on install where it can; ours run on their own ports.
-    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    pg_bin=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1)
   fi
 }
 

@@ -25,6 +25,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== release build (the command the container image runs)"
+scripts/build-release.sh
+
+echo "== deployment files: linters"
+scripts/lint-deploy.sh
+
 echo "== keycloak-spi (Java provider): build and JUnit tests"
 keycloak-spi/build.sh
 

@@ -120,6 +120,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Ask the running daemon's own HTTP endpoint (container health checks): exit 0 on
+    /// 200, 1 otherwise.
+    Probe {
+        /// `/healthz` (the process is alive) or `/readyz` (it can do its work).
+        #[arg(default_value = "/healthz", value_parser = ["/healthz", "/readyz"])]
+        path: String,
+    },
     /// Write a synthetic event history as JSONL to standard output (demos, load tests).
     Sample {
         #[arg(long, default_value_t = 1000)]
@@ -342,6 +349,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe { path } => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            Ok(crate::http::probe(settings.http_listen, &path).await)
         }
         Command::Config {
             command: ConfigCommand::Check,

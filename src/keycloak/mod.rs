@@ -15,7 +15,6 @@ pub use error::KeycloakError;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime};
 
 use backoff::ExponentialBackoffBuilder;
@@ -105,7 +104,7 @@ impl AdminClient {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        install_crypto_provider();
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -491,14 +490,6 @@ impl AdminClient {
             renew_at: Instant::now() + lifetime - margin,
         })
     }
-}
-
-/// reqwest needs a process-wide rustls provider; the one lapin already uses (ring).
-fn install_crypto_provider() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 fn into_backoff(error: KeycloakError) -> backoff::Error<KeycloakError> {

@@ -4,6 +4,7 @@
 mod apply;
 mod backfill;
 mod daemon;
+mod deploy;
 mod enrich;
 mod keycloak;
 mod keycloak_fake;

@@ -7,6 +7,7 @@ import java.nio.file.Paths;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashSet;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
@@ -29,6 +30,11 @@ public final class SpiSettings {
 
     public static final String ENV_PREFIX = "KEYCLOAK_SYNC_SPI_";
 
+    /** Every option, as Keycloak's SPI config names it; the README's table lists each. */
+    public static final List<String> OPTIONS = List.of("amqpUri", "exchange", "declareExchange", "queueCapacity",
+            "batchSize", "confirmTimeoutMillis", "spoolDir", "spoolMaxBytes", "spoolFullPolicy", "spoolBlockMillis",
+            "shutdownGraceMillis", "trustStore", "trustStorePassword", "realms", "eventTypes", "adminResourceTypes");
+
     public final URI amqpUri;
     public final String exchange;
     public final boolean declareExchange;
@@ -47,7 +53,13 @@ public final class SpiSettings {
     public final Set<String> eventTypes;
     public final Set<String> adminResourceTypes;
 
-    private SpiSettings(Function<String, String> source) {
+    private SpiSettings(Function<String, String> reader) {
+        Function<String, String> source = key -> {
+            if (!OPTIONS.contains(key)) {
+                throw new IllegalStateException("option " + key + " is missing from SpiSettings.OPTIONS");
+            }
+            return reader.apply(key);
+        };
         this.amqpUri = uri(source, "amqpUri", "amqp://guest:guest@localhost:5672/%2f");
         this.exchange = text(source, "exchange", "keycloak.events");
         this.declareExchange = bool(source, "declareExchange", true);

@@ -38,6 +38,15 @@ class SettingsTest {
     }
 
     @Test
+    void theReadmeDocumentsEveryOptionWithItsVariable() throws java.io.IOException {
+        String readme = java.nio.file.Files.readString(java.nio.file.Path.of("README.md"));
+        for (String option : SpiSettings.OPTIONS) {
+            String row = "| `" + SpiSettings.optionName(option) + "` | `" + SpiSettings.envName(option) + "` |";
+            assertTrue(readme.contains(row), "README.md lacks " + row);
+        }
+    }
+
+    @Test
     void passwordsAreNeverShown() {
         SpiSettings settings = SpiSettings.from(null, Map.of(
                 "KEYCLOAK_SYNC_SPI_AMQP_URI", "amqps://sync:hunter2@mq.example.com:5671/prod",
