@@ -283,3 +283,44 @@ async fn probe_reports_the_daemons_health_by_exit_status() {
     assert_eq!(nobody.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("/healthz"));
 }
+
+#[test]
+fn every_metric_the_daemon_exports_is_documented() {
+    let mut sources = Vec::new();
+    let mut pending = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push(std::fs::read_to_string(&path).expect("source"));
+            }
+        }
+    }
+    let names: BTreeSet<String> = sources
+        .iter()
+        .flat_map(|text| {
+            text.split('"')
+                .filter(|s| s.starts_with("keycloak_sync_") && !s.contains(' '))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+    let readme = repo_file("README.md");
+    let operations = repo_file("docs/operations.md");
+    for name in names {
+        assert!(
+            readme.contains(&format!("`{name}")),
+            "README's metrics table lacks {name}"
+        );
+        assert!(
+            operations.contains(&name),
+            "docs/operations.md says nothing of {name}"
+        );
+    }
+}
