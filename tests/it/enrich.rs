@@ -190,7 +190,7 @@ async fn without_enrichment_nothing_is_queued() {
 
 #[tokio::test]
 async fn the_daemon_enriches_in_the_background_and_never_waits_for_keycloak() {
-    use crate::keycloak_fake::{CLIENT_ID, CLIENT_SECRET};
+    use crate::keycloak_fake::CLIENT_SECRET;
     use crate::support::{amqp_url, publish, wait_until, Daemon, Names};
 
     let db = TestDb::new().await;
@@ -201,21 +201,9 @@ async fn the_daemon_enriches_in_the_background_and_never_waits_for_keycloak() {
     fake.state().down = true;
     let amqp = amqp_url();
     let names = Names::random();
-    let url = fake.server.uri();
-    let daemon = Daemon::start(
-        &db.url,
-        &amqp,
-        &names,
-        &[
-            ("KEYCLOAK_SYNC__KEYCLOAK__URL", url.as_str()),
-            (
-                "KEYCLOAK_SYNC__KEYCLOAK__REALMS",
-                crate::keycloak_fake::REALM,
-            ),
-            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID", CLIENT_ID),
-            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", CLIENT_SECRET),
-        ],
-    );
+    let env = fake.env();
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let daemon = Daemon::start(&db.url, &amqp, &names, &extra);
     daemon.wait_ready(Duration::from_secs(30)).await;
     publish(
         &amqp,

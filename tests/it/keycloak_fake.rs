@@ -69,6 +69,19 @@ impl FakeKeycloak {
         Arc::new(AdminClient::new(&self.settings(page_size)).expect("client"))
     }
 
+    /// The variables that point a `keycloak-sync` process at this fake.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KEYCLOAK_SYNC__KEYCLOAK__URL", self.server.uri()),
+            ("KEYCLOAK_SYNC__KEYCLOAK__REALMS", REALM.to_string()),
+            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID", CLIENT_ID.to_string()),
+            (
+                "KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET",
+                CLIENT_SECRET.to_string(),
+            ),
+        ]
+    }
+
     /// Requests whose path ends with `suffix`, in order.
     pub fn requests_to(&self, suffix: &str) -> Vec<String> {
         self.state()

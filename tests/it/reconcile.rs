@@ -271,15 +271,11 @@ async fn a_dry_run_reports_the_differences_and_writes_nothing() {
 }
 
 fn command(db: &TestDb, fake: &FakeKeycloak, args: &[&str]) -> tokio::process::Command {
-    use crate::keycloak_fake::{CLIENT_ID, CLIENT_SECRET};
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycloak-sync"));
     command
         .args(args)
         .env("KEYCLOAK_SYNC__DATABASE__URL", &db.url)
-        .env("KEYCLOAK_SYNC__KEYCLOAK__URL", fake.server.uri())
-        .env("KEYCLOAK_SYNC__KEYCLOAK__REALMS", REALM)
-        .env("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID", CLIENT_ID)
-        .env("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", CLIENT_SECRET)
+        .envs(fake.env())
         .env_remove("RUST_LOG");
     command
 }
@@ -379,24 +375,14 @@ async fn the_backfill_command_resumes_and_reports_per_list() {
 
 #[tokio::test]
 async fn the_daemon_reconciles_on_its_schedule() {
-    use crate::keycloak_fake::{CLIENT_ID, CLIENT_SECRET};
     use crate::support::{amqp_url, count, wait_until, Daemon, Names};
 
     let (db, store, fake) = setup().await;
     keycloak_users(&fake, 3);
-    let url = fake.server.uri();
-    let daemon = Daemon::start(
-        &db.url,
-        &amqp_url(),
-        &Names::random(),
-        &[
-            ("KEYCLOAK_SYNC__KEYCLOAK__URL", url.as_str()),
-            ("KEYCLOAK_SYNC__KEYCLOAK__REALMS", REALM),
-            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID", CLIENT_ID),
-            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET", CLIENT_SECRET),
-            ("KEYCLOAK_SYNC__RECONCILE__INTERVAL_SECS", "1"),
-        ],
-    );
+    let env = fake.env();
+    let mut extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    extra.push(("KEYCLOAK_SYNC__RECONCILE__INTERVAL_SECS", "1"));
+    let daemon = Daemon::start(&db.url, &amqp_url(), &Names::random(), &extra);
     daemon.wait_ready(std::time::Duration::from_secs(30)).await;
     let swept = wait_until(std::time::Duration::from_secs(20), || async {
         count(

@@ -19,13 +19,7 @@ public final class Envelope {
     /** A user event; {@code id} and {@code realmName} are resolved by the caller. */
     public static Outgoing user(Event event, String id, String realmName) {
         String type = event.getType() == null ? "UNKNOWN" : event.getType().name();
-        ObjectNode node = JSON.createObjectNode();
-        node.put("schema", 1);
-        node.put("kind", "user");
-        node.put("id", id);
-        node.put("time", event.getTime());
-        node.put("realmId", event.getRealmId());
-        node.put("realmName", realmName);
+        ObjectNode node = header("user", id, event.getTime(), event.getRealmId(), realmName);
         node.put("type", type);
         node.put("clientId", event.getClientId());
         node.put("userId", event.getUserId());
@@ -42,13 +36,7 @@ public final class Envelope {
             Map<String, String> details) {
         String resource = resourceType(event);
         String operation = event.getOperationType() == null ? "UNKNOWN" : event.getOperationType().name();
-        ObjectNode node = JSON.createObjectNode();
-        node.put("schema", 1);
-        node.put("kind", "admin");
-        node.put("id", id);
-        node.put("time", event.getTime());
-        node.put("realmId", event.getRealmId());
-        node.put("realmName", realmName);
+        ObjectNode node = header("admin", id, event.getTime(), event.getRealmId(), realmName);
         ObjectNode auth = node.putObject("authDetails");
         AuthDetails authDetails = event.getAuthDetails();
         if (authDetails != null) {
@@ -67,6 +55,18 @@ public final class Envelope {
         node.set("details", details(details));
         String routingKey = "kc." + part(realmName) + ".admin." + part(resource) + "." + part(operation);
         return new Outgoing(id, event.getTime(), routingKey, "admin." + resource + "." + operation, bytes(node));
+    }
+
+    /** The fields every envelope starts with. */
+    private static ObjectNode header(String kind, String id, long time, String realmId, String realmName) {
+        ObjectNode node = JSON.createObjectNode();
+        node.put("schema", 1);
+        node.put("kind", kind);
+        node.put("id", id);
+        node.put("time", time);
+        node.put("realmId", realmId);
+        node.put("realmName", realmName);
+        return node;
     }
 
     /** {@code getResourceTypeAsString} where Keycloak has it (custom resource types). */

@@ -77,19 +77,18 @@ final class FakeKeycloak {
     }
 
     void commit() {
-        completing = true;
-        try {
-            afterCompletion.forEach(KeycloakTransaction::commit);
-        } finally {
-            afterCompletion.clear();
-            completing = false;
-        }
+        complete(KeycloakTransaction::commit);
     }
 
     void rollback() {
+        complete(KeycloakTransaction::rollback);
+    }
+
+    /** Ends the request's transaction as Keycloak does: the after-completion steps run. */
+    private void complete(java.util.function.Consumer<KeycloakTransaction> outcome) {
         completing = true;
         try {
-            afterCompletion.forEach(KeycloakTransaction::rollback);
+            afterCompletion.forEach(outcome);
         } finally {
             afterCompletion.clear();
             completing = false;
