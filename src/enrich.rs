@@ -23,6 +23,8 @@ use crate::store::{EnrichmentClaim, Store, StoreError};
 const LEASE: Duration = Duration::from_secs(120);
 /// How often an idle worker looks for due users.
 const POLL: Duration = Duration::from_secs(1);
+/// How often the backlog gauge is refreshed (a count over the whole queue).
+const BACKLOG_EVERY: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EnrichTally {
@@ -69,6 +71,7 @@ impl Enricher {
 
     /// Works the queue until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut last_count: Option<std::time::Instant> = None;
         loop {
             let pause = match self.run_once().await {
                 Ok(tally) => {
@@ -84,8 +87,11 @@ impl Enricher {
                     POLL * 5
                 }
             };
-            if let Ok(backlog) = self.store.enrichment_backlog().await {
-                metrics::gauge!("keycloak_sync_enrichment_backlog").set(backlog as f64);
+            if last_count.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+                last_count = Some(std::time::Instant::now());
+                if let Ok(backlog) = self.store.enrichment_backlog().await {
+                    metrics::gauge!("keycloak_sync_enrichment_backlog").set(backlog as f64);
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -109,7 +109,8 @@ public final class Publisher implements EventSink, AutoCloseable {
                 appendToSpool(batch);
                 break;
             }
-            boolean up = connected();
+            // Stopping, no new connection is tried: what cannot go out now goes to the spool.
+            boolean up = stopping ? channel != null && channel.isOpen() : connected();
             if (!batch.isEmpty()) {
                 if (up && spool.isEmpty()) {
                     Delivery delivery = publish(batch);
