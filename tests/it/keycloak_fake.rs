@@ -167,23 +167,21 @@ impl Respond for Responder {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(default)
         };
-        let page = |items: Vec<Value>| {
+        let page = |items: Vec<&Value>| {
             let first = number("first", 0) as usize;
             let max = number("max", 100) as usize;
-            let slice: Vec<Value> = items.into_iter().skip(first).take(max).collect();
+            let slice: Vec<Value> = items.into_iter().skip(first).take(max).cloned().collect();
             ResponseTemplate::new(200).set_body_json(Value::Array(slice))
         };
         match rest {
             [] => ResponseTemplate::new(200).set_body_json(json!({"id": REALM_ID, "realm": REALM})),
-            ["users"] => {
-                let listed: Vec<Value> = state
+            ["users"] => page(
+                state
                     .users
                     .iter()
                     .filter(|u| !state.unlisted.contains(id_of(u)))
-                    .cloned()
-                    .collect();
-                page(listed)
-            }
+                    .collect(),
+            ),
             ["users", "count"] => {
                 ResponseTemplate::new(200).set_body_json(json!(state.users.len()))
             }
@@ -224,13 +222,12 @@ impl Respond for Responder {
                 };
                 let from = query.get("dateFrom").map(|d| day_start(d));
                 let to = query.get("dateTo").map(|d| day_start(d) + 86_400_000);
-                let mut items: Vec<Value> = source
+                let mut items: Vec<&Value> = source
                     .iter()
                     .filter(|e| {
                         let t = e["time"].as_i64().unwrap_or_default();
                         from.is_none_or(|f| t >= f) && to.is_none_or(|u| t < u)
                     })
-                    .cloned()
                     .collect();
                 items.sort_by_key(|e| e["time"].as_i64());
                 if query.get("direction").map(String::as_str) != Some("asc") {

@@ -3,6 +3,7 @@
 
 mod apply;
 mod backfill;
+mod bench_admin;
 mod daemon;
 mod deploy;
 mod enrich;
