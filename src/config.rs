@@ -104,6 +104,7 @@ pub const KEYS: &[Key] = &[
     key("amqp.delivery_limit", Some("10"), Shown::Plain),
     key("amqp.reconnect_max_secs", Some("30"), Shown::Plain),
     key("daemon.shutdown_grace_secs", Some("20"), Shown::Plain),
+    key("daemon.inbox_retention_days", Some("0"), Shown::Plain),
     key("http.listen", Some("0.0.0.0:8080"), Shown::Plain),
     key("keycloak.url", None, Shown::Plain),
     key("keycloak.realms", Some(""), Shown::Plain),
@@ -178,6 +179,7 @@ struct RawAmqp {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     shutdown_grace_secs: u64,
+    inbox_retention_days: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,6 +402,8 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     /// How long a SIGTERM may take to finish the batch in hand and close.
     pub shutdown_grace: Duration,
+    /// How long the inbox remembers an event id; `None`: for ever.
+    pub inbox_retention: Option<Duration>,
     pub http_listen: SocketAddr,
     pub keycloak: KeycloakSettings,
     pub reconcile: ReconcileSettings,
@@ -613,6 +617,10 @@ impl Raw {
                 reconnect_max: Duration::from_secs(self.amqp.reconnect_max_secs.max(1)),
             },
             shutdown_grace: Duration::from_secs(self.daemon.shutdown_grace_secs),
+            inbox_retention: Some(Duration::from_secs(
+                self.daemon.inbox_retention_days.saturating_mul(86_400),
+            ))
+            .filter(|d| !d.is_zero()),
             http_listen,
             keycloak: KeycloakSettings {
                 enrich: self.keycloak.enrich && keycloak_url.is_some(),

@@ -72,6 +72,9 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
             shutdown.clone(),
         ));
     }
+    if let Some(retention) = settings.inbox_retention {
+        tokio::spawn(prune_inbox(store.clone(), retention, shutdown.clone()));
+    }
     if let Some(keycloak) = &keycloak {
         if settings.keycloak.enrich {
             // Short per-request budget: a failed read goes back to the queue with a delay.
@@ -158,6 +161,22 @@ async fn purge_expired_tokens(store: Store, every: Duration, shutdown: Cancellat
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired vault tokens deleted"),
             Err(error) => tracing::warn!(%error, "expired-token sweep failed; will try again"),
+        }
+    }
+}
+
+/// Hourly, forgets inbox entries older than `daemon.inbox_retention_days`.
+async fn prune_inbox(store: Store, retention: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match store.prune_inbox(retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "old inbox entries removed"),
+            Err(error) => tracing::warn!(%error, "inbox pruning failed; will try again"),
         }
     }
 }

@@ -196,6 +196,36 @@ impl Store {
         unlock.map(drop)
     }
 
+    /// Forgets inbox entries processed longer than `older_than` ago, in bounded batches so
+    /// the daemon's own writes are never held up; returns how many went. An event older
+    /// than that, delivered again, is applied again: its profile, session and vault effects
+    /// are idempotent by themselves, but it counts once more in `login_count` and
+    /// `refresh_count`.
+    pub async fn prune_inbox(&self, older_than: Duration) -> Result<u64, StoreError> {
+        const BATCH: i64 = 10_000;
+        let mut total = 0;
+        loop {
+            let deleted = retry::with_backoff(self.retry_max, "prune the inbox", || async {
+                sqlx::query(
+                    "DELETE FROM processed_events WHERE event_id IN (
+                         SELECT event_id FROM processed_events
+                         WHERE processed_at < now() - make_interval(secs => $1)
+                         LIMIT $2)",
+                )
+                .bind(older_than.as_secs_f64())
+                .bind(BATCH)
+                .execute(&self.pool)
+                .await
+                .map(|done| done.rows_affected())
+            })
+            .await?;
+            total += deleted;
+            if deleted < BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Whether the database answers (for readiness checks).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")

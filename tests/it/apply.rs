@@ -613,3 +613,57 @@ async fn a_batch_refused_by_the_database_is_split_to_find_the_culprit() {
         "the refused event is not marked processed, so a fix and a replay can apply it"
     );
 }
+
+#[tokio::test]
+async fn the_inbox_forgets_only_entries_older_than_the_retention() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let events: Vec<_> = (0..25)
+        .map(|n| {
+            event(&format!(
+                r#"{{"schema":1,"kind":"user","id":"e{n}","time":{},"realmId":"r","type":"LOGIN","userId":"u1","sessionId":"s{n}"}}"#,
+                1_000 + n
+            ))
+        })
+        .collect();
+    apply(&store, &events).await;
+    sqlx::query(
+        "UPDATE processed_events SET processed_at = now() - interval '40 days'
+         WHERE event_id IN ('e0', 'e1', 'e2', 'e3', 'e4')",
+    )
+    .execute(store.pool())
+    .await
+    .expect("age some entries");
+
+    let pruned = store
+        .prune_inbox(std::time::Duration::from_secs(30 * 86_400))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 5);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM processed_events").await,
+        20
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM processed_events WHERE event_id = 'e0'"
+        )
+        .await,
+        0
+    );
+    // What was forgotten is applied again; what is remembered stays a duplicate.
+    let outcomes = apply(&store, &events[..6]).await;
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Outcome::Applied).count(),
+        5
+    );
+    assert_eq!(outcomes[5], Outcome::Duplicate);
+    assert_eq!(
+        store
+            .prune_inbox(std::time::Duration::from_secs(30 * 86_400))
+            .await
+            .expect("prune"),
+        0
+    );
+}
