@@ -21,6 +21,8 @@ use crate::store::Store;
 /// Per-call retry budget inside the daemon: short, so the consumer loop keeps turning
 /// (and reporting) while it waits for the database itself.
 const DAEMON_RETRY: Duration = Duration::from_secs(5);
+/// How often old inbox entries are pruned (with `daemon.inbox_retention_days`).
+const INBOX_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Per-request retry budget of enrichment reads.
 const ENRICH_RETRY: Duration = Duration::from_secs(2);
 
@@ -40,12 +42,6 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
         .with_retry_max(DAEMON_RETRY)
         .with_vault(settings.vault.keys.clone())
         .with_enrichment(settings.keycloak.enrich);
-    let keycloak = match settings.keycloak.url {
-        Some(_) => Some(Arc::new(
-            AdminClient::new(&settings.keycloak).context("keycloak settings")?,
-        )),
-        None => None,
-    };
 
     let listener = TcpListener::bind(settings.http_listen)
         .await
@@ -66,16 +62,24 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
     }
 
     if settings.vault.keys.is_some() && !settings.vault.purge_interval.is_zero() {
-        tokio::spawn(purge_expired_tokens(
-            store.clone(),
+        let store = store.clone();
+        tokio::spawn(periodically(
+            Duration::ZERO,
             settings.vault.purge_interval,
             shutdown.clone(),
+            move || purge_expired_tokens(store.clone()),
         ));
     }
     if let Some(retention) = settings.inbox_retention {
-        tokio::spawn(prune_inbox(store.clone(), retention, shutdown.clone()));
+        let store = store.clone();
+        tokio::spawn(periodically(
+            Duration::ZERO,
+            INBOX_PRUNE_EVERY,
+            shutdown.clone(),
+            move || prune_inbox(store.clone(), retention),
+        ));
     }
-    if let Some(keycloak) = &keycloak {
+    if settings.keycloak.url.is_some() {
         if settings.keycloak.enrich {
             // Short per-request budget: a failed read goes back to the queue with a delay.
             let client = Arc::new(
@@ -88,13 +92,14 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
             tokio::spawn(enricher.run(shutdown.clone()));
         }
         if let Some(every) = settings.reconcile.interval {
-            tokio::spawn(crate::reconcile::run_periodically(
-                store.clone(),
-                keycloak.clone(),
-                ReconcileOptions::scheduled(&settings.reconcile),
-                every,
-                shutdown.clone(),
-            ));
+            let keycloak =
+                Arc::new(AdminClient::new(&settings.keycloak).context("keycloak settings")?);
+            let options = ReconcileOptions::scheduled(&settings.reconcile);
+            let store = store.clone();
+            tokio::spawn(periodically(every, every, shutdown.clone(), move || {
+                let (store, keycloak, options) = (store.clone(), keycloak.clone(), options.clone());
+                async move { crate::reconcile::scheduled_round(&store, &keycloak, &options).await }
+            }));
         }
     }
     let consumer = Consumer {
@@ -149,35 +154,41 @@ async fn migrate_when_reachable(
     Ok(migrated.is_some())
 }
 
-/// The periodic expiry sweep of the vault.
-async fn purge_expired_tokens(store: Store, every: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(every);
+/// Runs `task` once `first_after` has passed, then every `period`, until `shutdown`.
+async fn periodically<F, Fut>(
+    first_after: Duration,
+    period: Duration,
+    shutdown: CancellationToken,
+    mut task: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first_after, period);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match crate::vault::purge_expired(&store).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "expired vault tokens deleted"),
-            Err(error) => tracing::warn!(%error, "expired-token sweep failed; will try again"),
-        }
+        task().await;
     }
 }
 
-/// Hourly, forgets inbox entries older than `daemon.inbox_retention_days`.
-async fn prune_inbox(store: Store, retention: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        match store.prune_inbox(retention).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "old inbox entries removed"),
-            Err(error) => tracing::warn!(%error, "inbox pruning failed; will try again"),
-        }
+/// One expiry sweep of the vault.
+async fn purge_expired_tokens(store: Store) {
+    match crate::vault::purge_expired(&store).await {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!(purged, "expired vault tokens deleted"),
+        Err(error) => tracing::warn!(%error, "expired-token sweep failed; will try again"),
+    }
+}
+
+/// Forgets inbox entries older than `daemon.inbox_retention_days`.
+async fn prune_inbox(store: Store, retention: Duration) {
+    match store.prune_inbox(retention).await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "old inbox entries removed"),
+        Err(error) => tracing::warn!(%error, "inbox pruning failed; will try again"),
     }
 }
 

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use futures_util::future::try_join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{ReconcileSettings, SessionCheck};
 use crate::event::read_admin_user;
@@ -430,39 +429,31 @@ fn progress(shown: bool, total: Option<u64>, label: String) -> ProgressBar {
     bar
 }
 
-/// The daemon's periodic reconcile (`reconcile.interval_secs`); several replicas may run
-/// it, the per-realm lock lets one of them sweep at a time.
-pub async fn run_periodically(
-    store: Store,
-    keycloak: Arc<AdminClient>,
-    options: ReconcileOptions,
-    every: Duration,
-    shutdown: CancellationToken,
+/// One round of the daemon's scheduled reconcile (`reconcile.interval_secs`): every realm,
+/// reported in logs and metrics. Several replicas may run it; the per-realm lock lets one
+/// of them sweep at a time.
+pub async fn scheduled_round(
+    store: &Store,
+    keycloak: &Arc<AdminClient>,
+    options: &ReconcileOptions,
 ) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        for result in reconcile_all(&store, &keycloak, &options).await {
-            match result {
-                Ok(report) => {
-                    metrics::counter!("keycloak_sync_reconcile_runs_total", "outcome" => "ok")
-                        .increment(1);
-                    tracing::info!(%report, "scheduled reconcile finished");
-                }
-                Err(ReconcileError::Busy { realm }) => {
-                    tracing::info!(
-                        realm,
-                        "scheduled reconcile skipped: another replica is running it"
-                    );
-                }
-                Err(error) => {
-                    metrics::counter!("keycloak_sync_reconcile_runs_total", "outcome" => "failed")
-                        .increment(1);
-                    tracing::error!(%error, "scheduled reconcile failed");
-                }
+    for result in reconcile_all(store, keycloak, options).await {
+        match result {
+            Ok(report) => {
+                metrics::counter!("keycloak_sync_reconcile_runs_total", "outcome" => "ok")
+                    .increment(1);
+                tracing::info!(%report, "scheduled reconcile finished");
+            }
+            Err(ReconcileError::Busy { realm }) => {
+                tracing::info!(
+                    realm,
+                    "scheduled reconcile skipped: another replica is running it"
+                );
+            }
+            Err(error) => {
+                metrics::counter!("keycloak_sync_reconcile_runs_total", "outcome" => "failed")
+                    .increment(1);
+                tracing::error!(%error, "scheduled reconcile failed");
             }
         }
     }
