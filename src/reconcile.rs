@@ -208,7 +208,12 @@ struct Sweep<'a> {
 impl Sweep<'_> {
     /// Pages through Keycloak's users, applying the profiles that differ.
     async fn profiles(&mut self, run: &mut ReconcileRun) -> Result<(), ReconcileError> {
-        let total = self.keycloak.user_count(self.realm).await.ok();
+        // The count only sizes the progress bar: not asked for when none is drawn.
+        let total = if self.options.progress {
+            self.keycloak.user_count(self.realm).await.ok()
+        } else {
+            None
+        };
         let bar = progress(
             self.options.progress,
             total,

@@ -231,7 +231,7 @@ impl AdminClient {
         match self.get(realm, &path, &[]).await? {
             Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
             other => Err(KeycloakError::BadResponse {
-                request: format!("GET {}", self.endpoint(&path).path()),
+                request: self.request_name(&path),
                 problem: format!(
                     "expected a number, got {}",
                     other.as_ref().map_or("nothing", json_kind)
@@ -256,7 +256,7 @@ impl AdminClient {
         };
         let sessions: Vec<Session> =
             serde_json::from_value(answer).map_err(|e| KeycloakError::BadResponse {
-                request: format!("GET {}", self.endpoint(&path).path()),
+                request: self.request_name(&path),
                 problem: format!("expected a list of sessions with ids: {e}"),
             })?;
         Ok(Some(sessions.into_iter().map(|s| s.id).collect()))
@@ -295,15 +295,25 @@ impl AdminClient {
         match self.get(realm, path, query).await? {
             Some(Value::Array(items)) => Ok(items),
             Some(other) => Err(KeycloakError::BadResponse {
-                request: format!("GET {}", self.endpoint(path).path()),
+                request: self.request_name(path),
                 problem: format!("expected a JSON array, got {}", json_kind(&other)),
             }),
             None => Err(KeycloakError::Refused {
-                request: format!("GET {}", self.endpoint(path).path()),
+                request: self.request_name(path),
                 status: StatusCode::NOT_FOUND.as_u16(),
                 message: format!("realm {realm:?} not found"),
             }),
         }
+    }
+
+    /// A request that got no (whole) answer: connection refused, reset, timed out.
+    fn transport_error(&self, request: &str, error: &reqwest::Error) -> KeycloakError {
+        KeycloakError::unavailable(request, describe_send_error(error, self.timeout))
+    }
+
+    /// How errors name a GET of `segments`: method and path, never the query.
+    fn request_name(&self, segments: &[&str]) -> String {
+        format!("GET {}", self.endpoint(segments).path())
     }
 
     fn endpoint(&self, segments: &[&str]) -> Url {
@@ -325,7 +335,7 @@ impl AdminClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let request = format!("GET {}", url.path());
+        let request = self.request_name(segments);
         let started = Instant::now();
         let attempts = AtomicU32::new(0);
         let renewed = AtomicBool::new(false);
@@ -350,19 +360,13 @@ impl AdminClient {
                 let response = match sent {
                     Ok(response) => response,
                     Err(error) => {
-                        return Err(backoff::Error::transient(KeycloakError::unavailable(
-                            &request,
-                            describe_send_error(&error, self.timeout),
-                        )))
+                        return Err(backoff::Error::transient(self.transport_error(&request, &error)))
                     }
                 };
                 let status = response.status();
                 if status.is_success() {
                     let body = response.bytes().await.map_err(|e| {
-                        backoff::Error::transient(KeycloakError::unavailable(
-                            &request,
-                            describe_send_error(&e, self.timeout),
-                        ))
+                        backoff::Error::transient(self.transport_error(&request, &e))
                     })?;
                     return serde_json::from_slice(&body).map(Some).map_err(|e| {
                         backoff::Error::permanent(KeycloakError::BadResponse {
@@ -453,13 +457,12 @@ impl AdminClient {
             .form(&[("grant_type", "client_credentials")])
             .send()
             .await
-            .map_err(|e| {
-                KeycloakError::unavailable(&request, describe_send_error(&e, self.timeout))
-            })?;
+            .map_err(|e| self.transport_error(&request, &e))?;
         let status = sent.status();
-        let body = sent.bytes().await.map_err(|e| {
-            KeycloakError::unavailable(&request, describe_send_error(&e, self.timeout))
-        })?;
+        let body = sent
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&request, &e))?;
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(KeycloakError::unavailable(
                 &request,
