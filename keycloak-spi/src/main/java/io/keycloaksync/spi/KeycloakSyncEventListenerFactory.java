@@ -18,7 +18,7 @@ public final class KeycloakSyncEventListenerFactory implements EventListenerProv
     private final Map<String, String> env;
     private final PublisherStats stats = new PublisherStats();
     private SpiSettings settings;
-    private Publisher publisher;
+    private volatile Publisher publisher;
 
     public KeycloakSyncEventListenerFactory() {
         this(System.getenv());
@@ -41,18 +41,26 @@ public final class KeycloakSyncEventListenerFactory implements EventListenerProv
     }
 
     /** Starts the publisher on first use; a spool that cannot be opened stops Keycloak's start-up. */
-    public synchronized Publisher publisher() {
+    public Publisher publisher() {
+        // Every Keycloak session asks: once started, no lock is taken.
+        Publisher started = publisher;
+        return started != null ? started : startPublisher();
+    }
+
+    private synchronized Publisher startPublisher() {
         if (publisher == null) {
             if (settings == null) {
                 init(null);
             }
+            Publisher created;
             try {
-                publisher = new Publisher(settings, stats);
+                created = new Publisher(settings, stats);
             } catch (IOException e) {
                 throw new UncheckedIOException("keycloak-sync: cannot open the spool in " + settings.spoolDir, e);
             }
             stats.register();
-            publisher.start();
+            created.start();
+            publisher = created;
         }
         return publisher;
     }
