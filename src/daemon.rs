@@ -1,22 +1,26 @@
-//! `keycloak-sync run`: the consumer, the HTTP endpoints and signal handling, wired
-//! around one cancellation token.
+//! `keycloak-sync run`: wiring only. Every task — the consumer, the HTTP endpoints, the
+//! enrichment worker and the periodic passes — hangs off one cancellation token and is
+//! joined before the process exits.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::amqp::Consumer;
 use crate::config::Settings;
-use crate::enrich::Enricher;
-use crate::health::Health;
+use crate::core::intake::Intake;
 use crate::http::{self, Endpoints};
-use crate::ingest::Intake;
+use crate::jobs::enrichment::Enricher;
+use crate::jobs::reconcile::{scheduled_round, ReconcileOptions};
 use crate::keycloak::AdminClient;
-use crate::reconcile::ReconcileOptions;
-use crate::store::Store;
+use crate::store::{until_database_answers, vault, Store};
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics;
 
 /// Per-call retry budget inside the daemon: short, so the consumer loop keeps turning
 /// (and reporting) while it waits for the database itself.
@@ -32,9 +36,11 @@ pub struct RunOptions {
 
 /// Runs until SIGTERM or SIGINT, then drains within `daemon.shutdown_grace_secs`.
 pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> {
-    let metrics = crate::metrics::install().context("installing the metrics recorder")?;
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
+    let tasks = TaskTracker::new();
+    let metrics =
+        metrics::install(&tasks, shutdown.clone()).context("installing the metrics recorder")?;
+    tasks.spawn(cancel_on_signal(shutdown.clone()));
 
     let health = Arc::new(Health::default());
     health.beat();
@@ -43,101 +49,107 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
         .with_vault(settings.vault.keys.clone())
         .with_enrichment(settings.keycloak.enrich);
 
-    let listener = TcpListener::bind(settings.http_listen)
+    let listen = settings.http.listen;
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {} (http.listen)", settings.http_listen))?;
+        .with_context(|| format!("cannot listen on {listen} (http.listen)"))?;
     tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
     let endpoints = Endpoints {
         health: health.clone(),
         store: store.clone(),
         metrics,
     };
-    let http_shutdown = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, endpoints, http_shutdown.clone()));
+    // The endpoints outlive the drain (probes keep answering); they stop last.
+    let http_stop = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, endpoints, http_stop.clone()));
 
-    if options.migrate && !migrate_when_reachable(&store, &health, &shutdown).await? {
-        http_shutdown.cancel();
-        let _ = server.await;
-        return Ok(());
+    let drained = if !options.migrate || migrate_when_reachable(&store, &health, &shutdown).await? {
+        spawn_background(&tasks, &settings, &store, &shutdown)?;
+        let consumer = Consumer {
+            settings: settings.amqp.clone(),
+            store,
+            intake: Intake {
+                max_message_bytes: settings.limits.max_message_bytes,
+                vault_enabled: settings.vault.keys.is_some(),
+            },
+            health,
+            shutdown: shutdown.clone(),
+        };
+        tasks.spawn(consumer.run());
+        tasks.close();
+        shutdown.cancelled().await;
+        let grace = settings.daemon.shutdown_grace;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: finishing the batch in hand"
+        );
+        tokio::time::timeout(grace, tasks.wait()).await.is_ok()
+    } else {
+        tasks.close();
+        tasks.wait().await;
+        true
+    };
+    http_stop.cancel();
+    let _ = server.await;
+    if drained {
+        tracing::info!("stopped");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "shutdown grace of {} s exceeded; unacknowledged messages will be redelivered",
+            settings.daemon.shutdown_grace.as_secs()
+        )
     }
+}
 
+/// The enrichment worker and the periodic passes the settings ask for.
+fn spawn_background(
+    tasks: &TaskTracker,
+    settings: &Settings,
+    store: &Store,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     if settings.vault.keys.is_some() && !settings.vault.purge_interval.is_zero() {
         let store = store.clone();
-        tokio::spawn(periodically(
+        tasks.spawn(periodically(
             Duration::ZERO,
             settings.vault.purge_interval,
             shutdown.clone(),
             move || purge_expired_tokens(store.clone()),
         ));
     }
-    if let Some(retention) = settings.inbox_retention {
+    if let Some(retention) = settings.daemon.inbox_retention {
         let store = store.clone();
-        tokio::spawn(periodically(
+        tasks.spawn(periodically(
             Duration::ZERO,
             INBOX_PRUNE_EVERY,
             shutdown.clone(),
             move || prune_inbox(store.clone(), retention),
         ));
     }
-    if settings.keycloak.url.is_some() {
-        if settings.keycloak.enrich {
-            // Short per-request budget: a failed read goes back to the queue with a delay.
-            let client = Arc::new(
-                AdminClient::new(&settings.keycloak)
-                    .context("keycloak settings")?
-                    .with_retry_max(ENRICH_RETRY),
-            );
-            let enricher =
-                Enricher::new(store.clone(), client, settings.keycloak.enrich_concurrency);
-            tokio::spawn(enricher.run(shutdown.clone()));
-        }
-        if let Some(every) = settings.reconcile.interval {
-            let keycloak =
-                Arc::new(AdminClient::new(&settings.keycloak).context("keycloak settings")?);
-            let options = ReconcileOptions::scheduled(&settings.reconcile);
-            let store = store.clone();
-            tokio::spawn(periodically(every, every, shutdown.clone(), move || {
-                let (store, keycloak, options) = (store.clone(), keycloak.clone(), options.clone());
-                async move { crate::reconcile::scheduled_round(&store, &keycloak, &options).await }
-            }));
-        }
+    if settings.keycloak.url.is_none() {
+        return Ok(());
     }
-    let consumer = Consumer {
-        settings: settings.amqp.clone(),
-        store,
-        intake: Intake {
-            max_message_bytes: settings.max_message_bytes,
-            vault_enabled: settings.vault.keys.is_some(),
-        },
-        health,
-        shutdown: shutdown.clone(),
-    };
-    let mut consuming = tokio::spawn(consumer.run());
-    let drained = tokio::select! {
-        result = &mut consuming => {
-            result.context("the consumer task failed")?;
-            true
-        }
-        _ = shutdown.cancelled() => {
-            tracing::info!(grace_secs = settings.shutdown_grace.as_secs(), "shutting down: finishing the batch in hand");
-            match tokio::time::timeout(settings.shutdown_grace, &mut consuming).await {
-                Ok(result) => { result.context("the consumer task failed")?; true }
-                Err(_) => false,
-            }
-        }
-    };
-    http_shutdown.cancel();
-    let _ = server.await;
-    if drained {
-        tracing::info!("stopped");
-        Ok(())
-    } else {
-        consuming.abort();
-        anyhow::bail!(
-            "shutdown grace of {} s exceeded; unacknowledged messages will be redelivered",
-            settings.shutdown_grace.as_secs()
-        )
+    if settings.keycloak.enrich {
+        // Short per-request budget: a failed read goes back to the queue with a delay.
+        let client = Arc::new(
+            AdminClient::new(&settings.keycloak)
+                .context("keycloak settings")?
+                .with_retry_max(ENRICH_RETRY),
+        );
+        let enricher = Enricher::new(store.clone(), client, settings.keycloak.enrich_concurrency);
+        tasks.spawn(enricher.run(shutdown.clone()));
     }
+    if let Some(every) = settings.reconcile.interval {
+        let keycloak = Arc::new(AdminClient::new(&settings.keycloak).context("keycloak settings")?);
+        let options = ReconcileOptions::scheduled(&settings.reconcile);
+        let store = store.clone();
+        tasks.spawn(periodically(every, every, shutdown.clone(), move || {
+            let (store, keycloak, options) = (store.clone(), keycloak.clone(), options.clone());
+            async move { scheduled_round(&store, &keycloak, &options).await }
+        }));
+    }
+    Ok(())
 }
 
 /// Applies migrations, waiting for the database if it is not up yet. Returns false if
@@ -147,22 +159,22 @@ async fn migrate_when_reachable(
     health: &Health,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<bool> {
-    let migrated = health
-        .until_database_answers(shutdown, "applying migrations", || store.migrate())
-        .await
-        .context("applying migrations")?;
+    let migrated =
+        until_database_answers(health, shutdown, "applying migrations", || store.migrate())
+            .await
+            .context("applying migrations")?;
     Ok(migrated.is_some())
 }
 
 /// Runs `task` once `first_after` has passed, then every `period`, until `shutdown`.
-async fn periodically<F, Fut>(
+pub async fn periodically<F, Fut>(
     first_after: Duration,
     period: Duration,
     shutdown: CancellationToken,
     mut task: F,
 ) where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: Future<Output = ()>,
 {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first_after, period);
     loop {
@@ -170,13 +182,14 @@ async fn periodically<F, Fut>(
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
+        // A pass in progress finishes; the next one does not start.
         task().await;
     }
 }
 
 /// One expiry sweep of the vault.
 async fn purge_expired_tokens(store: Store) {
-    match crate::vault::purge_expired(&store).await {
+    match vault::purge_expired(&store).await {
         Ok(0) => {}
         Ok(purged) => tracing::info!(purged, "expired vault tokens deleted"),
         Err(error) => tracing::warn!(%error, "expired-token sweep failed; will try again"),
@@ -192,28 +205,32 @@ async fn prune_inbox(store: Store, retention: Duration) {
     }
 }
 
-fn spawn_signal_handler(shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = term.recv() => tracing::info!("SIGTERM received"),
-                        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                    }
+/// SIGTERM or SIGINT cancels `shutdown`; so does the end of everything else.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                    _ = shutdown.cancelled() => return,
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the daemon");
-                    let _ = tokio::signal::ctrl_c().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the daemon");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = shutdown.cancelled() => return,
                 }
             }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        shutdown.cancel();
-    });
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = shutdown.cancelled() => return,
+    }
+    shutdown.cancel();
 }

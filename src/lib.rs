@@ -1,26 +1,26 @@
 //! keycloak-sync keeps an application's Postgres in step with Keycloak.
 //!
-//! The pure core — [`event`] (bytes → typed events) and [`plan`] (events → row changes) —
-//! knows nothing of I/O. The adapters around it: [`store`] (Postgres, the one apply path),
-//! [`replay`] (JSONL files), [`amqp`] (RabbitMQ), [`http`] (probes and metrics), and the
-//! command line in [`cli`]; [`daemon`] wires the long-running worker.
+//! Layers, each importing only the ones below it:
+//!
+//! * [`commands`] — one file per subcommand; [`daemon`] wires the long-running worker.
+//! * [`jobs`] — work that moves data from a source through the apply path: replay,
+//!   backfill, reconcile, enrichment, key rotation.
+//! * adapters — [`store`] (Postgres: every SQL statement), [`amqp`] (RabbitMQ),
+//!   [`keycloak`] (the Admin API), [`http`] (probes and metrics).
+//! * plumbing — [`config`], [`telemetry`] (logs, metrics, health, progress), [`retry`]
+//!   (the one back-off policy).
+//! * [`vault`] — the key ring and sealing; imports nothing of ours.
+//! * [`core`] — pure, no I/O: ids, events, the event→change plan.
 
 pub mod amqp;
-pub mod backfill;
-pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod core;
 pub mod daemon;
-pub mod enrich;
-pub mod event;
-pub mod health;
 pub mod http;
-pub mod ingest;
+pub mod jobs;
 pub mod keycloak;
-pub mod metrics;
-pub mod plan;
-pub mod reconcile;
-pub mod replay;
-pub mod sample;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 pub mod vault;

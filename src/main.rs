@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keycloak_sync::cli::{self, Cli};
+use keycloak_sync::commands::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("keycloak-sync: {error:#}");

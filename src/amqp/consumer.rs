@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backoff::backoff::Backoff;
-use backoff::ExponentialBackoffBuilder;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -18,14 +16,16 @@ use lapin::Confirmation;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use super::{dead_letter_properties, declare_topology, redacted_body, Broker};
+use super::{dead_letter_properties, declare_topology, Broker};
 use crate::config::AmqpSettings;
-use crate::event::Event;
-use crate::health::Health;
-use crate::ingest::{Intake, Rejection};
-use crate::metrics;
+use crate::core::event::Event;
+use crate::core::intake::{Intake, Rejection};
+use crate::core::redact::redacted;
 use crate::now_ms;
+use crate::retry::{Pauses, Policy};
 use crate::store::{Store, StoreError};
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics;
 
 /// How often the loop turns while idle, so health checks see it alive.
 const TICK: Duration = Duration::from_secs(1);
@@ -59,25 +59,11 @@ pub struct Consumer {
     pub shutdown: CancellationToken,
 }
 
-/// Why a message is dead-lettered, as a bounded metric label.
-fn reason_class(rejection: &Rejection) -> &'static str {
-    match rejection {
-        Rejection::Parse(_) => "invalid",
-        Rejection::NoVault => "no_vault",
-        Rejection::Database(_) => "database",
-    }
-}
-
 impl Consumer {
     /// Runs until `shutdown` is cancelled; connection losses are retried forever with
     /// capped, jittered backoff.
     pub async fn run(self) {
-        let mut pause = ExponentialBackoffBuilder::new()
-            .with_initial_interval(Duration::from_millis(200))
-            .with_max_interval(self.settings.reconnect_max)
-            .with_randomization_factor(0.3)
-            .with_max_elapsed_time(None)
-            .build();
+        let mut pause = Policy::reconnect(self.settings.reconnect_max).pauses();
         let mut first = true;
         while !self.shutdown.is_cancelled() {
             self.health.beat();
@@ -89,7 +75,7 @@ impl Consumer {
                 Ok(()) => break,
                 Err(error) => {
                     self.health.set_consumer_attached(false);
-                    let wait = pause.next_backoff().unwrap_or(self.settings.reconnect_max);
+                    let wait = pause.next_wait();
                     tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "consumer lost its connection; reconnecting");
                     tokio::select! {
                         _ = self.shutdown.cancelled() => break,
@@ -102,7 +88,7 @@ impl Consumer {
     }
 
     /// One connection's life: returns `Ok` on shutdown, `Err` when it must reconnect.
-    async fn session(&self, pause: &mut impl Backoff) -> Result<(), SessionError> {
+    async fn session(&self, pause: &mut Pauses) -> Result<(), SessionError> {
         let broker = Broker::connect(&self.settings).await?;
         if self.settings.declare_topology {
             declare_topology(&broker.consume, &self.settings).await?;
@@ -248,12 +234,14 @@ impl Consumer {
         &self,
         events: &[Event],
     ) -> Result<Vec<Result<crate::store::Outcome, String>>, SessionError> {
-        self.health
-            .until_database_answers(&self.shutdown, "the batch in hand", || {
-                self.store.apply_isolating(events)
-            })
-            .await?
-            .ok_or(SessionError::Interrupted)
+        crate::store::until_database_answers(
+            &self.health,
+            &self.shutdown,
+            "the batch in hand",
+            || self.store.apply_isolating(events),
+        )
+        .await?
+        .ok_or(SessionError::Interrupted)
     }
 
     async fn dead_letter(
@@ -281,14 +269,14 @@ impl Consumer {
                 ShortString::from(self.settings.dead_letter_exchange.as_str()),
                 delivery.routing_key.clone(),
                 BasicPublishOptions::default(),
-                &redacted_body(&delivery.data),
+                &redacted(&delivery.data),
                 properties,
             )
             .await?
             .await?;
         match confirm {
             Confirmation::Ack(_) => {
-                metrics::dead_lettered(kind, reason_class(rejection));
+                metrics::dead_lettered(kind, rejection.class());
                 Ok(())
             }
             _ => Err(SessionError::NotConfirmed),

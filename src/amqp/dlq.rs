@@ -1,7 +1,8 @@
-//! `keycloak-sync dlq list|replay`: inspect the dead-letter queue and send its messages
-//! back into the main flow once the cause is fixed.
+//! The dead-letter queue's tools: inspect it (`dlq list`) and requeue its messages into
+//! the main flow once the cause is fixed (`dlq requeue`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
@@ -12,7 +13,8 @@ use crate::config::AmqpSettings;
 
 /// What `dlq list` reports.
 #[derive(Debug, Default)]
-pub struct Listing {
+pub struct DlqListing {
+    pub queue: String,
     pub count: u32,
     /// Reason → number of messages, over the messages inspected.
     pub reasons: BTreeMap<String, u64>,
@@ -56,11 +58,12 @@ async fn next_message(
 
 /// Counts the queue and tallies the reasons of up to `limit` messages without removing
 /// any (they are read unacknowledged and returned when the channel closes).
-pub async fn list(settings: &AmqpSettings, limit: u64) -> anyhow::Result<Listing> {
+pub async fn list(settings: &AmqpSettings, limit: u64) -> anyhow::Result<DlqListing> {
     let broker = Broker::connect(settings).await?;
-    let mut listing = Listing {
+    let mut listing = DlqListing {
+        queue: settings.dead_letter_queue.clone(),
         count: queue_depth(&broker, &settings.dead_letter_queue).await?,
-        ..Listing::default()
+        ..DlqListing::default()
     };
     while listing.inspected < limit.min(u64::from(listing.count)) {
         let Some(message) = next_message(&broker, &settings.dead_letter_queue).await? else {
@@ -76,21 +79,54 @@ pub async fn list(settings: &AmqpSettings, limit: u64) -> anyhow::Result<Listing
     Ok(listing)
 }
 
-/// What `dlq replay` did.
+/// What `dlq requeue` did.
 #[derive(Debug, Default)]
-pub struct Replayed {
-    pub republished: u64,
+pub struct RequeueReport {
+    pub queue: String,
+    pub dead_letter_queue: String,
+    pub requeued: u64,
     pub remaining: u32,
+}
+
+impl fmt::Display for DlqListing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dead-letter queue {}: {} messages",
+            self.queue, self.count
+        )?;
+        for (reason, count) in &self.reasons {
+            write!(f, "\n{count:>8}  {reason}")?;
+        }
+        if u64::from(self.count) > self.inspected {
+            write!(f, "\n(reasons of the first {} messages)", self.inspected)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for RequeueReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dlq requeue summary: requeued {} to {}, {} left in {}",
+            self.requeued, self.queue, self.remaining, self.dead_letter_queue
+        )
+    }
 }
 
 /// Moves up to `limit` messages (never more than were there at the start, so messages
 /// that fail again are not looped) back to the main queue. Each copy is acknowledged only
 /// after the broker confirmed the republished message.
-pub async fn replay(settings: &AmqpSettings, limit: u64) -> anyhow::Result<Replayed> {
+pub async fn requeue(settings: &AmqpSettings, limit: u64) -> anyhow::Result<RequeueReport> {
     let broker = Broker::connect(settings).await?;
     let at_start = u64::from(queue_depth(&broker, &settings.dead_letter_queue).await?);
-    let mut replayed = Replayed::default();
-    while replayed.republished < limit.min(at_start) {
+    let mut report = RequeueReport {
+        queue: settings.queue.clone(),
+        dead_letter_queue: settings.dead_letter_queue.clone(),
+        ..RequeueReport::default()
+    };
+    while report.requeued < limit.min(at_start) {
         let Some(message) = next_message(&broker, &settings.dead_letter_queue).await? else {
             break;
         };
@@ -125,9 +161,9 @@ pub async fn replay(settings: &AmqpSettings, limit: u64) -> anyhow::Result<Repla
             .consume
             .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
             .await?;
-        replayed.republished += 1;
+        report.requeued += 1;
     }
-    replayed.remaining = queue_depth(&broker, &settings.dead_letter_queue).await?;
+    report.remaining = queue_depth(&broker, &settings.dead_letter_queue).await?;
     broker.close().await;
-    Ok(replayed)
+    Ok(report)
 }

@@ -13,7 +13,6 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::config::AmqpSettings;
-use crate::event::redact_token_text;
 
 /// Headers set on every dead-lettered copy.
 pub const REASON_HEADER: &str = "x-keycloak-sync-reason";
@@ -143,26 +142,6 @@ pub async fn declare_topology(channel: &Channel, settings: &AmqpSettings) -> lap
     Ok(())
 }
 
-/// The body kept in a dead-letter copy: unchanged, except that token values are replaced
-/// by `[redacted]` (even in bodies that are not valid JSON).
-pub fn redacted_body(body: &[u8]) -> Vec<u8> {
-    if !body.windows(7).any(|w| w == b"\"token\"") {
-        return body.to_vec();
-    }
-    if let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(body) {
-        if object.contains_key("token") {
-            object.insert(
-                "token".into(),
-                serde_json::Value::String("[redacted]".into()),
-            );
-        }
-        return serde_json::Value::Object(object).to_string().into_bytes();
-    }
-    redact_token_text(&String::from_utf8_lossy(body))
-        .into_owned()
-        .into_bytes()
-}
-
 /// Properties of a dead-letter copy: the original's, plus the reason and origin headers.
 pub fn dead_letter_properties(
     original: &BasicProperties,
@@ -197,25 +176,6 @@ pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dead_letter_copies_never_hold_tokens() {
-        let valid = br#"{"schema":1,"kind":"token","token":"SECRET-1","tokenType":"bad"}"#;
-        let copy = String::from_utf8(redacted_body(valid)).expect("utf8");
-        assert!(
-            !copy.contains("SECRET-1") && copy.contains("[redacted]"),
-            "{copy}"
-        );
-        let broken = br#"{"kind":"token","token":"SECRET-2"#;
-        let copy = String::from_utf8(redacted_body(broken)).expect("utf8");
-        assert!(!copy.contains("SECRET-2"), "{copy}");
-        let other = b"\xff\xfe not json";
-        assert_eq!(
-            redacted_body(other),
-            other.to_vec(),
-            "bodies without tokens stay byte for byte"
-        );
-    }
 
     #[test]
     fn dead_letter_headers_name_reason_and_origin() {

@@ -10,7 +10,7 @@ use lapin::{BasicProperties, Confirmation};
 
 use super::Broker;
 use crate::config::AmqpSettings;
-use crate::event::{parse_message, Event};
+use crate::core::event::{parse_message, Event};
 
 /// Publishes this many messages before waiting for their confirms.
 const CONFIRM_WINDOW: usize = 1000;

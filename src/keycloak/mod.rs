@@ -17,7 +17,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use backoff::ExponentialBackoffBuilder;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -27,7 +26,8 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::config::KeycloakSettings;
-use crate::event::json_kind;
+use crate::core::event::json_kind;
+use crate::retry::{Policy, Verdict};
 
 /// A token is renewed this long before Keycloak says it expires (at most half its life).
 const RENEW_MARGIN: Duration = Duration::from_secs(30);
@@ -339,17 +339,11 @@ impl AdminClient {
         let started = Instant::now();
         let attempts = AtomicU32::new(0);
         let renewed = AtomicBool::new(false);
-        let policy = ExponentialBackoffBuilder::new()
-            .with_initial_interval(Duration::from_millis(200))
-            .with_max_interval(Duration::from_secs(5))
-            .with_randomization_factor(0.3)
-            .with_max_elapsed_time(Some(self.retry_max))
-            .build();
-        let outcome = backoff::future::retry_notify(
-            policy,
+        let policy = Policy::calls(self.retry_max).starting_at(Duration::from_millis(200));
+        let outcome = policy.retry(
             || async {
                 attempts.fetch_add(1, Ordering::Relaxed);
-                let token = self.token(realm).await.map_err(into_backoff)?;
+                let token = self.token(realm).await.map_err(into_verdict)?;
                 let sent = self
                     .http
                     .get(url.clone())
@@ -360,16 +354,16 @@ impl AdminClient {
                 let response = match sent {
                     Ok(response) => response,
                     Err(error) => {
-                        return Err(backoff::Error::transient(self.transport_error(&request, &error)))
+                        return Err(Verdict::Retry(self.transport_error(&request, &error)))
                     }
                 };
                 let status = response.status();
                 if status.is_success() {
                     let body = response.bytes().await.map_err(|e| {
-                        backoff::Error::transient(self.transport_error(&request, &e))
+                        Verdict::Retry(self.transport_error(&request, &e))
                     })?;
                     return serde_json::from_slice(&body).map(Some).map_err(|e| {
-                        backoff::Error::permanent(KeycloakError::BadResponse {
+                        Verdict::Stop(KeycloakError::BadResponse {
                             request: request.clone(),
                             problem: format!("body is not JSON ({e})"),
                         })
@@ -382,7 +376,7 @@ impl AdminClient {
                     StatusCode::UNAUTHORIZED if !renewed.swap(true, Ordering::Relaxed) => {
                         // The token may have been revoked or the server restarted: log in again.
                         self.forget_token(realm, &token).await;
-                        Err(backoff::Error::retry_after(
+                        Err(Verdict::RetryAfter(
                             KeycloakError::unavailable(&request, "401 Unauthorized".into()),
                             Duration::ZERO,
                         ))
@@ -392,22 +386,22 @@ impl AdminClient {
                         let reason = format!("429 Too Many Requests (Retry-After {wait:?})");
                         let error = KeycloakError::unavailable(&request, reason);
                         if started.elapsed() + wait > self.retry_max {
-                            Err(backoff::Error::permanent(error))
+                            Err(Verdict::Stop(error))
                         } else {
-                            Err(backoff::Error::retry_after(error, wait))
+                            Err(Verdict::RetryAfter(error, wait))
                         }
                     }
-                    s if s.is_server_error() => Err(backoff::Error::transient(
+                    s if s.is_server_error() => Err(Verdict::Retry(
                         KeycloakError::unavailable(&request, format!("{s}{}", error::detail(&message))),
                     )),
-                    s => Err(backoff::Error::permanent(KeycloakError::Refused {
+                    s => Err(Verdict::Stop(KeycloakError::Refused {
                         request: request.clone(),
                         status: s.as_u16(),
                         message,
                     })),
                 }
             },
-            |error: KeycloakError, wait: Duration| {
+            |error: &KeycloakError, wait: Duration| {
                 tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "Keycloak request failed; retrying");
             },
         )
@@ -495,11 +489,11 @@ impl AdminClient {
     }
 }
 
-fn into_backoff(error: KeycloakError) -> backoff::Error<KeycloakError> {
+fn into_verdict(error: KeycloakError) -> Verdict<KeycloakError> {
     if error.is_transient() {
-        backoff::Error::transient(error)
+        Verdict::Retry(error)
     } else {
-        backoff::Error::permanent(error)
+        Verdict::Stop(error)
     }
 }
 

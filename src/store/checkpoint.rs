@@ -1,7 +1,7 @@
 //! Backfill progress (`backfill_checkpoints`): the offset in Keycloak's list of stored
 //! events each window has been applied up to.
 
-use super::{retry, Store, StoreError};
+use super::{error as retry, Store, StoreError};
 
 /// One backfill window of one realm's event list.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use super::{retry, Store, StoreError};
-use crate::plan::{plan_observations, Observation};
+use super::{error as retry, Store, StoreError};
+use crate::core::plan::{plan_observations, Observation};
 
 /// A user to read from Keycloak, as claimed from the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl Store {
         let plan = plan_observations([observation]);
         retry::with_backoff(self.retry_max, "apply an enriched profile", || async {
             let mut tx = self.pool.begin().await?;
-            super::write::write_plan(&mut tx, &plan, None).await?;
+            super::apply_sql::write_plan(&mut tx, &plan, None).await?;
             finish(&mut tx, claim).await?;
             tx.commit().await
         })

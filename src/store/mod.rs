@@ -2,16 +2,17 @@
 //! through. A batch is one transaction: inbox first, then the plan of the events the
 //! inbox had not seen, written with multi-row upserts.
 
+mod apply_sql;
 mod checkpoint;
 mod enrichment;
+mod error;
 mod reconcile;
-mod retry;
-mod write;
+pub mod vault;
 
 pub use checkpoint::BackfillWindow;
 pub use enrichment::EnrichmentClaim;
+pub use error::{is_transient, until_database_answers};
 pub use reconcile::ReconcileRun;
-pub use retry::is_transient;
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -23,8 +24,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 use thiserror::Error;
 
 use crate::config::{is_identifier, DatabaseSettings};
-use crate::event::{Action, Event};
-use crate::plan::{plan, plan_observations, Observation};
+use crate::core::event::{Action, Event};
+pub use crate::core::outcome::{Outcome, Tally};
+use crate::core::plan::{plan, plan_observations, Observation};
 use crate::vault::KeyRing;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -55,33 +57,6 @@ impl StoreError {
     }
 }
 
-/// What became of one event of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Applied,
-    Ignored,
-    /// Already in the inbox (or earlier in the same batch): changed nothing.
-    Duplicate,
-}
-
-/// Outcome counts of one or more batches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub applied: u64,
-    pub ignored: u64,
-    pub duplicates: u64,
-}
-
-impl Tally {
-    pub fn add(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Applied => self.applied += 1,
-            Outcome::Ignored => self.ignored += 1,
-            Outcome::Duplicate => self.duplicates += 1,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
@@ -98,7 +73,7 @@ impl Store {
     /// (up to `retry_max`) for the database to answer.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let store = Self::connect_lazy(settings)?;
-        retry::with_backoff(store.retry_max, "connect to the database", || async {
+        error::with_backoff(store.retry_max, "connect to the database", || async {
             store.pool.acquire().await.map(drop)
         })
         .await?;
@@ -168,7 +143,7 @@ impl Store {
     /// to run from several processes at once: `CREATE … IF NOT EXISTS` races between
     /// sessions, so the whole step runs under an advisory lock of its own.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        retry::with_backoff(self.retry_max, "apply migrations", || self.migrate_once()).await
+        error::with_backoff(self.retry_max, "apply migrations", || self.migrate_once()).await
     }
 
     async fn migrate_once(&self) -> Result<(), sqlx::Error> {
@@ -205,7 +180,7 @@ impl Store {
         const BATCH: i64 = 10_000;
         let mut total = 0;
         loop {
-            let deleted = retry::with_backoff(self.retry_max, "prune the inbox", || async {
+            let deleted = error::with_backoff(self.retry_max, "prune the inbox", || async {
                 sqlx::query(
                     "DELETE FROM processed_events WHERE event_id IN (
                          SELECT event_id FROM processed_events
@@ -242,7 +217,7 @@ impl Store {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        retry::with_backoff(self.retry_max, "apply a batch", || self.apply_once(events)).await
+        error::with_backoff(self.retry_max, "apply a batch", || self.apply_once(events)).await
     }
 
     /// Like [`apply`](Self::apply), but a batch that fails permanently is split until the
@@ -279,9 +254,9 @@ impl Store {
             return Ok(());
         }
         let plan = plan_observations(observations);
-        retry::with_backoff(self.retry_max, "apply what Keycloak says", || async {
+        error::with_backoff(self.retry_max, "apply what Keycloak says", || async {
             let mut tx = self.pool.begin().await?;
-            write::write_plan(&mut tx, &plan, None).await?;
+            apply_sql::write_plan(&mut tx, &plan, None).await?;
             tx.commit().await
         })
         .await
@@ -308,16 +283,16 @@ pub async fn apply_in(
         .iter()
         .filter(|e| seen.insert(e.id.as_str()))
         .collect();
-    let fresh = write::record_inbox(tx, &first).await?;
+    let fresh = apply_sql::record_inbox(tx, &first).await?;
     let new_events: Vec<&Event> = first
         .iter()
         .copied()
         .filter(|e| fresh.contains(e.id.as_str()))
         .collect();
     let plan = plan(new_events.iter().copied());
-    write::write_plan(tx, &plan, vault).await?;
+    apply_sql::write_plan(tx, &plan, vault).await?;
     if enrich {
-        write::queue_enrichment(tx, &new_events).await?;
+        apply_sql::queue_enrichment(tx, &new_events).await?;
     }
 
     let mut counted = HashSet::with_capacity(events.len());

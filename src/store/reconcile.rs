@@ -9,8 +9,8 @@ use sqlx::types::Json;
 use sqlx::Postgres;
 
 use super::{Store, StoreError};
-use crate::event::Profile;
-use crate::plan::StoredProfile;
+use crate::core::event::Profile;
+use crate::core::plan::StoredProfile;
 
 /// Advisory-lock class of reconcile runs (the second key is the realm id's hash).
 const RECONCILE_LOCK_CLASS: i32 = 0x6b63_7301;

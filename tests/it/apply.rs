@@ -1,6 +1,6 @@
 //! Each event of GUIDE §4, applied to a real Postgres, with the exact rows it must leave.
 
-use keycloak_sync::event::Event;
+use keycloak_sync::core::event::Event;
 use keycloak_sync::store::Outcome;
 
 use crate::support::*;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keycloak_sync::backfill::{backfill, BackfillOptions};
+use keycloak_sync::jobs::backfill::{backfill, BackfillOptions};
 use keycloak_sync::keycloak::{AdminClient, EventStream};
 use keycloak_sync::store::{BackfillWindow, Store};
 use serde_json::{json, Value};
@@ -95,7 +95,7 @@ async fn run(
     client: &AdminClient,
     stream: EventStream,
     restart: bool,
-) -> keycloak_sync::backfill::StreamReport {
+) -> keycloak_sync::jobs::backfill::BackfillReport {
     backfill(store, client, REALM, stream, &options(restart))
         .await
         .expect("backfill")

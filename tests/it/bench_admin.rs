@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use keycloak_sync::backfill::{backfill, BackfillOptions};
 use keycloak_sync::config::SessionCheck;
+use keycloak_sync::jobs::backfill::{backfill, BackfillOptions};
+use keycloak_sync::jobs::reconcile::{reconcile_realm, ReconcileOptions};
 use keycloak_sync::keycloak::EventStream;
-use keycloak_sync::reconcile::{reconcile_realm, ReconcileOptions};
 use serde_json::json;
 
 use crate::keycloak_fake::{user_rep, FakeKeycloak, REALM, REALM_ID};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use keycloak_sync::sample::{history, SampleOptions};
+use keycloak_sync::core::sample::{history, SampleOptions};
 
 use crate::support::*;
 
@@ -224,10 +224,10 @@ async fn dead_lettered_messages_can_be_replayed_after_a_fix() {
         "listing removes nothing"
     );
 
-    let replay = cli(&["dlq", "replay"]);
-    let text = String::from_utf8_lossy(&replay.stdout);
+    let requeue = cli(&["dlq", "requeue"]);
+    let text = String::from_utf8_lossy(&requeue.stdout);
     assert!(
-        text.contains("republished 1") && text.contains("0 left"),
+        text.contains("requeued 1") && text.contains("0 left"),
         "{text}"
     );
     let daemon = Daemon::start(&db.url, &amqp, &names, &[]);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keycloak_sync::enrich::Enricher;
+use keycloak_sync::jobs::enrichment::Enricher;
 use keycloak_sync::store::Store;
 use serde_json::json;
 

@@ -2,8 +2,8 @@
 //! permutation, with duplicates, cut into random batches and applied by concurrent
 //! workers, leaves exactly the rows that applying each event once in time order leaves.
 
-use keycloak_sync::event::Event;
-use keycloak_sync::sample::{history, SampleOptions};
+use keycloak_sync::core::event::Event;
+use keycloak_sync::core::sample::{history, SampleOptions};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

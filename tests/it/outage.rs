@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use keycloak_sync::sample::{history, SampleOptions};
+use keycloak_sync::core::sample::{history, SampleOptions};
 
 use crate::support::*;
 

@@ -2,7 +2,7 @@
 //! mass-delete guard, sessions, dry runs.
 
 use keycloak_sync::config::SessionCheck;
-use keycloak_sync::reconcile::{reconcile_realm, ReconcileError, ReconcileOptions};
+use keycloak_sync::jobs::reconcile::{reconcile_realm, ReconcileError, ReconcileOptions};
 use keycloak_sync::store::Store;
 use serde_json::json;
 

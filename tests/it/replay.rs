@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use keycloak_sync::sample::{history, SampleOptions};
+use keycloak_sync::core::sample::{history, SampleOptions};
 
 use crate::support::*;
 

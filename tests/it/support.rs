@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use keycloak_sync::config::{DatabaseSettings, SecretUrl};
-use keycloak_sync::event::{parse_message, Event};
+use keycloak_sync::core::event::{parse_message, Event};
 use keycloak_sync::store::{Outcome, Store};
 use sqlx::{Connection, PgConnection};
 

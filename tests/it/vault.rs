@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use keycloak_sync::event::Event;
+use keycloak_sync::core::event::Event;
+use keycloak_sync::store::vault::{self, Vault};
 use keycloak_sync::store::Store;
-use keycloak_sync::vault::{self, KeyRing, Vault};
+use keycloak_sync::vault::KeyRing;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::support::*;

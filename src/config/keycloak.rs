@@ -1,0 +1,182 @@
+//! `[keycloak]` and `[reconcile]`: the Admin API and what the product does with it.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use super::key::{Key, Shown, Values};
+use super::ConfigError;
+
+const URL: Key = Key::new("keycloak.url", None, Shown::Plain, "unset");
+const REALMS: Key = Key::new(
+    "keycloak.realms",
+    Some(""),
+    Shown::Plain,
+    "empty; comma-separated",
+);
+const CLIENT_ID: Key = Key::new("keycloak.client_id", None, Shown::Plain, "unset");
+const CLIENT_SECRET: Key = Key::new(
+    "keycloak.client_secret",
+    None,
+    Shown::Secret,
+    "unset; secret",
+);
+const TOKEN_REALM: Key = Key::new(
+    "keycloak.token_realm",
+    None,
+    Shown::Plain,
+    "unset: each realm's own token endpoint",
+);
+const TIMEOUT: Key = Key::new("keycloak.timeout_secs", Some("10"), Shown::Plain, "");
+const RETRY_MAX: Key = Key::new("keycloak.retry_max_secs", Some("30"), Shown::Plain, "");
+const PAGE_SIZE: Key = Key::new("keycloak.page_size", Some("100"), Shown::Plain, "");
+const ENRICH: Key = Key::new(
+    "keycloak.enrich",
+    Some("true"),
+    Shown::Plain,
+    "only with `keycloak.url`",
+);
+const ENRICH_CONCURRENCY: Key =
+    Key::new("keycloak.enrich_concurrency", Some("4"), Shown::Plain, "");
+const RECONCILE_INTERVAL: Key = Key::new(
+    "reconcile.interval_secs",
+    Some("0"),
+    Shown::Plain,
+    "the daemon never reconciles",
+);
+const MAX_DELETE_PERCENT: Key =
+    Key::new("reconcile.max_delete_percent", Some("10"), Shown::Plain, "");
+const SESSIONS: Key = Key::new(
+    "reconcile.sessions",
+    Some("none"),
+    Shown::Plain,
+    "`all` or a number of users",
+);
+
+pub const KEYS: &[Key] = &[
+    URL,
+    REALMS,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    TOKEN_REALM,
+    TIMEOUT,
+    RETRY_MAX,
+    PAGE_SIZE,
+    ENRICH,
+    ENRICH_CONCURRENCY,
+    RECONCILE_INTERVAL,
+    MAX_DELETE_PERCENT,
+    SESSIONS,
+];
+
+/// Keys whose environment value is a comma-separated list.
+pub const LIST_KEYS: &[&str] = &[REALMS.name];
+
+#[derive(Debug, Clone)]
+pub struct KeycloakSettings {
+    /// Base URL, with `/auth` for servers that still use that prefix.
+    pub url: Option<Url>,
+    pub realms: Vec<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    /// The realm the service account logs in to; `None`: each realm's own.
+    pub token_realm: Option<String>,
+    pub timeout: Duration,
+    /// How long one request keeps retrying what may pass (5xx, 429, timeouts).
+    pub retry_max: Duration,
+    pub page_size: u32,
+    /// Read users that events leave incomplete from the Admin API (needs `url`).
+    pub enrich: bool,
+    pub enrich_concurrency: usize,
+}
+
+/// Which users' sessions a reconcile compares with Keycloak's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionCheck {
+    None,
+    All,
+    /// A random sample of this many users with active sessions.
+    Sample(u64),
+}
+
+impl std::str::FromStr for SessionCheck {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "none" => Ok(SessionCheck::None),
+            "all" => Ok(SessionCheck::All),
+            other => other
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(SessionCheck::Sample)
+                .ok_or_else(|| format!("{other:?} is not none, all or a number of users")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// How often the daemon reconciles; `None`: never (run `keycloak-sync reconcile`).
+    pub interval: Option<Duration>,
+    /// Above this share of local users missing from Keycloak, nothing is deleted.
+    pub max_delete_percent: f64,
+    pub sessions: SessionCheck,
+}
+
+impl KeycloakSettings {
+    pub(super) fn read(values: &Values) -> Result<Self, ConfigError> {
+        let url = values
+            .url(&URL, &["http", "https"])?
+            .map(|url| Url::parse(url.expose()).map_err(|e| URL.invalid(e.to_string())))
+            .transpose()?;
+        let realms: Vec<String> = values
+            .optional::<Vec<String>>(&REALMS)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !r.is_empty())
+            .collect();
+        let client_id: Option<String> = values.optional(&CLIENT_ID)?;
+        let client_secret = values.secret(&CLIENT_SECRET)?;
+        if url.is_some() {
+            if client_id.is_none() {
+                return Err(CLIENT_ID.invalid("is required with keycloak.url"));
+            }
+            if client_secret.is_none() {
+                return Err(CLIENT_SECRET.invalid("is required with keycloak.url"));
+            }
+            if realms.is_empty() {
+                return Err(REALMS.invalid("lists no realm, but keycloak.url is set"));
+            }
+        }
+        Ok(KeycloakSettings {
+            enrich: values.get::<bool>(&ENRICH)? && url.is_some(),
+            url,
+            realms,
+            client_id,
+            client_secret,
+            token_realm: values.optional(&TOKEN_REALM)?,
+            timeout: Duration::from_secs(values.at_least(&TIMEOUT, 1)?),
+            retry_max: values.secs(&RETRY_MAX)?,
+            page_size: values.within(&PAGE_SIZE, 1..=10_000)?,
+            enrich_concurrency: values.at_least(&ENRICH_CONCURRENCY, 1)?,
+        })
+    }
+}
+
+impl ReconcileSettings {
+    pub(super) fn read(values: &Values, keycloak: &KeycloakSettings) -> Result<Self, ConfigError> {
+        let interval = values.secs(&RECONCILE_INTERVAL)?;
+        if !interval.is_zero() && keycloak.url.is_none() {
+            return Err(RECONCILE_INTERVAL.invalid("needs keycloak.url"));
+        }
+        let sessions: String = values.get(&SESSIONS)?;
+        Ok(ReconcileSettings {
+            interval: Some(interval).filter(|d| !d.is_zero()),
+            max_delete_percent: values.within(&MAX_DELETE_PERCENT, 0.0..=100.0)?,
+            sessions: sessions.parse().map_err(|e: String| SESSIONS.invalid(e))?,
+        })
+    }
+}

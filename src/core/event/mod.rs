@@ -1,0 +1,219 @@
+//! The typed event every input shape is parsed into, and what it asks of the database.
+//!
+//! Parsing (`parse`) turns bytes into an [`Event`]; from then on the rest of the program
+//! works with known-good values and never looks at JSON again.
+
+mod fields;
+mod parse;
+
+pub use fields::kind_of as json_kind;
+pub use parse::{parse_message, read_admin_user, ParseError, Shape};
+
+use std::fmt;
+
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+/// Upper bound for a Keycloak timestamp (epoch ms): keeps version keys fixed-width.
+pub const MAX_EPOCH_MS: i64 = 999_999_999_999_999;
+
+/// One Keycloak event (or application token message), whichever shape it arrived in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Idempotency key: the publisher's id, or one derived from the content.
+    pub id: String,
+    /// Epoch milliseconds at which Keycloak recorded the event.
+    pub time: i64,
+    pub realm_id: String,
+    pub kind: Kind,
+    /// `LOGIN`, `USER.UPDATE`, `refresh`…: what `processed_events.type` records.
+    pub type_name: String,
+    pub shape: Shape,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    User,
+    Admin,
+    Token,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Admin => "admin",
+            Kind::Token => "token",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an event means for the synchronised tables (GUIDE §4), decided once at parse time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Register {
+        user_id: String,
+        username: Option<String>,
+        email: Option<String>,
+    },
+    Login {
+        user_id: String,
+        session_id: Option<String>,
+        client_id: Option<String>,
+        ip_address: Option<String>,
+        username: Option<String>,
+    },
+    LoginError {
+        user_id: String,
+    },
+    Logout {
+        user_id: String,
+        session_id: String,
+    },
+    RefreshToken {
+        user_id: String,
+        session_id: String,
+        client_id: Option<String>,
+        ip_address: Option<String>,
+    },
+    /// UPDATE_PROFILE, UPDATE_EMAIL, VERIFY_EMAIL and admin USER CREATE/UPDATE.
+    UpdateProfile {
+        user_id: String,
+        profile: Profile,
+    },
+    DeleteUser {
+        user_id: String,
+    },
+    /// USER_DISABLED_BY_PERMANENT_LOCKOUT.
+    DisableUser {
+        user_id: String,
+    },
+    RevokeGrant {
+        user_id: String,
+        client_id: String,
+    },
+    /// Admin USER_SESSION DELETE.
+    EndSession {
+        session_id: String,
+    },
+    StoreToken(TokenMessage),
+    /// Valid, but nothing to do: recorded as `ignored`.
+    Ignore,
+}
+
+impl Action {
+    pub fn is_ignored(&self) -> bool {
+        matches!(self, Action::Ignore)
+    }
+
+    /// Whether the event leaves the user's profile incomplete.
+    pub fn enrichment(&self) -> Option<Enrichment> {
+        match self {
+            Action::Register { .. } | Action::UpdateProfile { .. } => {
+                Some(Enrichment::IfReadBefore)
+            }
+            Action::Login { .. } | Action::LoginError { .. } | Action::DisableUser { .. } => {
+                Some(Enrichment::IfNeverRead)
+            }
+            _ => None,
+        }
+    }
+
+    /// The user this event is about, when it names one.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Action::Register { user_id, .. }
+            | Action::Login { user_id, .. }
+            | Action::LoginError { user_id }
+            | Action::Logout { user_id, .. }
+            | Action::RefreshToken { user_id, .. }
+            | Action::UpdateProfile { user_id, .. }
+            | Action::DeleteUser { user_id }
+            | Action::DisableUser { user_id }
+            | Action::RevokeGrant { user_id, .. } => Some(user_id),
+            Action::StoreToken(token) => Some(&token.user_id),
+            Action::EndSession { .. } | Action::Ignore => None,
+        }
+    }
+}
+
+/// When an event makes the user worth reading from the Admin API (GUIDE §2.3), because
+/// events carry only part of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrichment {
+    /// Only if the user was never read whole: the event says nothing new about the profile.
+    IfNeverRead,
+    /// If the user was not read whole since this event: it changed the profile in ways it
+    /// does not fully carry.
+    IfReadBefore,
+}
+
+/// Profile fields an event sets; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email_verified: Option<bool>,
+    pub enabled: Option<bool>,
+    pub attributes: Option<Map<String, Value>>,
+    /// Epoch ms (`createdTimestamp`).
+    pub created_at: Option<i64>,
+    /// Read whole from the Admin API: a name or email it leaves out is empty, not unknown.
+    pub complete: bool,
+}
+
+impl Profile {
+    pub fn is_empty(&self) -> bool {
+        *self == Profile::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TokenType {
+    Refresh,
+    Offline,
+}
+
+impl TokenType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Refresh => "refresh",
+            TokenType::Offline => "offline",
+        }
+    }
+}
+
+/// A token an application wants kept in the vault. `token` is a secret: its `Debug`
+/// prints `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub struct TokenMessage {
+    pub user_id: String,
+    pub session_id: Option<String>,
+    pub client_id: Option<String>,
+    pub token_type: TokenType,
+    pub token: SecretString,
+    pub expires_at: Option<i64>,
+    pub metadata: Map<String, Value>,
+}
+
+impl PartialEq for TokenMessage {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        self.user_id == other.user_id
+            && self.session_id == other.session_id
+            && self.client_id == other.client_id
+            && self.token_type == other.token_type
+            && self.token.expose_secret() == other.token.expose_secret()
+            && self.expires_at == other.expires_at
+            && self.metadata == other.metadata
+    }
+}

@@ -1,0 +1,478 @@
+//! Bytes → [`Event`]: detects which of the three input shapes (GUIDE §2) a message is,
+//! reads it strictly, derives an id where the shape has none, and decides its [`Action`].
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::Value;
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::fields::{describe, kind_of, Fields, MAX_ID_LEN, MAX_TEXT_LEN};
+use super::{Action, Event, Kind, Profile, TokenMessage, TokenType};
+
+/// Upper bound for a vault token: long JWTs stay well below it.
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Namespace of the ids derived from content, so they never collide with other v5 ids.
+const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b63_7379_6e63_4e00_8000_6576_656e_7473);
+
+/// Which publisher's format a message arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// keycloak-sync's own envelope, `schema` 1 (GUIDE §2.1).
+    Envelope,
+    /// aznamier/keycloak-event-listener-rabbitmq (GUIDE §2.2).
+    Aznamier,
+    /// Keycloak's `EventRepresentation` / `AdminEventRepresentation` (GUIDE §2.3).
+    KeycloakRest,
+}
+
+/// Why a message was refused. Messages never contain token values.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum ParseError {
+    #[error("message is {size} bytes, over the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("message is not valid UTF-8 (invalid byte at offset {offset})")]
+    InvalidUtf8 { offset: usize },
+    #[error("message is empty")]
+    Empty,
+    #[error("truncated JSON: {0}")]
+    TruncatedJson(String),
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("expected a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    #[error("unrecognised message: expected a keycloak-sync envelope (`schema`), an aznamier message (`@class`) or a Keycloak event representation (`type` or `operationType`)")]
+    UnknownShape,
+    #[error("unsupported schema version {got} (this build reads schema 1)")]
+    UnsupportedSchema { got: String },
+    #[error("field `{field}`: expected {expected}, got {got}")]
+    Field {
+        field: String,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("field `{field}` is missing")]
+    Missing { field: String },
+    #[error("field `{field}` is required {because}")]
+    Required { field: String, because: String },
+}
+
+/// Parses one message (a queue body or a replay line).
+pub fn parse_message(bytes: &[u8], max_bytes: usize) -> Result<Event, ParseError> {
+    if bytes.len() > max_bytes {
+        return Err(ParseError::TooLarge {
+            size: bytes.len(),
+            limit: max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| ParseError::InvalidUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    if text.trim().is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        if e.is_eof() {
+            ParseError::TruncatedJson(e.to_string())
+        } else {
+            ParseError::InvalidJson(e.to_string())
+        }
+    })?;
+    let Value::Object(object) = value else {
+        return Err(ParseError::NotAnObject(kind_of(&value)));
+    };
+    let fields = Fields::new(&object, "");
+    if fields.has("schema") {
+        parse_envelope(&fields)
+    } else if fields.has("@class") {
+        let raw = if fields.has("operationType") || fields.has("resourceType") {
+            RawEvent::Admin(read_admin(&fields)?)
+        } else {
+            RawEvent::User(read_user(&fields)?)
+        };
+        raw.into_event(None, Shape::Aznamier)
+    } else if fields.has("operationType") {
+        let id = fields.id("id")?;
+        RawEvent::Admin(read_admin(&fields)?).into_event(id, Shape::KeycloakRest)
+    } else if fields.has("type") {
+        let id = fields.id("id")?;
+        RawEvent::User(read_user(&fields)?).into_event(id, Shape::KeycloakRest)
+    } else {
+        Err(ParseError::UnknownShape)
+    }
+}
+
+fn parse_envelope(fields: &Fields) -> Result<Event, ParseError> {
+    match fields.raw("schema") {
+        Some(Value::Number(n)) if n.as_i64() == Some(1) => {}
+        other => {
+            return Err(ParseError::UnsupportedSchema {
+                got: describe(other.unwrap_or(&Value::Null)),
+            })
+        }
+    }
+    let id = fields.required_id("id")?;
+    let kind = fields.required_text("kind", MAX_ID_LEN)?;
+    match kind.as_str() {
+        "user" => RawEvent::User(read_user(fields)?).into_event(Some(id), Shape::Envelope),
+        "admin" => RawEvent::Admin(read_admin(fields)?).into_event(Some(id), Shape::Envelope),
+        "token" => read_token(fields, id),
+        other => Err(ParseError::Field {
+            field: "kind".into(),
+            expected: "one of user, admin, token",
+            got: describe(&Value::String(other.to_string())),
+        }),
+    }
+}
+
+/// A user event with every field read; serialised (fixed field order) to derive ids.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RawUser {
+    kind: &'static str,
+    time: i64,
+    realm_id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    client_id: Option<String>,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    ip_address: Option<String>,
+    error: Option<String>,
+    details: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAdmin {
+    kind: &'static str,
+    time: i64,
+    realm_id: String,
+    resource_type: String,
+    operation_type: String,
+    resource_path: Option<String>,
+    representation: Option<String>,
+    auth_details: BTreeMap<String, String>,
+    error: Option<String>,
+    details: BTreeMap<String, String>,
+}
+
+enum RawEvent {
+    User(RawUser),
+    Admin(RawAdmin),
+}
+
+fn read_user(fields: &Fields) -> Result<RawUser, ParseError> {
+    Ok(RawUser {
+        kind: "user",
+        time: fields.required_epoch_ms("time")?,
+        realm_id: fields.required_id("realmId")?,
+        event_type: fields.required_text("type", MAX_ID_LEN)?,
+        client_id: fields.id("clientId")?,
+        user_id: fields.id("userId")?,
+        session_id: fields.id("sessionId")?,
+        ip_address: fields.text("ipAddress", MAX_ID_LEN)?,
+        error: fields.text("error", MAX_TEXT_LEN)?,
+        details: fields.string_map("details")?,
+    })
+}
+
+fn read_admin(fields: &Fields) -> Result<RawAdmin, ParseError> {
+    let auth_details = match fields.object("authDetails")? {
+        Some(map) => {
+            let auth = Fields::new(map, "authDetails");
+            let mut out = BTreeMap::new();
+            for key in ["realmId", "clientId", "userId", "ipAddress"] {
+                if let Some(value) = auth.text(key, MAX_ID_LEN)? {
+                    out.insert(key.to_string(), value);
+                }
+            }
+            out
+        }
+        None => BTreeMap::new(),
+    };
+    Ok(RawAdmin {
+        kind: "admin",
+        time: fields.required_epoch_ms("time")?,
+        realm_id: fields.required_id("realmId")?,
+        resource_type: fields.required_text("resourceType", MAX_ID_LEN)?,
+        operation_type: fields.required_text("operationType", MAX_ID_LEN)?,
+        resource_path: fields.text("resourcePath", MAX_TEXT_LEN)?,
+        representation: fields.text("representation", usize::MAX)?,
+        auth_details,
+        error: fields.text("error", MAX_TEXT_LEN)?,
+        details: fields.string_map("details")?,
+    })
+}
+
+fn read_token(fields: &Fields, id: String) -> Result<Event, ParseError> {
+    let token_type = match fields.required_text("tokenType", MAX_ID_LEN)?.as_str() {
+        "refresh" => TokenType::Refresh,
+        "offline" => TokenType::Offline,
+        other => {
+            return Err(ParseError::Field {
+                field: "tokenType".into(),
+                expected: "refresh or offline",
+                got: describe(&Value::String(other.to_string())),
+            })
+        }
+    };
+    let message = TokenMessage {
+        user_id: fields.required_id("userId")?,
+        session_id: fields.id("sessionId")?,
+        client_id: fields.id("clientId")?,
+        token_type,
+        token: SecretString::from(fields.secret("token", MAX_TOKEN_LEN)?),
+        expires_at: fields.epoch_ms("expiresAt")?,
+        metadata: fields.object("metadata")?.cloned().unwrap_or_default(),
+    };
+    Ok(Event {
+        id,
+        time: fields.required_epoch_ms("time")?,
+        realm_id: fields.required_id("realmId")?,
+        kind: Kind::Token,
+        type_name: token_type.as_str().to_string(),
+        shape: Shape::Envelope,
+        action: Action::StoreToken(message),
+    })
+}
+
+impl RawEvent {
+    fn into_event(self, id: Option<String>, shape: Shape) -> Result<Event, ParseError> {
+        let id = match id {
+            Some(id) => id,
+            None => self.derived_id(),
+        };
+        match self {
+            RawEvent::User(raw) => Ok(Event {
+                id,
+                time: raw.time,
+                realm_id: raw.realm_id.clone(),
+                kind: Kind::User,
+                action: user_action(&raw)?,
+                type_name: raw.event_type,
+                shape,
+            }),
+            RawEvent::Admin(raw) => Ok(Event {
+                id,
+                time: raw.time,
+                realm_id: raw.realm_id.clone(),
+                kind: Kind::Admin,
+                action: admin_action(&raw)?,
+                type_name: format!("{}.{}", raw.resource_type, raw.operation_type),
+                shape,
+            }),
+        }
+    }
+
+    /// Same content ⇒ same id, whichever shape carried it, so redeliveries of id-less
+    /// messages still deduplicate.
+    fn derived_id(&self) -> String {
+        let canonical = match self {
+            RawEvent::User(raw) => serde_json::to_vec(raw),
+            RawEvent::Admin(raw) => serde_json::to_vec(raw),
+        }
+        .unwrap_or_default();
+        Uuid::new_v5(&DERIVED_ID_NAMESPACE, &canonical).to_string()
+    }
+}
+
+fn required(value: &Option<String>, field: &str, event_type: &str) -> Result<String, ParseError> {
+    value.clone().ok_or_else(|| ParseError::Required {
+        field: field.to_string(),
+        because: format!("for {event_type} events"),
+    })
+}
+
+fn user_action(raw: &RawUser) -> Result<Action, ParseError> {
+    let t = raw.event_type.as_str();
+    let user = || required(&raw.user_id, "userId", t);
+    let detail = |key: &str| raw.details.get(key).cloned();
+    Ok(match t {
+        "REGISTER" => Action::Register {
+            user_id: user()?,
+            username: detail("username"),
+            email: detail("email"),
+        },
+        "LOGIN" => Action::Login {
+            user_id: user()?,
+            session_id: raw.session_id.clone(),
+            client_id: raw.client_id.clone(),
+            ip_address: raw.ip_address.clone(),
+            username: detail("username"),
+        },
+        "LOGIN_ERROR" => match &raw.user_id {
+            Some(user_id) => Action::LoginError {
+                user_id: user_id.clone(),
+            },
+            None => Action::Ignore,
+        },
+        "LOGOUT" => match &raw.session_id {
+            Some(session_id) => Action::Logout {
+                user_id: user()?,
+                session_id: session_id.clone(),
+            },
+            None => Action::Ignore,
+        },
+        "REFRESH_TOKEN" => Action::RefreshToken {
+            user_id: user()?,
+            session_id: required(&raw.session_id, "sessionId", t)?,
+            client_id: raw.client_id.clone(),
+            ip_address: raw.ip_address.clone(),
+        },
+        "UPDATE_PROFILE" | "UPDATE_EMAIL" => Action::UpdateProfile {
+            user_id: user()?,
+            profile: Profile {
+                username: detail("updated_username"),
+                email: detail("updated_email"),
+                first_name: detail("updated_first_name"),
+                last_name: detail("updated_last_name"),
+                ..Profile::default()
+            },
+        },
+        "VERIFY_EMAIL" => Action::UpdateProfile {
+            user_id: user()?,
+            profile: Profile {
+                email_verified: Some(true),
+                ..Profile::default()
+            },
+        },
+        "DELETE_ACCOUNT" => Action::DeleteUser { user_id: user()? },
+        "USER_DISABLED_BY_PERMANENT_LOCKOUT" => Action::DisableUser { user_id: user()? },
+        "REVOKE_GRANT" => Action::RevokeGrant {
+            user_id: user()?,
+            client_id: required(&detail("revoked_client"), "details.revoked_client", t)?,
+        },
+        _ => Action::Ignore,
+    })
+}
+
+fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
+    if raw.error.is_some() {
+        return Ok(Action::Ignore);
+    }
+    let path: Vec<&str> = raw
+        .resource_path
+        .as_deref()
+        .unwrap_or("")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let because = || {
+        format!(
+            "for {}.{} admin events",
+            raw.resource_type, raw.operation_type
+        )
+    };
+    match (raw.resource_type.as_str(), raw.operation_type.as_str()) {
+        ("USER", "CREATE" | "UPDATE") => {
+            let profile = match &raw.representation {
+                Some(text) => read_representation(text)?,
+                None => RepresentedUser::default(),
+            };
+            let user_id = match path.as_slice() {
+                ["users", id] => id.to_string(),
+                [] => profile.id.clone().ok_or_else(|| ParseError::Required {
+                    field: "resourcePath".into(),
+                    because: because(),
+                })?,
+                // users/{id}/… are sub-resources (credentials, consents…): not profile changes.
+                _ => return Ok(Action::Ignore),
+            };
+            Ok(Action::UpdateProfile {
+                user_id,
+                profile: profile.profile,
+            })
+        }
+        ("USER", "DELETE") => match path.as_slice() {
+            ["users", id] => Ok(Action::DeleteUser {
+                user_id: id.to_string(),
+            }),
+            [] => Err(ParseError::Required {
+                field: "resourcePath".into(),
+                because: because(),
+            }),
+            _ => Ok(Action::Ignore),
+        },
+        ("USER_SESSION", "DELETE") => match path.iter().rposition(|s| *s == "sessions") {
+            Some(i) if i + 1 < path.len() => Ok(Action::EndSession {
+                session_id: path[i + 1].to_string(),
+            }),
+            _ => Err(ParseError::Field {
+                field: "resourcePath".into(),
+                expected: "a path ending in sessions/{id}",
+                got: describe(&Value::String(
+                    raw.resource_path.clone().unwrap_or_default(),
+                )),
+            }),
+        },
+        _ => Ok(Action::Ignore),
+    }
+}
+
+#[derive(Default)]
+struct RepresentedUser {
+    id: Option<String>,
+    profile: Profile,
+}
+
+/// Reads a `UserRepresentation` carried as a JSON string; absent or null fields stay unset.
+fn read_representation(text: &str) -> Result<RepresentedUser, ParseError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| ParseError::Field {
+        field: "representation".into(),
+        expected: "a UserRepresentation as a JSON string",
+        got: format!("text that is not JSON ({e})"),
+    })?;
+    let Value::Object(object) = value else {
+        return Err(ParseError::Field {
+            field: "representation".into(),
+            expected: "a UserRepresentation object",
+            got: kind_of(&value).into(),
+        });
+    };
+    read_user_object(&Fields::new(&object, "representation"))
+}
+
+fn read_user_object(rep: &Fields) -> Result<RepresentedUser, ParseError> {
+    Ok(RepresentedUser {
+        id: rep.id("id")?,
+        profile: Profile {
+            username: rep.text("username", MAX_ID_LEN)?,
+            email: rep.text("email", MAX_ID_LEN)?,
+            first_name: rep.text("firstName", MAX_TEXT_LEN)?,
+            last_name: rep.text("lastName", MAX_TEXT_LEN)?,
+            email_verified: rep.bool("emailVerified")?,
+            enabled: rep.bool("enabled")?,
+            attributes: rep.object("attributes")?.cloned(),
+            created_at: rep.epoch_ms("createdTimestamp")?,
+            complete: false,
+        },
+    })
+}
+
+/// Reads a user as the Admin API returns it (`GET …/users`, `…/users/{id}`): the whole
+/// profile, so fields it leaves out are empty. `at` names the object in errors.
+pub fn read_admin_user(value: &Value, at: &str) -> Result<(String, Profile), ParseError> {
+    let Value::Object(object) = value else {
+        return Err(ParseError::Field {
+            field: at.to_string(),
+            expected: "a UserRepresentation object",
+            got: kind_of(value).into(),
+        });
+    };
+    let fields = Fields::new(object, at);
+    let user = read_user_object(&fields)?;
+    let id = user.id.ok_or_else(|| ParseError::Missing {
+        field: fields.name("id"),
+    })?;
+    let mut profile = user.profile;
+    profile.complete = true;
+    profile.attributes.get_or_insert_with(Default::default);
+    Ok((id, profile))
+}
+
+#[cfg(test)]
+mod tests;

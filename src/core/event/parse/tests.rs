@@ -1,0 +1,463 @@
+use super::*;
+
+const LIMIT: usize = 1 << 20;
+
+fn parse(text: &str) -> Result<Event, ParseError> {
+    parse_message(text.as_bytes(), LIMIT)
+}
+
+fn ok(text: &str) -> Event {
+    parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn err(text: &str) -> String {
+    parse(text)
+        .map(|e| format!("{e:?}"))
+        .expect_err(text)
+        .to_string()
+}
+
+const ENVELOPE_LOGIN: &str = r#"{"schema":1,"kind":"user","id":"3f1d0a52-9c1e-4c55-9a49-0d6f0b8f3a10","time":1732270000123,"realmId":"0c6f6a0e-realm","realmName":"acme","type":"LOGIN","clientId":"web-app","userId":"8d2b5c1e-user","sessionId":"a41e7f00-session","ipAddress":"203.0.113.7","error":null,"details":{"username":"alice","auth_method":"openid-connect","redirect_uri":"https://app/cb"}}"#;
+
+#[test]
+fn envelope_user_event() {
+    let event = ok(ENVELOPE_LOGIN);
+    assert_eq!(event.id, "3f1d0a52-9c1e-4c55-9a49-0d6f0b8f3a10");
+    assert_eq!(event.time, 1_732_270_000_123);
+    assert_eq!(event.realm_id, "0c6f6a0e-realm");
+    assert_eq!(event.kind, Kind::User);
+    assert_eq!(event.type_name, "LOGIN");
+    assert_eq!(event.shape, Shape::Envelope);
+    assert_eq!(
+        event.action,
+        Action::Login {
+            user_id: "8d2b5c1e-user".into(),
+            session_id: Some("a41e7f00-session".into()),
+            client_id: Some("web-app".into()),
+            ip_address: Some("203.0.113.7".into()),
+            username: Some("alice".into()),
+        }
+    );
+}
+
+#[test]
+fn envelope_admin_event_with_representation() {
+    let event = ok(
+        r#"{"schema":1,"kind":"admin","id":"e-1","time":1732270000456,"realmId":"r1","realmName":"acme",
+        "authDetails":{"realmId":"master","clientId":"admin-cli","userId":"admin-1","ipAddress":"10.0.0.1"},
+        "resourceType":"USER","operationType":"UPDATE","resourcePath":"users/8d2b",
+        "representation":"{\"id\":\"8d2b\",\"username\":\"alice\",\"firstName\":\"Alice\",\"enabled\":false,\"emailVerified\":true,\"createdTimestamp\":1700000000000,\"attributes\":{\"dept\":[\"ops\"]}}",
+        "error":null,"details":{}}"#,
+    );
+    assert_eq!(event.kind, Kind::Admin);
+    assert_eq!(event.type_name, "USER.UPDATE");
+    let Action::UpdateProfile { user_id, profile } = event.action else {
+        panic!("expected a profile update, got {:?}", event.action)
+    };
+    assert_eq!(user_id, "8d2b");
+    assert_eq!(profile.username.as_deref(), Some("alice"));
+    assert_eq!(profile.first_name.as_deref(), Some("Alice"));
+    assert_eq!(profile.enabled, Some(false));
+    assert_eq!(profile.email_verified, Some(true));
+    assert_eq!(profile.created_at, Some(1_700_000_000_000));
+    assert_eq!(profile.email, None, "absent fields stay unset");
+    assert_eq!(
+        profile.attributes.expect("attributes")["dept"],
+        serde_json::json!(["ops"])
+    );
+}
+
+#[test]
+fn admin_event_without_representation_still_names_the_user() {
+    let event = ok(
+        r#"{"schema":1,"kind":"admin","id":"e-2","time":5,"realmId":"r1","resourceType":"USER","operationType":"UPDATE","resourcePath":"users/u-9"}"#,
+    );
+    assert_eq!(
+        event.action,
+        Action::UpdateProfile {
+            user_id: "u-9".into(),
+            profile: Profile::default()
+        }
+    );
+}
+
+#[test]
+fn envelope_token_message_keeps_the_token_secret() {
+    let event = ok(
+        r#"{"schema":1,"kind":"token","id":"t-1","time":1732270000789,"realmId":"r1","userId":"u1","sessionId":"s1","clientId":"web-app","tokenType":"offline","token":"eyJhbGciOiJSUzI1NiJ9.SECRET-MARKER","expiresAt":1734862000789,"metadata":{"email":"alice@example.com"}}"#,
+    );
+    assert_eq!(event.kind, Kind::Token);
+    assert_eq!(event.type_name, "offline");
+    let Action::StoreToken(token) = &event.action else {
+        panic!("expected a token")
+    };
+    assert_eq!(token.token_type, TokenType::Offline);
+    assert_eq!(token.expires_at, Some(1_734_862_000_789));
+    assert_eq!(token.metadata["email"], "alice@example.com");
+    let debug = format!("{event:?}");
+    assert!(!debug.contains("SECRET-MARKER"), "{debug}");
+}
+
+#[test]
+fn token_errors_never_show_the_token() {
+    let message = err(
+        r#"{"schema":1,"kind":"token","id":"t","time":1,"realmId":"r","userId":"u","tokenType":"weird","token":"SECRET-MARKER"}"#,
+    );
+    assert!(message.contains("tokenType"), "{message}");
+    assert!(!message.contains("SECRET-MARKER"));
+    let long = format!(
+        r#"{{"schema":1,"kind":"token","id":"t","time":1,"realmId":"r","userId":"u","tokenType":"refresh","token":"{}"}}"#,
+        "SECRET-MARKER".repeat(2000)
+    );
+    let message = err(&long);
+    assert!(message.contains("`token`"), "{message}");
+    assert!(!message.contains("SECRET-MARKER"));
+    let message = err(
+        r#"{"schema":1,"kind":"token","id":"t","time":1,"realmId":"r","userId":"u","tokenType":"refresh","token":42}"#,
+    );
+    assert_eq!(message, "field `token`: expected a string, got a number");
+}
+
+const AZNAMIER_LOGIN: &str = r#"{
+  "@class" : "com.github.aznamier.keycloak.event.provider.EventClientNotificationMqMsg",
+  "time" : 1732270000123,
+  "type" : "LOGIN",
+  "realmId" : "0c6f6a0e-realm",
+  "clientId" : "web-app",
+  "userId" : "8d2b5c1e-user",
+  "sessionId" : "a41e7f00-session",
+  "ipAddress" : "203.0.113.7",
+  "details" : {
+    "auth_method" : "openid-connect",
+    "username" : "alice"
+  }
+}"#;
+
+#[test]
+fn aznamier_user_event_gets_a_deterministic_id() {
+    let event = ok(AZNAMIER_LOGIN);
+    assert_eq!(event.shape, Shape::Aznamier);
+    assert_eq!(event.type_name, "LOGIN");
+    assert!(Uuid::parse_str(&event.id).is_ok(), "{}", event.id);
+    // Same content, other layout and key order: same id.
+    let compact = r#"{"details":{"username":"alice","auth_method":"openid-connect"},"userId":"8d2b5c1e-user","@class":"com.github.aznamier.keycloak.event.provider.EventClientNotificationMqMsg","time":1732270000123,"type":"LOGIN","realmId":"0c6f6a0e-realm","clientId":"web-app","sessionId":"a41e7f00-session","ipAddress":"203.0.113.7"}"#;
+    assert_eq!(ok(compact).id, event.id);
+    // A Keycloak REST representation of the same event (before 26.2, no id): same id.
+    let rest = r#"{"time":1732270000123,"type":"LOGIN","realmId":"0c6f6a0e-realm","clientId":"web-app","userId":"8d2b5c1e-user","sessionId":"a41e7f00-session","ipAddress":"203.0.113.7","error":null,"details":{"username":"alice","auth_method":"openid-connect"}}"#;
+    assert_eq!(ok(rest).id, event.id);
+    // Different content: different id.
+    let later = AZNAMIER_LOGIN.replace("1732270000123", "1732270000124");
+    assert_ne!(ok(&later).id, event.id);
+}
+
+#[test]
+fn aznamier_admin_event() {
+    let event = ok(r#"{
+  "@class" : "com.github.aznamier.keycloak.event.provider.EventAdminNotificationMqMsg",
+  "time" : 1732270000999,
+  "realmId" : "0c6f6a0e-realm",
+  "authDetails" : { "realmId" : "master", "clientId" : "security-admin-console", "userId" : "adm", "ipAddress" : "10.1.1.1" },
+  "resourceType" : "USER",
+  "operationType" : "DELETE",
+  "resourcePath" : "users/8d2b5c1e-user",
+  "resourceTypeAsString" : "USER"
+}"#);
+    assert_eq!(event.shape, Shape::Aznamier);
+    assert_eq!(event.type_name, "USER.DELETE");
+    assert_eq!(
+        event.action,
+        Action::DeleteUser {
+            user_id: "8d2b5c1e-user".into()
+        }
+    );
+}
+
+#[test]
+fn keycloak_rest_representations() {
+    let user = ok(
+        r#"{"id":"0a1b2c3d-rest","time":1732270000001,"type":"REGISTER","realmId":"r1","clientId":"web-app","userId":"u1","sessionId":"s1","ipAddress":"198.51.100.1","details":{"username":"bob","email":"bob@example.com","register_method":"form"}}"#,
+    );
+    assert_eq!(user.shape, Shape::KeycloakRest);
+    assert_eq!(user.id, "0a1b2c3d-rest");
+    assert_eq!(
+        user.action,
+        Action::Register {
+            user_id: "u1".into(),
+            username: Some("bob".into()),
+            email: Some("bob@example.com".into())
+        }
+    );
+    let admin = ok(
+        r#"{"time":1732270000002,"realmId":"r1","authDetails":{"realmId":"master","clientId":"admin-cli","userId":"adm","ipAddress":"10.0.0.9"},"operationType":"DELETE","resourceType":"USER_SESSION","resourcePath":"sessions/s-77","representation":null,"error":null,"details":{}}"#,
+    );
+    assert_eq!(admin.shape, Shape::KeycloakRest);
+    assert_eq!(
+        admin.action,
+        Action::EndSession {
+            session_id: "s-77".into()
+        }
+    );
+}
+
+fn user_event(event_type: &str, extra: &str) -> String {
+    format!(
+        r#"{{"schema":1,"kind":"user","id":"x","time":1000,"realmId":"r","type":"{event_type}","userId":"u","sessionId":"s"{extra}}}"#
+    )
+}
+
+#[test]
+fn user_event_types_map_to_actions() {
+    let action = |t: &str, extra: &str| ok(&user_event(t, extra)).action;
+    assert_eq!(
+        action("LOGIN_ERROR", ""),
+        Action::LoginError {
+            user_id: "u".into()
+        }
+    );
+    assert_eq!(
+        action("LOGOUT", ""),
+        Action::Logout {
+            user_id: "u".into(),
+            session_id: "s".into()
+        }
+    );
+    assert_eq!(
+        action(
+            "UPDATE_PROFILE",
+            r#","details":{"updated_first_name":"Al","updated_last_name":"Ice","previous_first_name":"A"}"#
+        ),
+        Action::UpdateProfile {
+            user_id: "u".into(),
+            profile: Profile {
+                first_name: Some("Al".into()),
+                last_name: Some("Ice".into()),
+                ..Profile::default()
+            }
+        }
+    );
+    assert_eq!(
+        action(
+            "UPDATE_EMAIL",
+            r#","details":{"updated_email":"new@example.com","previous_email":"old@example.com"}"#
+        ),
+        Action::UpdateProfile {
+            user_id: "u".into(),
+            profile: Profile {
+                email: Some("new@example.com".into()),
+                ..Profile::default()
+            }
+        }
+    );
+    assert_eq!(
+        action("VERIFY_EMAIL", ""),
+        Action::UpdateProfile {
+            user_id: "u".into(),
+            profile: Profile {
+                email_verified: Some(true),
+                ..Profile::default()
+            }
+        }
+    );
+    assert_eq!(
+        action("DELETE_ACCOUNT", ""),
+        Action::DeleteUser {
+            user_id: "u".into()
+        }
+    );
+    assert_eq!(
+        action("USER_DISABLED_BY_PERMANENT_LOCKOUT", ""),
+        Action::DisableUser {
+            user_id: "u".into()
+        }
+    );
+    assert_eq!(
+        action("REVOKE_GRANT", r#","details":{"revoked_client":"web-app"}"#),
+        Action::RevokeGrant {
+            user_id: "u".into(),
+            client_id: "web-app".into()
+        }
+    );
+    assert_eq!(action("CODE_TO_TOKEN", ""), Action::Ignore);
+    assert_eq!(action("SOME_FUTURE_EVENT", ""), Action::Ignore);
+}
+
+#[test]
+fn login_error_without_user_is_ignored() {
+    let event = ok(
+        r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN_ERROR","error":"user_not_found","details":{"username":"ghost"}}"#,
+    );
+    assert_eq!(event.action, Action::Ignore);
+}
+
+#[test]
+fn failed_admin_operations_are_ignored() {
+    let event = ok(
+        r#"{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER","operationType":"DELETE","resourcePath":"users/u1","error":"unknown_error"}"#,
+    );
+    assert_eq!(event.action, Action::Ignore);
+}
+
+#[test]
+fn malformed_messages_say_what_is_wrong() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":1"#,
+            "truncated JSON",
+        ),
+        ("{\"schema\":1,,}", "invalid JSON"),
+        ("[1,2]", "expected a JSON object, got an array"),
+        ("{}", "unrecognised message"),
+        (
+            r#"{"schema":2,"kind":"user"}"#,
+            "unsupported schema version the number 2",
+        ),
+        (
+            r#"{"schema":"1","kind":"user"}"#,
+            "unsupported schema version a string \"1\"",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","time":1,"realmId":"r","type":"LOGIN","userId":"u"}"#,
+            "field `id` is missing",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"","time":1,"realmId":"r","type":"LOGIN","userId":"u"}"#,
+            "field `id`: expected a non-empty identifier, got an empty string",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","realmId":"r","type":"LOGIN","userId":"u"}"#,
+            "field `time` is missing",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":"yesterday","realmId":"r","type":"LOGIN","userId":"u"}"#,
+            "field `time`: expected an integer of epoch milliseconds, got a string \"yesterday\"",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":-5,"realmId":"r","type":"LOGIN","userId":"u"}"#,
+            "field `time`: expected an integer of epoch milliseconds, got the number -5",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":1.5,"realmId":"r","type":"LOGIN","userId":"u"}"#,
+            "field `time`: expected an integer of epoch milliseconds, got the number 1.5",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN","userId":17}"#,
+            "field `userId`: expected a string, got the number 17",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN"}"#,
+            "field `userId` is required for LOGIN events",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN","userId":"u","details":{"username":5}}"#,
+            "field `details.username`: expected a string, got the number 5",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN","userId":"u","details":"oops"}"#,
+            "field `details`: expected an object, got a string \"oops\"",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"REVOKE_GRANT","userId":"u"}"#,
+            "field `details.revoked_client` is required for REVOKE_GRANT events",
+        ),
+        (
+            r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN","userId":"u\u0000"}"#,
+            "field `userId`: expected text without NUL characters",
+        ),
+        (
+            r#"{"schema":1,"kind":"robot","id":"x","time":1,"realmId":"r"}"#,
+            "field `kind`: expected one of user, admin, token, got a string \"robot\"",
+        ),
+        (
+            r#"{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER","operationType":"UPDATE","resourcePath":"users/u","representation":"{not json"}"#,
+            "field `representation`: expected a UserRepresentation as a JSON string",
+        ),
+        (
+            r#"{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER","operationType":"UPDATE","resourcePath":"users/u","representation":"{\"enabled\":\"no\"}"}"#,
+            "field `representation.enabled`: expected true or false, got a string \"no\"",
+        ),
+        (
+            r#"{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER","operationType":"DELETE"}"#,
+            "field `resourcePath` is required for USER.DELETE admin events",
+        ),
+        (
+            r#"{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER_SESSION","operationType":"DELETE","resourcePath":"users"}"#,
+            "field `resourcePath`: expected a path ending in sessions/{id}",
+        ),
+        ("   ", "message is empty"),
+    ];
+    for (input, expected) in cases {
+        let message = err(input);
+        assert!(
+            message.contains(expected),
+            "{input}\n  gave {message:?}\n  expected {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn huge_strings_are_refused_with_their_size() {
+    let username = "a".repeat(100_000);
+    let message = err(&user_event(
+        "LOGIN",
+        &format!(r#","details":{{"username":"{username}"}}"#),
+    ));
+    assert_eq!(message, "field `details.username`: expected a shorter string, got a string of 100000 characters (limit 4096)");
+    let huge_id = "u".repeat(300);
+    let message =
+        err(&user_event("LOGIN", "")
+            .replace(r#""userId":"u""#, &format!(r#""userId":"{huge_id}""#)));
+    assert!(
+        message.contains("field `userId`: expected a shorter string"),
+        "{message}"
+    );
+}
+
+#[test]
+fn oversized_messages_and_invalid_utf8_are_refused() {
+    let big = vec![b' '; 2048];
+    assert_eq!(
+        parse_message(&big, 1024),
+        Err(ParseError::TooLarge {
+            size: 2048,
+            limit: 1024
+        })
+    );
+    let mut bytes = br#"{"schema":1,"kind":"user","id":"x","#.to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    bytes.extend_from_slice(b"\"}");
+    assert_eq!(
+        parse_message(&bytes, LIMIT),
+        Err(ParseError::InvalidUtf8 { offset: 35 })
+    );
+}
+
+#[test]
+fn users_from_the_admin_api_are_read_whole() {
+    let value: serde_json::Value = serde_json::from_str(
+        r#"{"id":"u1","username":"alice","firstName":"Alice","emailVerified":false,"enabled":true,"createdTimestamp":1700000000000,"totp":false,"access":{"manage":true}}"#,
+    )
+    .expect("json");
+    let (id, profile) = read_admin_user(&value, "user").expect("read");
+    assert_eq!(id, "u1");
+    assert!(profile.complete);
+    assert_eq!(profile.first_name.as_deref(), Some("Alice"));
+    assert_eq!(profile.last_name, None);
+    assert_eq!(
+        profile.attributes,
+        Some(serde_json::Map::new()),
+        "none means empty"
+    );
+    assert_eq!(profile.created_at, Some(1_700_000_000_000));
+
+    let no_id = serde_json::json!({"username": "x"});
+    assert_eq!(
+        read_admin_user(&no_id, "users[3]"),
+        Err(ParseError::Missing {
+            field: "users[3].id".into()
+        })
+    );
+    let wrong = serde_json::json!({"id": "u2", "enabled": "yes"});
+    let error = read_admin_user(&wrong, "user").expect_err("enabled must be a boolean");
+    assert!(error.to_string().contains("user.enabled"), "{error}");
+    assert!(read_admin_user(&serde_json::json!([1]), "user").is_err());
+}

@@ -1,0 +1,9 @@
+//! The pure core: no I/O. Bytes become typed events ([`event`]), events become row
+//! changes ([`plan`]); what a deployment accepts is decided in [`intake`].
+
+pub mod event;
+pub mod intake;
+pub mod outcome;
+pub mod plan;
+pub mod redact;
+pub mod sample;

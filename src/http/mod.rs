@@ -1,0 +1,91 @@
+//! `/healthz`, `/readyz` and `/metrics` for orchestrators and Prometheus.
+
+pub mod probe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+use crate::telemetry::health::Health;
+
+/// A loop silent for longer than this is reported stuck by `/healthz`.
+const MAX_SILENCE: Duration = Duration::from_secs(60);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct Endpoints {
+    pub health: Arc<Health>,
+    pub store: Store,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(endpoints: Endpoints) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(endpoints)
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    endpoints: Endpoints,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(endpoints))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn healthz(State(endpoints): State<Endpoints>) -> Response {
+    if endpoints.health.alive(MAX_SILENCE) {
+        (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
+    } else {
+        let body =
+            json!({"status": "stuck", "reason": "the consumer loop has not turned for over 60 s"});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+async fn readyz(State(endpoints): State<Endpoints>) -> Response {
+    let mut reasons = Vec::new();
+    let database = tokio::time::timeout(PING_TIMEOUT, endpoints.store.ping()).await;
+    let database_up = matches!(database, Ok(Ok(())));
+    endpoints.health.set_database_up(database_up);
+    match database {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => reasons.push(format!("database: {error}")),
+        Err(_) => reasons.push("database: no answer within 2 s".to_string()),
+    }
+    if !endpoints.health.consumer_attached() {
+        reasons.push("queue consumer not attached".to_string());
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reasons": reasons})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(endpoints): State<Endpoints>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        endpoints.metrics.render(),
+    )
+        .into_response()
+}

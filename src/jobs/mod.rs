@@ -1,0 +1,8 @@
+//! Work that moves data from a source through the one apply path, shared by the
+//! commands and the daemon.
+
+pub mod backfill;
+pub mod enrichment;
+pub mod reconcile;
+pub mod replay;
+pub mod rotation;

@@ -1,0 +1,453 @@
+//! `keycloak-sync reconcile`: a full sweep of each realm's users through the Admin API,
+//! for what events cannot tell (changes made before keycloak-sync ran, LDAP imports,
+//! direct database edits, lost events).
+//!
+//! Profiles that differ are applied at the time they were read (less a clock-skew
+//! allowance), so an event newer than the sweep still wins. Users Keycloak no longer
+//! lists are confirmed one by one (a listing paged while users are added can skip some)
+//! and only then deleted — and not at all if more than `reconcile.max_delete_percent` of
+//! the realm would go, which is what pointing at the wrong realm or server looks like.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::try_join_all;
+use thiserror::Error;
+
+use crate::config::{ReconcileSettings, SessionCheck};
+use crate::core::event::read_admin_user;
+use crate::core::plan::{profile_differences, Observation, Version};
+use crate::keycloak::{AdminClient, KeycloakError};
+use crate::store::{ReconcileRun, Store, StoreError};
+use crate::telemetry::progress::{Progress, Unit};
+
+/// Keycloak's clock may run behind ours: what a sweep reads is placed this much earlier,
+/// so that an event Keycloak stamped just after the read is never taken for older.
+const CLOCK_SKEW_MS: i64 = 30_000;
+/// Sessions younger than this are not compared: Keycloak may not list them yet.
+const SESSION_GRACE_MS: i64 = 60_000;
+/// Requests to Keycloak in flight at once when confirming deletions or reading sessions.
+const CONCURRENCY: usize = 4;
+/// Missing users confirmed (and deleted) per step.
+const CONFIRM_CHUNK: i64 = 200;
+
+#[derive(Debug, Clone)]
+pub struct ReconcileOptions {
+    /// Report the differences, write nothing.
+    pub dry_run: bool,
+    /// Delete even above `max_delete_percent`.
+    pub allow_mass_delete: bool,
+    pub max_delete_percent: f64,
+    pub sessions: SessionCheck,
+    pub progress: bool,
+}
+
+impl ReconcileOptions {
+    pub fn scheduled(settings: &ReconcileSettings) -> Self {
+        ReconcileOptions {
+            dry_run: false,
+            allow_mass_delete: false,
+            max_delete_percent: settings.max_delete_percent,
+            sessions: settings.sessions,
+            progress: false,
+        }
+    }
+}
+
+/// What a sweep of one realm found (and, unless a dry run, did).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReconcileReport {
+    pub realm: String,
+    pub dry_run: bool,
+    /// Users Keycloak listed.
+    pub listed: u64,
+    /// Listed users unknown here: created.
+    pub created: u64,
+    /// Listed users whose profile differed: updated.
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Listed users whose representation could not be read (never deleted; see the log).
+    pub unreadable: u64,
+    /// Live local users of the realm before the sweep, and those Keycloak did not list.
+    pub local: u64,
+    pub missing: u64,
+    /// Missing users Keycloak confirmed gone: deleted here.
+    pub deleted: u64,
+    /// Missing from the listing but found by id (created or moved during the sweep).
+    pub still_present: u64,
+    /// A dry run that a real run would stop at the mass-delete guard.
+    pub over_delete_limit: bool,
+    /// Users whose sessions were compared, and local sessions Keycloak no longer has.
+    pub session_users: u64,
+    pub sessions_ended: u64,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for ReconcileReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb =
+            |done: &'static str, would: &'static str| if self.dry_run { would } else { done };
+        write!(
+            f,
+            "reconcile summary: realm {}{}: Keycloak listed {} users; {} {}, {} {}, {} unchanged, {} unreadable; \
+             {} of {} local users missing from Keycloak: {} {}, {} still present{}; \
+             sessions of {} users compared: {} {} ({:.1}s)",
+            self.realm,
+            if self.dry_run { " (dry run)" } else { "" },
+            self.listed,
+            self.created,
+            verb("created", "to create"),
+            self.updated,
+            verb("updated", "to update"),
+            self.unchanged,
+            self.unreadable,
+            self.missing,
+            self.local,
+            self.deleted,
+            verb("deleted", "to delete"),
+            self.still_present,
+            if self.over_delete_limit {
+                " (over the mass-delete limit: a real run stops here)"
+            } else {
+                ""
+            },
+            self.session_users,
+            self.sessions_ended,
+            verb("sessions ended", "sessions to end"),
+            self.elapsed.as_secs_f64(),
+        )
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Keycloak(#[from] KeycloakError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "realm {realm}: {missing} of {local} local users ({percent:.1} %) are not in Keycloak, \
+         over reconcile.max_delete_percent ({limit} %): nothing was deleted. Check keycloak.url \
+         and keycloak.realms; if the deletions are right, run again with --allow-mass-delete"
+    )]
+    MassDelete {
+        realm: String,
+        missing: u64,
+        local: u64,
+        percent: f64,
+        limit: f64,
+    },
+    #[error("realm {realm}: another reconcile of this realm is running")]
+    Busy { realm: String },
+    #[error("realm {realm}: user {index} of Keycloak's list has no readable id: {problem}")]
+    UnreadableId {
+        realm: String,
+        index: u64,
+        problem: String,
+    },
+}
+
+/// Reconciles every configured realm; one realm failing does not stop the others.
+pub async fn reconcile_all(
+    store: &Store,
+    keycloak: &Arc<AdminClient>,
+    options: &ReconcileOptions,
+) -> Vec<Result<ReconcileReport, ReconcileError>> {
+    let mut results = Vec::new();
+    for realm in keycloak.realms() {
+        results.push(reconcile_realm(store, keycloak, realm, options).await);
+    }
+    results
+}
+
+pub async fn reconcile_realm(
+    store: &Store,
+    keycloak: &Arc<AdminClient>,
+    realm: &str,
+    options: &ReconcileOptions,
+) -> Result<ReconcileReport, ReconcileError> {
+    let started = Instant::now();
+    let realm_id = keycloak.realm_id(realm).await?;
+    let mut run = store
+        .begin_reconcile(&realm_id)
+        .await?
+        .ok_or_else(|| ReconcileError::Busy {
+            realm: realm.to_string(),
+        })?;
+    let mut sweep = Sweep {
+        store,
+        keycloak,
+        realm,
+        realm_id: &realm_id,
+        options,
+        report: ReconcileReport {
+            realm: realm.to_string(),
+            dry_run: options.dry_run,
+            ..ReconcileReport::default()
+        },
+    };
+    sweep.profiles(&mut run).await?;
+    sweep.deletions(&mut run).await?;
+    run.finish().await?;
+    sweep.sessions().await?;
+    let mut report = sweep.report;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+struct Sweep<'a> {
+    store: &'a Store,
+    keycloak: &'a Arc<AdminClient>,
+    realm: &'a str,
+    realm_id: &'a str,
+    options: &'a ReconcileOptions,
+    report: ReconcileReport,
+}
+
+impl Sweep<'_> {
+    /// Pages through Keycloak's users, applying the profiles that differ.
+    async fn profiles(&mut self, run: &mut ReconcileRun) -> Result<(), ReconcileError> {
+        // The count only sizes the progress bar: not asked for when none is drawn.
+        let total = if self.options.progress {
+            self.keycloak.user_count(self.realm).await.ok()
+        } else {
+            None
+        };
+        let bar = Progress::new(
+            self.options.progress,
+            format!("{}: users", self.realm),
+            total,
+            Unit::Items("users"),
+        );
+        let max = self.keycloak.page_size();
+        let mut first = 0u64;
+        loop {
+            let read_at = crate::now_ms() - CLOCK_SKEW_MS;
+            let page = self.keycloak.users(self.realm, first, max).await?;
+            let mut ids = Vec::with_capacity(page.len());
+            let mut read = Vec::with_capacity(page.len());
+            for (offset, value) in page.iter().enumerate() {
+                let index = first + offset as u64;
+                match read_admin_user(value, "user") {
+                    Ok((id, profile)) => {
+                        ids.push(id.clone());
+                        read.push((id, profile));
+                    }
+                    Err(problem) => {
+                        let Some(id) = value.get("id").and_then(|v| v.as_str()) else {
+                            return Err(ReconcileError::UnreadableId {
+                                realm: self.realm.to_string(),
+                                index,
+                                problem: problem.to_string(),
+                            });
+                        };
+                        tracing::warn!(realm = self.realm, user_id = id, %problem, "user representation not applied; the user is kept");
+                        self.report.unreadable += 1;
+                        ids.push(id.to_string());
+                    }
+                }
+            }
+            run.saw(&ids).await?;
+            let stored = self.store.stored_profiles(&ids).await?;
+            let version = Version::observed(read_at, "reconcile");
+            let mut observations = Vec::new();
+            for (user_id, profile) in read {
+                match stored.get(&user_id) {
+                    None => self.report.created += 1,
+                    Some(stored) => {
+                        if !stored.deleted {
+                            self.report.local += 1;
+                        }
+                        let differences = profile_differences(stored, &profile);
+                        if differences.is_empty() {
+                            self.report.unchanged += 1;
+                            continue;
+                        }
+                        tracing::debug!(realm = self.realm, %user_id, fields = ?differences, "profile differs from Keycloak");
+                        self.report.updated += 1;
+                    }
+                }
+                observations.push(Observation::Profile {
+                    realm_id: self.realm_id.to_string(),
+                    user_id,
+                    profile,
+                    at: read_at,
+                    version: version.clone(),
+                });
+            }
+            if !self.options.dry_run {
+                self.store.apply_observations(&observations).await?;
+            }
+            self.report.listed += page.len() as u64;
+            bar.inc(page.len() as u64);
+            if page.len() < max as usize {
+                break;
+            }
+            first += page.len() as u64;
+        }
+        bar.finish();
+        Ok(())
+    }
+
+    /// Confirms and deletes the local users Keycloak did not list, behind the guard.
+    async fn deletions(&mut self, run: &mut ReconcileRun) -> Result<(), ReconcileError> {
+        // Local users before this sweep: those Keycloak listed, and those it did not.
+        let missing = run.missing_count().await?.max(0) as u64;
+        self.report.missing = missing;
+        self.report.local += missing;
+        let local = self.report.local;
+        if missing == 0 {
+            return Ok(());
+        }
+        let percent = missing as f64 * 100.0 / local.max(1) as f64;
+        if percent > self.options.max_delete_percent && !self.options.allow_mass_delete {
+            if self.options.dry_run {
+                self.report.over_delete_limit = true;
+                return Ok(());
+            }
+            return Err(ReconcileError::MassDelete {
+                realm: self.realm.to_string(),
+                missing,
+                local,
+                percent,
+                limit: self.options.max_delete_percent,
+            });
+        }
+        let bar = Progress::new(
+            self.options.progress,
+            format!("{}: confirming deletions", self.realm),
+            Some(missing),
+            Unit::Items("users"),
+        );
+        let mut after = String::new();
+        loop {
+            let ids = run.missing_after(&after, CONFIRM_CHUNK).await?;
+            let Some(last) = ids.last() else { break };
+            after = last.clone();
+            let mut gone = Vec::new();
+            for group in ids.chunks(CONCURRENCY) {
+                let answers =
+                    try_join_all(group.iter().map(|id| self.keycloak.user(self.realm, id))).await?;
+                let at = crate::now_ms();
+                for (user_id, answer) in group.iter().zip(answers) {
+                    bar.inc(1);
+                    if answer.is_some() {
+                        self.report.still_present += 1;
+                    } else {
+                        gone.push(Observation::UserGone {
+                            realm_id: self.realm_id.to_string(),
+                            user_id: user_id.clone(),
+                            at,
+                            version: Version::observed(at, "reconcile"),
+                        });
+                    }
+                }
+            }
+            self.report.deleted += gone.len() as u64;
+            if !self.options.dry_run {
+                self.store.apply_observations(&gone).await?;
+            }
+        }
+        bar.finish();
+        Ok(())
+    }
+
+    /// Ends the local sessions that Keycloak no longer has, for all or a sample of the
+    /// users with active sessions.
+    async fn sessions(&mut self) -> Result<(), ReconcileError> {
+        let sample = match self.options.sessions {
+            SessionCheck::None => return Ok(()),
+            SessionCheck::All => None,
+            SessionCheck::Sample(n) => Some(n),
+        };
+        let checked_at = crate::now_ms();
+        let started_before = checked_at - SESSION_GRACE_MS;
+        let users = self
+            .store
+            .users_with_active_sessions(self.realm_id, started_before, sample)
+            .await?;
+        let bar = Progress::new(
+            self.options.progress,
+            format!("{}: sessions", self.realm),
+            Some(users.len() as u64),
+            Unit::Items("users"),
+        );
+        let version = Version::observed(checked_at, "reconcile");
+        for chunk in users.chunks(CONCURRENCY * 25) {
+            let mut ended = Vec::new();
+            for group in chunk.chunks(CONCURRENCY) {
+                ended.extend(
+                    try_join_all(group.iter().map(|user_id| {
+                        self.ended_sessions(user_id, started_before, checked_at, &version)
+                    }))
+                    .await?,
+                );
+            }
+            let ended: Vec<Observation> = ended.into_iter().flatten().collect();
+            self.report.session_users += chunk.len() as u64;
+            self.report.sessions_ended += ended.len() as u64;
+            bar.inc(chunk.len() as u64);
+            if !self.options.dry_run {
+                self.store.apply_observations(&ended).await?;
+            }
+        }
+        bar.finish();
+        Ok(())
+    }
+
+    async fn ended_sessions(
+        &self,
+        user_id: &str,
+        started_before: i64,
+        checked_at: i64,
+        version: &Version,
+    ) -> Result<Vec<Observation>, ReconcileError> {
+        // A user Keycloak no longer has is the deletion step's business.
+        let Some(live) = self.keycloak.user_session_ids(self.realm, user_id).await? else {
+            return Ok(Vec::new());
+        };
+        let local = self.store.active_sessions(user_id, started_before).await?;
+        Ok(local
+            .into_iter()
+            .filter(|id| !live.contains(id))
+            .map(|session_id| Observation::SessionGone {
+                realm_id: self.realm_id.to_string(),
+                user_id: user_id.to_string(),
+                session_id,
+                at: checked_at,
+                version: version.clone(),
+            })
+            .collect())
+    }
+}
+
+/// One round of the daemon's scheduled reconcile (`reconcile.interval_secs`): every realm,
+/// reported in logs and metrics. Several replicas may run it; the per-realm lock lets one
+/// of them sweep at a time.
+pub async fn scheduled_round(
+    store: &Store,
+    keycloak: &Arc<AdminClient>,
+    options: &ReconcileOptions,
+) {
+    for result in reconcile_all(store, keycloak, options).await {
+        match result {
+            Ok(report) => {
+                metrics::counter!("keycloak_sync_reconcile_runs_total", "outcome" => "ok")
+                    .increment(1);
+                tracing::info!(%report, "scheduled reconcile finished");
+            }
+            Err(ReconcileError::Busy { realm }) => {
+                tracing::info!(
+                    realm,
+                    "scheduled reconcile skipped: another replica is running it"
+                );
+            }
+            Err(error) => {
+                metrics::counter!("keycloak_sync_reconcile_runs_total", "outcome" => "failed")
+                    .increment(1);
+                tracing::error!(%error, "scheduled reconcile failed");
+            }
+        }
+    }
+}

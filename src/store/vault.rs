@@ -1,0 +1,248 @@
+//! The vault's rows: reading tokens back for services written in Rust, and the
+//! maintenance passes (status, expiry sweep, key rotation). Writing happens on the apply
+//! path (`apply_sql`), in the same transaction as the events that revoke tokens.
+
+use std::sync::Arc;
+
+use sqlx::{PgPool, Row};
+use thiserror::Error;
+
+use super::Store;
+use crate::vault::{KeyRing, RowIdentity, SealError, Sealed, StoredToken};
+
+#[derive(Debug, Error)]
+pub enum VaultError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("vault row {id}: {source}")]
+    Open { id: String, source: SealError },
+}
+
+/// Read access and maintenance for the vault table of one store.
+#[derive(Clone, Debug)]
+pub struct Vault {
+    pool: PgPool,
+    keys: Arc<KeyRing>,
+}
+
+const SELECT_ROWS: &str = "SELECT id::text, realm_id, user_id, token_type, session_id, client_id,
+        key_id, nonce, ciphertext, (extract(epoch FROM expires_at) * 1000)::int8 AS expires_ms,
+        metadata, issued_ver
+ FROM auth_vault";
+
+impl Vault {
+    pub fn new(store: &Store, keys: Arc<KeyRing>) -> Vault {
+        Vault {
+            pool: store.pool().clone(),
+            keys,
+        }
+    }
+
+    fn open_row(&self, row: &sqlx::postgres::PgRow) -> Result<StoredToken, VaultError> {
+        open_row(&self.keys, row)
+    }
+
+    /// The user's refresh token, if one is kept and not expired.
+    pub async fn refresh_token(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+    ) -> Result<Option<StoredToken>, VaultError> {
+        let sql = format!(
+            "{SELECT_ROWS} WHERE realm_id = $1 AND user_id = $2 AND token_type = 'refresh'
+               AND (expires_at IS NULL OR expires_at > now())"
+        );
+        let row = sqlx::query(&sql)
+            .bind(realm_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|row| self.open_row(row)).transpose()
+    }
+
+    /// The user's offline tokens (all clients and sessions), not expired.
+    pub async fn offline_tokens(
+        &self,
+        realm_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<StoredToken>, VaultError> {
+        let sql = format!(
+            "{SELECT_ROWS} WHERE realm_id = $1 AND user_id = $2 AND token_type = 'offline'
+               AND (expires_at IS NULL OR expires_at > now())
+             ORDER BY client_id, session_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(realm_id)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| self.open_row(row)).collect()
+    }
+}
+
+/// Opens one selected vault row (see `SELECT_ROWS`).
+fn open_row(keys: &KeyRing, row: &sqlx::postgres::PgRow) -> Result<StoredToken, VaultError> {
+    let id: String = row.try_get("id")?;
+    let realm_id: String = row.try_get("realm_id")?;
+    let user_id: String = row.try_get("user_id")?;
+    let token_type: String = row.try_get("token_type")?;
+    let session_id: Option<String> = row.try_get("session_id")?;
+    let client_id: Option<String> = row.try_get("client_id")?;
+    let sealed = Sealed {
+        key_id: row.try_get("key_id")?,
+        nonce: row.try_get("nonce")?,
+        ciphertext: row.try_get("ciphertext")?,
+    };
+    let identity = RowIdentity {
+        realm_id: &realm_id,
+        user_id: &user_id,
+        token_type: &token_type,
+        client_id: client_id.as_deref(),
+        session_id: session_id.as_deref(),
+    };
+    let token = keys
+        .open(&sealed, &identity)
+        .map_err(|source| VaultError::Open {
+            id: id.clone(),
+            source,
+        })?;
+    Ok(StoredToken {
+        id,
+        realm_id,
+        user_id,
+        token,
+        token_type,
+        client_id,
+        session_id,
+        expires_at: row.try_get("expires_ms")?,
+        metadata: row.try_get("metadata")?,
+    })
+}
+
+/// Row counts by token type and key id: what `vault status` prints.
+pub async fn status(store: &Store) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT token_type, key_id, count(*) FROM auth_vault GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(store.pool())
+    .await
+}
+
+/// Deletes expired tokens in batches; returns how many.
+pub async fn purge_expired(store: &Store) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM auth_vault WHERE id IN (
+                 SELECT id FROM auth_vault WHERE expires_at <= now() LIMIT 5000)",
+        )
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// What one batch of a rotation did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RotatedBatch {
+    /// Rows read in this batch (0: the pass is over).
+    pub read: u64,
+    pub rotated: u64,
+    /// Rows another writer changed between read and re-encryption.
+    pub raced: u64,
+    pub failed: u64,
+}
+
+/// Rows not under the active key.
+pub async fn rows_to_rotate(store: &Store, keys: &KeyRing) -> Result<i64, VaultError> {
+    sqlx::query_scalar("SELECT count(*) FROM auth_vault WHERE key_id <> $1")
+        .bind(keys.active_id())
+        .fetch_one(store.pool())
+        .await
+        .map_err(VaultError::from)
+}
+
+/// Re-encrypts up to `batch` rows under a retired key of the ring, in one transaction.
+/// Each row is rewritten only if it still holds what was read (same version and key), so
+/// a token written meanwhile by the daemon is never lost. Resumable: each call picks up
+/// what is left. Rows are found through the `key_id` index, so each batch reads only
+/// rows still to rotate.
+pub async fn rotate_batch(
+    store: &Store,
+    keys: &KeyRing,
+    batch: i64,
+) -> Result<RotatedBatch, VaultError> {
+    let retired: Vec<&str> = keys
+        .key_ids()
+        .filter(|id| *id != keys.active_id())
+        .collect();
+    let mut tx = store.pool().begin().await?;
+    let sql =
+        format!("{SELECT_ROWS} WHERE key_id = ANY($1::text[]) LIMIT $2 FOR UPDATE SKIP LOCKED");
+    let rows = sqlx::query(&sql)
+        .bind(&retired)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut outcome = RotatedBatch {
+        read: rows.len() as u64,
+        ..RotatedBatch::default()
+    };
+    let (mut ids, mut key_ids, mut nonces, mut ciphertexts, mut old_keys, mut versions) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for row in &rows {
+        let token = match open_row(keys, row) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, "cannot re-encrypt a vault row");
+                outcome.failed += 1;
+                continue;
+            }
+        };
+        let sealed = keys
+            .seal(&token.token, &token.identity())
+            .map_err(|source| VaultError::Open {
+                id: token.id.clone(),
+                source,
+            })?;
+        old_keys.push(row.try_get::<String, _>("key_id")?);
+        versions.push(row.try_get::<String, _>("issued_ver")?);
+        ids.push(token.id);
+        key_ids.push(sealed.key_id);
+        nonces.push(sealed.nonce);
+        ciphertexts.push(sealed.ciphertext);
+    }
+    if !ids.is_empty() {
+        // Rewritten only where the row still holds what was read.
+        let updated = sqlx::query(
+            "UPDATE auth_vault v
+             SET key_id = n.key_id, nonce = n.nonce, ciphertext = n.ciphertext, updated_at = now()
+             FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[])
+                  AS n(id, key_id, nonce, ciphertext, old_key, issued_ver)
+             WHERE v.id = n.id::uuid AND v.key_id = n.old_key AND v.issued_ver = n.issued_ver",
+        )
+        .bind(&ids)
+        .bind(&key_ids)
+        .bind(&nonces)
+        .bind(&ciphertexts)
+        .bind(&old_keys)
+        .bind(&versions)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        outcome.rotated = updated;
+        outcome.raced = ids.len() as u64 - updated;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
