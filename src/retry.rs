@@ -132,8 +132,9 @@ mod tests {
         let mut pauses = Policy::reconnect(Duration::from_secs(2)).pauses();
         let waits: Vec<Duration> = (0..12).map(|_| pauses.next_wait()).collect();
         assert!(waits[0] <= Duration::from_millis(260), "{waits:?}");
+        // The ceiling bounds the interval; jitter may add up to 30 % of it.
         assert!(
-            waits.iter().all(|w| *w <= Duration::from_secs(2)),
+            waits.iter().all(|w| *w <= Duration::from_millis(2600)),
             "{waits:?}"
         );
         assert!(waits[11] >= Duration::from_millis(1400), "{waits:?}");

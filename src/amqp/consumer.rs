@@ -23,7 +23,7 @@ use crate::core::intake::{Intake, Rejection};
 use crate::core::redact::redacted;
 use crate::now_ms;
 use crate::retry::{Pauses, Policy};
-use crate::store::{Store, StoreError};
+use crate::store::{ApplyError, EventResult, Store};
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics;
 
@@ -39,7 +39,7 @@ enum SessionError {
     #[error("dead-letter publish was not confirmed")]
     NotConfirmed,
     #[error("{0}")]
-    Store(#[from] StoreError),
+    Store(#[from] ApplyError),
     /// Shutdown while the database was away: the batch stays unacknowledged.
     #[error("shutting down before the batch could be committed")]
     Interrupted,
@@ -48,7 +48,7 @@ enum SessionError {
 /// A committed batch waiting to be settled.
 struct AppliedBatch {
     deliveries: Vec<Delivery>,
-    poison: Vec<(usize, Rejection)>,
+    rejected: Vec<(usize, Rejection)>,
 }
 
 pub struct Consumer {
@@ -182,14 +182,14 @@ impl Consumer {
         metrics::received(batch.len());
         let mut events: Vec<Event> = Vec::with_capacity(batch.len());
         let mut event_index = Vec::with_capacity(batch.len());
-        let mut poison: Vec<(usize, Rejection)> = Vec::new();
+        let mut rejected: Vec<(usize, Rejection)> = Vec::new();
         for (i, delivery) in batch.iter().enumerate() {
             match self.intake.accept(&delivery.data) {
                 Ok(event) => {
                     events.push(event);
                     event_index.push(i);
                 }
-                Err(rejection) => poison.push((i, rejection)),
+                Err(rejection) => rejected.push((i, rejection)),
             }
         }
         let started = Instant::now();
@@ -202,20 +202,20 @@ impl Consumer {
                     outcomes.push(outcome);
                     applied.push(event);
                 }
-                Err(reason) => poison.push((index, Rejection::Database(reason))),
+                Err(rejection) => rejected.push((index, rejection)),
             }
         }
         metrics::applied(&applied, &outcomes, started.elapsed(), now_ms());
         Ok(AppliedBatch {
             deliveries: batch,
-            poison,
+            rejected,
         })
     }
 
     /// Dead-letters what could not be applied, then acknowledges the whole batch with one
     /// multiple-ack.
     async fn settle(&self, broker: &Broker, batch: AppliedBatch) -> Result<(), SessionError> {
-        for (index, rejection) in &batch.poison {
+        for (index, rejection) in &batch.rejected {
             self.dead_letter(broker, &batch.deliveries[*index], rejection)
                 .await?;
         }
@@ -233,7 +233,7 @@ impl Consumer {
     async fn apply_until_committed(
         &self,
         events: &[Event],
-    ) -> Result<Vec<Result<crate::store::Outcome, String>>, SessionError> {
+    ) -> Result<Vec<EventResult>, SessionError> {
         crate::store::until_database_answers(
             &self.health,
             &self.shutdown,

@@ -9,6 +9,26 @@ pub enum Outcome {
     Duplicate,
 }
 
+impl Outcome {
+    /// What a new (not duplicate) event's inbox entry records.
+    pub fn of_new(event: &crate::core::event::Event) -> Outcome {
+        if event.action.is_ignored() {
+            Outcome::Ignored
+        } else {
+            Outcome::Applied
+        }
+    }
+
+    /// `processed_events.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Ignored => "ignored",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
 /// Outcome counts of one or more batches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {

@@ -18,7 +18,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::core::event::{parse_message, Event, MAX_EPOCH_MS};
 use crate::keycloak::{AdminClient, EventStream, KeycloakError};
-use crate::store::{BackfillWindow, Store, StoreError, Tally};
+use crate::store::{ApplyError, BackfillWindow, Store, Tally};
 use crate::telemetry::progress::{Progress, Unit};
 
 const DAY_MS: i64 = 86_400_000;
@@ -86,7 +86,7 @@ pub enum BackfillError {
         realm: String,
         stream: &'static str,
         offset: u64,
-        source: StoreError,
+        source: ApplyError,
     },
 }
 
@@ -119,7 +119,7 @@ pub async fn backfill(
         since_ms: options.since_ms,
         until_ms: options.until_ms,
     };
-    let store_error = |offset, source| BackfillError::Store {
+    let store_error = |offset, source: ApplyError| BackfillError::Store {
         realm: realm.to_string(),
         stream: stream.path(),
         offset,
@@ -131,7 +131,7 @@ pub async fn backfill(
         store
             .backfill_position(&window)
             .await
-            .map_err(|e| store_error(0, e))?
+            .map_err(|e| store_error(0, e.into()))?
     };
     let mut report = BackfillReport {
         realm: realm.to_string(),
@@ -188,7 +188,7 @@ pub async fn backfill(
         store
             .save_backfill_position(&window, first, page.len() as u64, finished)
             .await
-            .map_err(|e| store_error(first, e))?;
+            .map_err(|e| store_error(first, e.into()))?;
         bar.inc(page.len() as u64);
         if finished {
             break;

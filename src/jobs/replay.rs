@@ -172,9 +172,9 @@ pub async fn replay(
         for (i, result) in results.into_iter().enumerate() {
             match result {
                 Ok(outcome) => summary.tally.add(outcome),
-                Err(reason) => rejected.push(RejectedLine {
+                Err(rejection) => rejected.push(RejectedLine {
                     line: chunk.lines[i],
-                    reason: Rejection::Database(reason).to_string(),
+                    reason: rejection.to_string(),
                     input: chunk.inputs[i].clone(),
                 }),
             }

@@ -4,8 +4,28 @@
 
 use std::time::Duration;
 
-use super::{error as retry, Store, StoreError};
-use crate::core::plan::{plan_observations, Observation};
+use super::rows::Rows;
+use super::write::{write_plan, SealedTokens};
+use super::{error as retry, Store, StoreError, Tx};
+use crate::core::plan::{plan_observations, EnrichmentRequest, Observation};
+
+const QUEUE: &str = include_str!("sql/queue_enrichment.sql");
+
+/// Queues the users a batch leaves incomplete, in the batch's transaction.
+pub async fn queue(tx: &mut Tx<'_>, requests: &[EnrichmentRequest]) -> Result<(), sqlx::Error> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let rows = Rows::new()
+        .text("user_id", requests.iter().map(|r| Some(r.user_id.as_str())))
+        .text("ver", requests.iter().map(|r| Some(r.version.as_str())))
+        .bool(
+            "if_read_before",
+            requests.iter().map(|r| Some(r.if_read_before)),
+        );
+    rows.query(QUEUE).build().execute(&mut **tx).await?;
+    Ok(())
+}
 
 /// A user to read from Keycloak, as claimed from the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +84,7 @@ impl Store {
         let plan = plan_observations([observation]);
         retry::with_backoff(self.retry_max, "apply an enriched profile", || async {
             let mut tx = self.pool.begin().await?;
-            super::apply_sql::write_plan(&mut tx, &plan, None).await?;
+            write_plan(&mut tx, &plan, &SealedTokens::new()).await?;
             finish(&mut tx, claim).await?;
             tx.commit().await
         })

@@ -63,18 +63,36 @@ where
         .map_err(StoreError::from_sqlx)
 }
 
+/// Errors that say whether waiting may make them pass.
+pub trait MayPass: std::fmt::Display {
+    fn is_transient(&self) -> bool;
+}
+
+impl MayPass for StoreError {
+    fn is_transient(&self) -> bool {
+        StoreError::is_transient(self)
+    }
+}
+
+impl MayPass for super::ApplyError {
+    fn is_transient(&self) -> bool {
+        super::ApplyError::is_transient(self)
+    }
+}
+
 /// Runs `operation` until the database lets it through: transient errors are retried
 /// for as long as it takes while the daemon reports not ready and its loops stay alive.
 /// `Ok(None)` when shutdown came first; permanent errors are returned.
-pub async fn until_database_answers<T, F, Fut>(
+pub async fn until_database_answers<T, E, F, Fut>(
     health: &Health,
     shutdown: &CancellationToken,
     what: &str,
     mut operation: F,
-) -> Result<Option<T>, StoreError>
+) -> Result<Option<T>, E>
 where
+    E: MayPass,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
+    Fut: Future<Output = Result<T, E>>,
 {
     let mut pauses = Policy::reconnect(Duration::from_secs(10)).pauses();
     loop {

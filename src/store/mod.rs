@@ -1,20 +1,24 @@
-//! Postgres adapter: the one apply path every input (queue, replay, backfill…) goes
-//! through. A batch is one transaction: inbox first, then the plan of the events the
-//! inbox had not seen, written with multi-row upserts.
+//! Postgres: every SQL statement of the product. [`apply`](Store::apply) is the one path
+//! every input goes through; `write` stores a plan with multi-row upserts whose columns
+//! `rows` names; the other modules hold the queues, checkpoints and maintenance passes of
+//! the features that own them.
 
-mod apply_sql;
+mod apply;
 mod checkpoint;
 mod enrichment;
 mod error;
+mod inbox;
 mod reconcile;
+mod rows;
 pub mod vault;
+mod write;
 
+pub use apply::{ApplyError, EventResult};
 pub use checkpoint::BackfillWindow;
 pub use enrichment::EnrichmentClaim;
 pub use error::{is_transient, until_database_answers};
 pub use reconcile::ReconcileRun;
 
-use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +28,11 @@ use sqlx::{PgPool, Postgres, Transaction};
 use thiserror::Error;
 
 use crate::config::{is_identifier, DatabaseSettings};
-use crate::core::event::{Action, Event};
 pub use crate::core::outcome::{Outcome, Tally};
-use crate::core::plan::{plan, plan_observations, Observation};
 use crate::vault::KeyRing;
+
+/// A transaction of the store's pool.
+type Tx<'t> = Transaction<'t, Postgres>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -171,36 +176,6 @@ impl Store {
         unlock.map(drop)
     }
 
-    /// Forgets inbox entries processed longer than `older_than` ago, in bounded batches so
-    /// the daemon's own writes are never held up; returns how many went. An event older
-    /// than that, delivered again, is applied again: its profile, session and vault effects
-    /// are idempotent by themselves, but it counts once more in `login_count` and
-    /// `refresh_count`.
-    pub async fn prune_inbox(&self, older_than: Duration) -> Result<u64, StoreError> {
-        const BATCH: i64 = 10_000;
-        let mut total = 0;
-        loop {
-            let deleted = error::with_backoff(self.retry_max, "prune the inbox", || async {
-                sqlx::query(
-                    "DELETE FROM processed_events WHERE event_id IN (
-                         SELECT event_id FROM processed_events
-                         WHERE processed_at < now() - make_interval(secs => $1)
-                         LIMIT $2)",
-                )
-                .bind(older_than.as_secs_f64())
-                .bind(BATCH)
-                .execute(&self.pool)
-                .await
-                .map(|done| done.rows_affected())
-            })
-            .await?;
-            total += deleted;
-            if deleted < BATCH as u64 {
-                return Ok(total);
-            }
-        }
-    }
-
     /// Whether the database answers (for readiness checks).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
@@ -209,103 +184,4 @@ impl Store {
             .map(drop)
             .map_err(StoreError::from_sqlx)
     }
-
-    /// Applies a batch in one transaction and returns each event's outcome, in input
-    /// order. Transient failures are retried (up to `database.retry_max_secs`); the whole
-    /// transaction is redone, so a retry never applies anything twice.
-    pub async fn apply(&self, events: &[Event]) -> Result<Vec<Outcome>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        error::with_backoff(self.retry_max, "apply a batch", || self.apply_once(events)).await
-    }
-
-    /// Like [`apply`](Self::apply), but a batch that fails permanently is split until the
-    /// events that cannot be applied are found; they come back as `Err` and the rest is
-    /// applied. Only an unavailable database fails the call as a whole.
-    pub async fn apply_isolating(
-        &self,
-        events: &[Event],
-    ) -> Result<Vec<Result<Outcome, String>>, StoreError> {
-        let mut results = Vec::with_capacity(events.len());
-        let mut pending: Vec<&[Event]> = vec![events];
-        while let Some(part) = pending.pop() {
-            match self.apply(part).await {
-                Ok(outcomes) => results.extend(outcomes.into_iter().map(Ok)),
-                Err(StoreError::Permanent(error)) if part.len() == 1 => {
-                    tracing::warn!(event_id = %part[0].id, %error, "event cannot be applied");
-                    results.push(Err(format!("database refused the event: {error}")));
-                }
-                Err(StoreError::Permanent(_)) => {
-                    let (left, right) = part.split_at(part.len() / 2);
-                    // Stack order: left half first, so results stay in input order.
-                    pending.push(right);
-                    pending.push(left);
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        Ok(results)
-    }
-
-    /// Applies what the Admin API said (enrichment, reconcile) in one transaction.
-    pub async fn apply_observations(&self, observations: &[Observation]) -> Result<(), StoreError> {
-        if observations.is_empty() {
-            return Ok(());
-        }
-        let plan = plan_observations(observations);
-        error::with_backoff(self.retry_max, "apply what Keycloak says", || async {
-            let mut tx = self.pool.begin().await?;
-            apply_sql::write_plan(&mut tx, &plan, None).await?;
-            tx.commit().await
-        })
-        .await
-    }
-
-    async fn apply_once(&self, events: &[Event]) -> Result<Vec<Outcome>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let outcomes = apply_in(&mut tx, events, self.vault.as_deref(), self.enrich).await?;
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-}
-
-/// The apply path inside a caller's transaction; with `enrich`, users the events leave
-/// incomplete are queued for reading from Keycloak in the same transaction.
-pub async fn apply_in(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[Event],
-    vault: Option<&KeyRing>,
-    enrich: bool,
-) -> Result<Vec<Outcome>, sqlx::Error> {
-    let mut seen = HashSet::with_capacity(events.len());
-    let first: Vec<&Event> = events
-        .iter()
-        .filter(|e| seen.insert(e.id.as_str()))
-        .collect();
-    let fresh = apply_sql::record_inbox(tx, &first).await?;
-    let new_events: Vec<&Event> = first
-        .iter()
-        .copied()
-        .filter(|e| fresh.contains(e.id.as_str()))
-        .collect();
-    let plan = plan(new_events.iter().copied());
-    apply_sql::write_plan(tx, &plan, vault).await?;
-    if enrich {
-        apply_sql::queue_enrichment(tx, &new_events).await?;
-    }
-
-    let mut counted = HashSet::with_capacity(events.len());
-    Ok(events
-        .iter()
-        .map(|event| {
-            if !fresh.contains(event.id.as_str()) || !counted.insert(event.id.as_str()) {
-                Outcome::Duplicate
-            } else if matches!(event.action, Action::Ignore) {
-                Outcome::Ignored
-            } else {
-                Outcome::Applied
-            }
-        })
-        .collect())
 }

@@ -75,7 +75,7 @@ impl Store {
     ) -> Result<HashMap<String, StoredProfile>, StoreError> {
         let rows: Vec<ProfileRow> = sqlx::query_as(
             "SELECT id, username, email, first_name, last_name, email_verified, enabled,
-                    attributes, (extract(epoch FROM created_at) * 1000)::int8,
+                    attributes, ts_ms(created_at),
                     deleted_at IS NOT NULL
              FROM users WHERE id = ANY($1)",
         )

@@ -26,7 +26,7 @@ pub struct Vault {
 }
 
 const SELECT_ROWS: &str = "SELECT id::text, realm_id, user_id, token_type, session_id, client_id,
-        key_id, nonce, ciphertext, (extract(epoch FROM expires_at) * 1000)::int8 AS expires_ms,
+        key_id, nonce, ciphertext, ts_ms(expires_at) AS expires_ms,
         metadata, issued_ver
  FROM auth_vault";
 

@@ -597,7 +597,9 @@ async fn a_batch_refused_by_the_database_is_split_to_find_the_culprit() {
     assert_eq!(results.len(), 10);
     for (i, result) in results.iter().enumerate() {
         match (i, result) {
-            (6, Err(reason)) => assert!(reason.contains("refusing user u6"), "{reason}"),
+            (6, Err(reason)) => {
+                assert!(reason.to_string().contains("refusing user u6"), "{reason}")
+            }
             (6, Ok(outcome)) => panic!("the culprit was applied: {outcome:?}"),
             (_, Ok(outcome)) => assert_eq!(*outcome, Outcome::Applied),
             (_, Err(reason)) => panic!("event {i} refused: {reason}"),

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::core::event::{Action, Event, Profile, TokenType};
+use crate::core::event::{Action, Enrichment, Event, Profile, TokenType};
 
 /// Position of a write: `(time, event id)`, encoded so that byte order is that order.
 ///
@@ -127,7 +127,7 @@ pub struct UserChange {
     pub login_error_count: i64,
     pub deleted_at: Option<i64>,
     /// The newest version at which the whole profile was read from the Admin API.
-    pub read_version: Option<Version>,
+    pub read_ver: Option<Version>,
 }
 
 impl UserChange {
@@ -153,8 +153,8 @@ impl UserChange {
         if let Some(created) = profile.created_at {
             min_opt(&mut self.created_at, created);
         }
-        if profile.complete && self.read_version.as_ref().is_none_or(|v| version > v) {
-            self.read_version = Some(version.clone());
+        if profile.complete && self.read_ver.as_ref().is_none_or(|v| version > v) {
+            self.read_ver = Some(version.clone());
         }
     }
 }
@@ -215,6 +215,8 @@ pub enum Revocation {
 /// messages for that slot merged, newer values winning.
 #[derive(Debug, Clone)]
 pub struct TokenChange {
+    /// The id of the message it comes from: its token was sealed before the transaction.
+    pub source: String,
     pub realm_id: String,
     pub user_id: String,
     pub token_type: TokenType,
@@ -229,7 +231,8 @@ pub struct TokenChange {
 
 impl PartialEq for TokenChange {
     fn eq(&self, other: &Self) -> bool {
-        self.realm_id == other.realm_id
+        self.source == other.source
+            && self.realm_id == other.realm_id
             && self.user_id == other.user_id
             && self.token_type == other.token_type
             && self.client_id == other.client_id
@@ -275,6 +278,19 @@ pub struct Plan {
     pub tokens: Vec<TokenChange>,
     /// Sessions with new REFRESH_TOKEN events: their vault tokens' metadata follows.
     pub refreshed_sessions: Vec<String>,
+    /// Users the events leave incomplete, to read from the Admin API.
+    pub enrichment: Vec<EnrichmentRequest>,
+}
+
+/// A user worth reading whole from the Admin API, because of the events at `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrichmentRequest {
+    pub user_id: String,
+    /// The newest asking event; the read is applied just after it.
+    pub version: Version,
+    /// Read again even if it was read before (the profile changed in ways events do not
+    /// carry), as long as that read is older than `version`.
+    pub if_read_before: bool,
 }
 
 impl Plan {
@@ -401,6 +417,7 @@ struct Planner {
     revocations: Vec<Revocation>,
     tokens: BTreeMap<TokenSlot, TokenChange>,
     refreshed_sessions: Vec<String>,
+    enrichment: BTreeMap<String, EnrichmentRequest>,
 }
 
 impl Planner {
@@ -507,9 +524,29 @@ impl Planner {
         }
     }
 
+    fn ask_enrichment(&mut self, event: &Event, version: &Version) {
+        let (Some(need), Some(user)) = (event.action.enrichment(), event.action.user_id()) else {
+            return;
+        };
+        let if_read_before = need == Enrichment::IfReadBefore;
+        let request =
+            self.enrichment
+                .entry(user.to_string())
+                .or_insert_with(|| EnrichmentRequest {
+                    user_id: user.to_string(),
+                    version: version.clone(),
+                    if_read_before,
+                });
+        if *version > request.version {
+            request.version = version.clone();
+        }
+        request.if_read_before |= if_read_before;
+    }
+
     fn add(&mut self, event: &Event) {
         let stamp = Stamp::of(event);
         let version = stamp.version.clone();
+        self.ask_enrichment(event, &version);
         match &event.action {
             Action::Register {
                 user_id,
@@ -599,6 +636,7 @@ impl Planner {
             }
             Action::StoreToken(message) => {
                 let change = TokenChange {
+                    source: event.id.clone(),
                     realm_id: event.realm_id.clone(),
                     user_id: message.user_id.clone(),
                     token_type: message.token_type,
@@ -646,6 +684,7 @@ impl Planner {
             revocations: self.revocations,
             tokens: self.tokens.into_values().collect(),
             refreshed_sessions: self.refreshed_sessions,
+            enrichment: self.enrichment.into_values().collect(),
         }
     }
 }

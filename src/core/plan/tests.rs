@@ -248,7 +248,7 @@ fn a_profile_read_whole_clears_what_keycloak_no_longer_has_but_a_partial_one_doe
         Some(None),
         "cleared"
     );
-    assert_eq!(user.read_version, Some(Version::read_after(base.as_str())));
+    assert_eq!(user.read_ver, Some(Version::read_after(base.as_str())));
     assert!(observed.cutoffs.is_empty());
 }
 

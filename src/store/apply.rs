@@ -1,0 +1,216 @@
+//! The one apply path every input (queue, replay, backfill, enrichment, reconcile) goes
+//! through. Tokens are sealed before the transaction; inside it the inbox decides which
+//! events are new, the core plans them, and `write` stores the plan.
+
+use std::collections::HashSet;
+
+use secrecy::SecretString;
+use thiserror::Error;
+
+use super::error::with_backoff;
+use super::write::{write_plan, SealedTokens};
+use super::{enrichment, inbox, Store, StoreError, Tx};
+use crate::core::event::{Action, Event};
+use crate::core::intake::Rejection;
+use crate::core::outcome::Outcome;
+use crate::core::plan::{plan, plan_observations, Observation};
+use crate::vault::{KeyRing, RowIdentity, SealError};
+
+/// Why a batch could not be applied, told apart so callers know whether to wait (the
+/// database), look for the event at fault (bisect), or stop (the vault).
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    /// The database is unreachable or kept failing for a reason that may pass.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database refused the batch: some event of it cannot be applied.
+    #[error("database refused the event: {0}")]
+    Refused(#[source] sqlx::Error),
+    /// Token messages but no key ring (a deployment fault, not the event's).
+    #[error(
+        "token message refused: no vault key ring is configured (vault.keys, vault.active_key)"
+    )]
+    NoVault { event_id: String },
+    /// Sealing failed: nothing of the batch is written.
+    #[error("vault: cannot seal the token of message {event_id}: {source}")]
+    Seal { event_id: String, source: SealError },
+}
+
+impl From<StoreError> for ApplyError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(error) => ApplyError::Unavailable(error),
+            StoreError::Permanent(error) => ApplyError::Refused(error),
+            StoreError::Schema(name) => ApplyError::Refused(sqlx::Error::Configuration(
+                format!("invalid schema {name:?}").into(),
+            )),
+        }
+    }
+}
+
+impl ApplyError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApplyError::Unavailable(_))
+    }
+}
+
+/// What the isolating apply says of one event: its outcome, or why it is rejected.
+pub type EventResult = Result<Outcome, Rejection>;
+
+impl Store {
+    /// Applies a batch in one transaction and returns each event's outcome, in input
+    /// order. Transient failures are retried (up to `database.retry_max_secs`); the whole
+    /// transaction is redone, so a retry never applies anything twice.
+    pub async fn apply(&self, events: &[Event]) -> Result<Vec<Outcome>, ApplyError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = first_of_each_id(events);
+        let sealed = seal_tokens(&first, self.vault.as_deref())?;
+        let outcomes = with_backoff(self.retry_max, "apply a batch", || async {
+            let mut tx = self.pool.begin().await?;
+            let fresh = apply_in(&mut tx, &first, &sealed, self.enrich).await?;
+            tx.commit().await?;
+            Ok(fresh)
+        })
+        .await?;
+        Ok(outcomes_in_order(events, &outcomes))
+    }
+
+    /// Like [`apply`](Self::apply), but events the batch cannot hold are found and
+    /// rejected one by one — token messages without a vault at once, events the database
+    /// refuses by splitting the batch — and the rest is applied. Only an unavailable
+    /// database or a sealing failure fails the call as a whole.
+    pub async fn apply_isolating(&self, events: &[Event]) -> Result<Vec<EventResult>, ApplyError> {
+        let mut results: Vec<Option<EventResult>> = vec![None; events.len()];
+        let mut admitted = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            if matches!(event.action, Action::StoreToken(_)) && self.vault.is_none() {
+                results[i] = Some(Err(Rejection::NoVault));
+            } else {
+                admitted.push(i);
+            }
+        }
+        let mut pending: Vec<Vec<usize>> = vec![admitted];
+        while let Some(part) = pending.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let batch: Vec<Event> = part.iter().map(|i| events[*i].clone()).collect();
+            match self.apply(&batch).await {
+                Ok(outcomes) => {
+                    for (i, outcome) in part.iter().zip(outcomes) {
+                        results[*i] = Some(Ok(outcome));
+                    }
+                }
+                Err(ApplyError::Refused(error)) if part.len() == 1 => {
+                    tracing::warn!(event_id = %events[part[0]].id, %error, "event cannot be applied");
+                    results[part[0]] = Some(Err(Rejection::Database(error.to_string())));
+                }
+                Err(ApplyError::Refused(_)) => {
+                    let (left, right) = part.split_at(part.len() / 2);
+                    // Stack order: left half first.
+                    pending.push(right.to_vec());
+                    pending.push(left.to_vec());
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Rejection::Database("not applied".into()))))
+            .collect())
+    }
+
+    /// Applies what the Admin API said (enrichment, reconcile) in one transaction.
+    pub async fn apply_observations(&self, observations: &[Observation]) -> Result<(), StoreError> {
+        if observations.is_empty() {
+            return Ok(());
+        }
+        let plan = plan_observations(observations);
+        with_backoff(self.retry_max, "apply what Keycloak says", || async {
+            let mut tx = self.pool.begin().await?;
+            write_plan(&mut tx, &plan, &SealedTokens::new()).await?;
+            tx.commit().await
+        })
+        .await
+    }
+}
+
+/// The first event of each id: later copies in the same batch are duplicates.
+fn first_of_each_id(events: &[Event]) -> Vec<&Event> {
+    let mut seen = HashSet::with_capacity(events.len());
+    events
+        .iter()
+        .filter(|e| seen.insert(e.id.as_str()))
+        .collect()
+}
+
+/// Seals every token message of the batch (some may turn out to be duplicates or
+/// superseded: sealing is cheap and keeps all cryptography out of the transaction).
+fn seal_tokens<'e>(
+    events: &[&'e Event],
+    vault: Option<&KeyRing>,
+) -> Result<SealedTokens<'e>, ApplyError> {
+    let mut sealed = SealedTokens::new();
+    for event in events {
+        let Action::StoreToken(message) = &event.action else {
+            continue;
+        };
+        let keys = vault.ok_or_else(|| ApplyError::NoVault {
+            event_id: event.id.clone(),
+        })?;
+        let row = RowIdentity {
+            realm_id: &event.realm_id,
+            user_id: &message.user_id,
+            token_type: message.token_type.as_str(),
+            client_id: message.client_id.as_deref(),
+            session_id: message.session_id.as_deref(),
+        };
+        let token: &SecretString = &message.token;
+        let seal = keys.seal(token, &row).map_err(|source| ApplyError::Seal {
+            event_id: event.id.clone(),
+            source,
+        })?;
+        sealed.insert(event.id.as_str(), seal);
+    }
+    Ok(sealed)
+}
+
+/// The apply path inside a caller's transaction: returns the ids the inbox had not seen.
+/// With `enrich`, users the events leave incomplete are queued in the same transaction.
+pub async fn apply_in<'e>(
+    tx: &mut Tx<'_>,
+    first: &[&'e Event],
+    sealed: &SealedTokens<'_>,
+    enrich: bool,
+) -> Result<HashSet<&'e str>, sqlx::Error> {
+    let fresh = inbox::record(tx, first).await?;
+    let plan = plan(
+        first
+            .iter()
+            .copied()
+            .filter(|e| fresh.contains(e.id.as_str())),
+    );
+    write_plan(tx, &plan, sealed).await?;
+    if enrich {
+        enrichment::queue(tx, &plan.enrichment).await?;
+    }
+    Ok(fresh)
+}
+
+/// Each event's outcome in input order: the first copy of a new id is applied (or
+/// ignored); everything else is a duplicate.
+fn outcomes_in_order(events: &[Event], fresh: &HashSet<&str>) -> Vec<Outcome> {
+    let mut counted = HashSet::with_capacity(events.len());
+    events
+        .iter()
+        .map(|event| {
+            if !fresh.contains(event.id.as_str()) || !counted.insert(event.id.as_str()) {
+                Outcome::Duplicate
+            } else {
+                Outcome::of_new(event)
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,77 @@
+//! The inbox (`processed_events`): which event ids have been applied.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::rows::Rows;
+use super::{error, Store, StoreError, Tx};
+use crate::core::event::Event;
+use crate::core::outcome::Outcome;
+
+const RECORD: &str = include_str!("sql/record_inbox.sql");
+
+/// Inserts every event into the inbox and returns the ids it did not hold yet.
+pub async fn record<'e>(
+    tx: &mut Tx<'_>,
+    events: &[&'e Event],
+) -> Result<HashSet<&'e str>, sqlx::Error> {
+    let mut sorted: Vec<&Event> = events.to_vec();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let rows = Rows::new()
+        .text("id", sorted.iter().map(|e| Some(e.id.as_str())))
+        .text("kind", sorted.iter().map(|e| Some(e.kind.as_str())))
+        .text("type", sorted.iter().map(|e| Some(e.type_name.as_str())))
+        .text("realm_id", sorted.iter().map(|e| Some(e.realm_id.as_str())))
+        .int8("time", sorted.iter().map(|e| Some(e.time)))
+        .text(
+            "outcome",
+            sorted.iter().map(|e| Some(Outcome::of_new(e).as_str())),
+        );
+    let query = rows.query(RECORD);
+    let inserted: HashSet<String> = query
+        .build()
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect();
+    Ok(sorted
+        .into_iter()
+        .map(|e| e.id.as_str())
+        .filter(|id| inserted.contains(*id))
+        .collect())
+}
+
+impl Store {
+    /// Forgets inbox entries processed longer than `older_than` ago, in bounded batches so
+    /// the daemon's own writes are never held up; returns how many went. An event older
+    /// than that, delivered again, is applied again: its profile, session and vault effects
+    /// are idempotent by themselves, but it counts once more in `login_count` and
+    /// `refresh_count`.
+    pub async fn prune_inbox(&self, older_than: Duration) -> Result<u64, StoreError> {
+        const BATCH: i64 = 10_000;
+        let mut total = 0;
+        loop {
+            let deleted = error::with_backoff(self.retry_max, "prune the inbox", || async {
+                sqlx::query(
+                    "DELETE FROM processed_events WHERE event_id IN (
+                         SELECT event_id FROM processed_events
+                         WHERE processed_at < now() - make_interval(secs => $1)
+                         LIMIT $2)",
+                )
+                .bind(older_than.as_secs_f64())
+                .bind(BATCH)
+                .execute(&self.pool)
+                .await
+                .map(|done| done.rows_affected())
+            })
+            .await?;
+            total += deleted;
+            if deleted < BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+-- Ends sessions where a cutoff reaches them, unless they already ended earlier: new
+-- cutoffs meeting stored sessions, and the batch's sessions meeting stored cutoffs (the
+-- stored row may know the user when the event did not).
+WITH new_cutoffs AS (
+    SELECT c.* FROM session_cutoffs c
+    JOIN UNNEST($1::text[], $2::text[]) AS n(user_id, ver)
+      ON c.user_id = n.user_id AND c.ver = n.ver
+),
+candidates AS (
+    SELECT t.id, t.end_ver, c.at, c.reason, c.ver
+    FROM new_cutoffs c
+    JOIN user_sessions t ON t.user_id = c.user_id AND t.started_at <= c.at
+    UNION ALL
+    SELECT t.id, t.end_ver, c.at, c.reason, c.ver
+    FROM user_sessions t
+    JOIN session_cutoffs c ON c.user_id = t.user_id AND t.started_at <= c.at
+    WHERE t.id = ANY($3::text[])
+)
+UPDATE user_sessions s
+SET ended_at = c.at, end_reason = c.reason, end_ver = c.ver
+FROM (
+    SELECT DISTINCT ON (id) id, at, reason, ver
+    FROM candidates
+    WHERE end_ver IS NULL OR ver < end_ver
+    ORDER BY id, ver
+) c
+-- Checked again on the row itself: a concurrent writer may have ended the session
+-- earlier since the candidates were read, and the row's latest version is what this
+-- condition sees.
+WHERE s.id = c.id AND (s.end_ver IS NULL OR c.ver < s.end_ver)

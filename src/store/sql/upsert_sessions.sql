@@ -1,0 +1,24 @@
+-- Client and address: the first writer wins; the earliest start and the earliest end
+-- win; refreshes add up.
+INSERT INTO user_sessions AS s (id, realm_id, user_id, client_id, client_ver, ip_address,
+    ip_ver, started_at, last_refresh_at, refresh_count, ended_at, end_reason, end_ver)
+SELECT n.id, n.realm_id, n.user_id, n.client_id, n.client_ver, n.ip_address, n.ip_ver,
+    ms_ts(n.started_at), ms_ts(n.last_refresh_at), n.refresh_count, ms_ts(n.ended_at),
+    n.end_reason, n.end_ver
+FROM {rows}
+ON CONFLICT (id) DO UPDATE SET
+    user_id = COALESCE(s.user_id, EXCLUDED.user_id),
+    client_id = CASE WHEN EXCLUDED.client_ver < s.client_ver OR s.client_ver IS NULL
+                     THEN EXCLUDED.client_id ELSE s.client_id END,
+    client_ver = LEAST(s.client_ver, EXCLUDED.client_ver),
+    ip_address = CASE WHEN EXCLUDED.ip_ver < s.ip_ver OR s.ip_ver IS NULL
+                      THEN EXCLUDED.ip_address ELSE s.ip_address END,
+    ip_ver = LEAST(s.ip_ver, EXCLUDED.ip_ver),
+    started_at = LEAST(s.started_at, EXCLUDED.started_at),
+    last_refresh_at = GREATEST(s.last_refresh_at, EXCLUDED.last_refresh_at),
+    refresh_count = s.refresh_count + EXCLUDED.refresh_count,
+    ended_at = CASE WHEN EXCLUDED.end_ver < s.end_ver OR s.end_ver IS NULL
+                    THEN EXCLUDED.ended_at ELSE s.ended_at END,
+    end_reason = CASE WHEN EXCLUDED.end_ver < s.end_ver OR s.end_ver IS NULL
+                      THEN EXCLUDED.end_reason ELSE s.end_reason END,
+    end_ver = LEAST(s.end_ver, EXCLUDED.end_ver)

@@ -1,0 +1,68 @@
+//! Writes a [`Plan`] inside the caller's transaction: one multi-row statement per
+//! table, each merging with the same commutative rules as the planner.
+
+mod sessions;
+mod tokens;
+mod users;
+
+pub use tokens::SealedTokens;
+
+use std::collections::BTreeMap;
+
+use super::Tx;
+use crate::core::plan::{LockMode, Plan};
+
+pub async fn write_plan(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    sealed: &SealedTokens<'_>,
+) -> Result<(), sqlx::Error> {
+    if plan.is_empty() {
+        return Ok(());
+    }
+    lock_users(tx, plan).await?;
+    sessions::insert_cutoffs(tx, plan).await?;
+    sessions::upsert(tx, plan).await?;
+    sessions::apply_cutoffs(tx, plan).await?;
+    tokens::revoke(tx, &plan.revocations).await?;
+    tokens::store(tx, plan, sealed).await?;
+    tokens::follow_refreshes(tx, plan).await?;
+    // Last: the rows most batches share are then locked only until the commit.
+    users::upsert(tx, plan).await?;
+    Ok(())
+}
+
+/// Makes a transaction that adds cutoffs for a user wait for (or hold off) any other
+/// that writes that user's sessions, so a session and a cutoff written concurrently
+/// always meet. Session writers share the lock. Keys are taken in sorted order to rule
+/// out deadlocks between batches.
+async fn lock_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let mut keys: BTreeMap<i64, bool> = BTreeMap::new();
+    for (user, mode) in plan.user_locks() {
+        let exclusive = keys.entry(lock_key(user)).or_default();
+        *exclusive |= mode == LockMode::Exclusive;
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (keys, exclusive): (Vec<i64>, Vec<bool>) = keys.into_iter().unzip();
+    sqlx::query(
+        "SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(k) ELSE pg_advisory_xact_lock_shared(k) END)
+         FROM UNNEST($1::int8[], $2::bool[]) WITH ORDINALITY AS t(k, x, n)",
+    )
+    .bind(&keys)
+    .bind(&exclusive)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// FNV-1a: stable across processes and versions, unlike std's hasher.
+fn lock_key(user_id: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}

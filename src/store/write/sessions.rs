@@ -1,0 +1,106 @@
+//! `user_sessions` and `session_cutoffs`.
+
+use crate::core::plan::{Plan, SessionChange, SessionEnd, Versioned};
+use crate::store::rows::Rows;
+use crate::store::Tx;
+
+const UPSERT: &str = include_str!("../sql/upsert_sessions.sql");
+const APPLY_CUTOFFS: &str = include_str!("../sql/apply_cutoffs.sql");
+
+pub async fn insert_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let cutoffs = &plan.cutoffs;
+    if cutoffs.is_empty() {
+        return Ok(());
+    }
+    let rows = Rows::new()
+        .text("user_id", cutoffs.iter().map(|c| Some(c.user_id.as_str())))
+        .int8("at", cutoffs.iter().map(|c| Some(c.at)))
+        .text("reason", cutoffs.iter().map(|c| Some(c.reason.as_str())))
+        .text("ver", cutoffs.iter().map(|c| Some(c.version.as_str())));
+    rows.query(
+        "INSERT INTO session_cutoffs (user_id, at, reason, ver)
+         SELECT n.user_id, ms_ts(n.at), n.reason, n.ver FROM {rows}
+         ON CONFLICT DO NOTHING",
+    )
+    .build()
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A first-writer field as (value, version).
+fn first(v: &Option<Versioned<String>>) -> Option<(&str, &str)> {
+    v.as_ref().map(|v| (v.value.as_str(), v.version.as_str()))
+}
+
+fn end(session: &SessionChange) -> Option<&SessionEnd> {
+    session.end.as_ref()
+}
+
+pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let sessions = &plan.sessions;
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let rows = Rows::new()
+        .text("id", sessions.iter().map(|s| Some(s.id.as_str())))
+        .text(
+            "realm_id",
+            sessions.iter().map(|s| Some(s.realm_id.as_str())),
+        )
+        .text("user_id", sessions.iter().map(|s| s.user_id.as_deref()))
+        .text(
+            "client_id",
+            sessions.iter().map(|s| first(&s.client_id).map(|v| v.0)),
+        )
+        .text(
+            "client_ver",
+            sessions.iter().map(|s| first(&s.client_id).map(|v| v.1)),
+        )
+        .text(
+            "ip_address",
+            sessions.iter().map(|s| first(&s.ip_address).map(|v| v.0)),
+        )
+        .text(
+            "ip_ver",
+            sessions.iter().map(|s| first(&s.ip_address).map(|v| v.1)),
+        )
+        .int8("started_at", sessions.iter().map(|s| Some(s.started_at)))
+        .int8(
+            "last_refresh_at",
+            sessions.iter().map(|s| s.last_refresh_at),
+        )
+        .int8(
+            "refresh_count",
+            sessions.iter().map(|s| Some(s.refresh_count)),
+        )
+        .int8("ended_at", sessions.iter().map(|s| end(s).map(|e| e.at)))
+        .text(
+            "end_reason",
+            sessions.iter().map(|s| end(s).map(|e| e.reason.as_str())),
+        )
+        .text(
+            "end_ver",
+            sessions.iter().map(|s| end(s).map(|e| e.version.as_str())),
+        );
+    rows.query(UPSERT).build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Ends the sessions that new cutoffs reach, and the batch's sessions that stored
+/// cutoffs reach.
+pub async fn apply_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    if plan.cutoffs.is_empty() && plan.sessions.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<&str> = plan.cutoffs.iter().map(|c| c.user_id.as_str()).collect();
+    let versions: Vec<&str> = plan.cutoffs.iter().map(|c| c.version.as_str()).collect();
+    let sessions: Vec<&str> = plan.sessions.iter().map(|s| s.id.as_str()).collect();
+    sqlx::query(APPLY_CUTOFFS)
+        .bind(&users)
+        .bind(&versions)
+        .bind(&sessions)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! `auth_vault` on the apply path: revocations, sealed tokens, refresh metadata.
+
+use std::collections::HashMap;
+
+use crate::core::event::TokenType;
+use crate::core::plan::{Plan, Revocation, TokenChange};
+use crate::store::rows::Rows;
+use crate::store::Tx;
+use crate::vault::Sealed;
+
+const STORE: &str = include_str!("../sql/store_tokens.sql");
+
+/// Each token message's token, sealed before the transaction, by message id.
+pub type SealedTokens<'a> = HashMap<&'a str, Sealed>;
+
+/// The unique index each token type's upsert conflicts on.
+fn slot(token_type: TokenType) -> &'static str {
+    match token_type {
+        TokenType::Refresh => "(realm_id, user_id) WHERE token_type = 'refresh'",
+        TokenType::Offline => {
+            "(realm_id, user_id, (coalesce(client_id, '')), (coalesce(session_id, ''))) WHERE token_type = 'offline'"
+        }
+    }
+}
+
+/// One multi-row upsert per token type (`INSERT … ON CONFLICT … DO UPDATE`: no
+/// read-then-write). A token without its sealed copy is a bug of the caller: refused.
+pub async fn store(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    sealed: &SealedTokens<'_>,
+) -> Result<(), sqlx::Error> {
+    for token_type in [TokenType::Refresh, TokenType::Offline] {
+        let tokens: Vec<(&TokenChange, &Sealed)> = plan
+            .tokens
+            .iter()
+            .filter(|t| t.token_type == token_type)
+            .map(|t| {
+                sealed
+                    .get(t.source.as_str())
+                    .map(|s| (t, s))
+                    .ok_or_else(|| {
+                        sqlx::Error::Protocol(format!("token message {} was not sealed", t.source))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        if tokens.is_empty() {
+            continue;
+        }
+        let metadata: Vec<String> = tokens
+            .iter()
+            .map(|(t, _)| serde_json::Value::Object(t.metadata.clone()).to_string())
+            .collect();
+        let rows = Rows::new()
+            .text(
+                "realm_id",
+                tokens.iter().map(|(t, _)| Some(t.realm_id.as_str())),
+            )
+            .text(
+                "user_id",
+                tokens.iter().map(|(t, _)| Some(t.user_id.as_str())),
+            )
+            .text(
+                "token_type",
+                tokens.iter().map(|(t, _)| Some(t.token_type.as_str())),
+            )
+            .text(
+                "session_id",
+                tokens.iter().map(|(t, _)| t.session_id.as_deref()),
+            )
+            .text(
+                "client_id",
+                tokens.iter().map(|(t, _)| t.client_id.as_deref()),
+            )
+            .text(
+                "key_id",
+                tokens.iter().map(|(_, s)| Some(s.key_id.as_str())),
+            )
+            .bytea("nonce", tokens.iter().map(|(_, s)| s.nonce.as_slice()))
+            .bytea(
+                "ciphertext",
+                tokens.iter().map(|(_, s)| s.ciphertext.as_slice()),
+            )
+            .int8("expires_at", tokens.iter().map(|(t, _)| t.expires_at))
+            .text("metadata", metadata.iter().map(Some))
+            .int8("issued_at", tokens.iter().map(|(t, _)| Some(t.issued_at)))
+            .text(
+                "issued_ver",
+                tokens.iter().map(|(t, _)| Some(t.version.as_str())),
+            );
+        let query = rows.query(&STORE.replace("{slot}", slot(token_type)));
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Rows of (id, instant) pairs.
+fn pairs<'a>(name: &'static str, items: &'a [(&'a str, i64)]) -> Rows<'a> {
+    Rows::new()
+        .text(name, items.iter().map(|(id, _)| Some(*id)))
+        .int8("at", items.iter().map(|(_, at)| Some(*at)))
+}
+
+/// Deletes the vault rows that revocations reach (issued at or before their time) and
+/// records grant revocations so tokens learnt about later are refused too.
+pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), sqlx::Error> {
+    let mut sessions = Vec::new();
+    let mut users = Vec::new();
+    let mut grants = Vec::new();
+    for revocation in revocations {
+        match revocation {
+            Revocation::Session { session_id, at } => sessions.push((session_id.as_str(), *at)),
+            Revocation::User { user_id, at } => users.push((user_id.as_str(), *at)),
+            Revocation::OfflineGrant {
+                user_id,
+                client_id,
+                at,
+            } => grants.push((user_id.as_str(), client_id.as_str(), *at)),
+        }
+    }
+    if !sessions.is_empty() {
+        pairs("session_id", &sessions)
+            .query(
+                "DELETE FROM auth_vault v USING {rows}
+                 WHERE v.session_id = n.session_id AND v.issued_at <= ms_ts(n.at)",
+            )
+            .build()
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !users.is_empty() {
+        pairs("user_id", &users)
+            .query(
+                "DELETE FROM auth_vault v USING {rows}
+                 WHERE v.user_id = n.user_id AND v.issued_at <= ms_ts(n.at)",
+            )
+            .build()
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !grants.is_empty() {
+        let rows = || {
+            Rows::new()
+                .text("user_id", grants.iter().map(|g| Some(g.0)))
+                .text("client_id", grants.iter().map(|g| Some(g.1)))
+                .int8("at", grants.iter().map(|g| Some(g.2)))
+        };
+        rows()
+            .query(
+                "INSERT INTO grant_revocations (user_id, client_id, at)
+                 SELECT n.user_id, n.client_id, ms_ts(n.at) FROM {rows}
+                 ON CONFLICT DO NOTHING",
+            )
+            .build()
+            .execute(&mut **tx)
+            .await?;
+        rows()
+            .query(
+                "DELETE FROM auth_vault v USING {rows}
+                 WHERE v.token_type = 'offline' AND v.user_id = n.user_id
+                   AND v.client_id = n.client_id AND v.issued_at <= ms_ts(n.at)",
+            )
+            .build()
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Copies each refreshed session's count and last refresh into its tokens' metadata —
+/// for new refreshes and for new tokens of sessions that were refreshed before.
+pub async fn follow_refreshes(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let mut sessions: Vec<&str> = plan
+        .refreshed_sessions
+        .iter()
+        .map(String::as_str)
+        .chain(plan.tokens.iter().filter_map(|t| t.session_id.as_deref()))
+        .collect();
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    sessions.sort_unstable();
+    sessions.dedup();
+    sqlx::query(
+        "UPDATE auth_vault v
+         SET metadata = v.metadata || jsonb_build_object(
+                 'refreshCount', s.refresh_count, 'lastRefresh', ts_ms(s.last_refresh_at)),
+             updated_at = now()
+         FROM user_sessions s
+         WHERE v.session_id = s.id AND s.id = ANY($1::text[]) AND s.refresh_count > 0",
+    )
+    .bind(&sessions)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

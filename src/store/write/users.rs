@@ -1,0 +1,76 @@
+//! `users`: one upsert per batch.
+
+use crate::core::plan::{Plan, Versioned};
+use crate::store::rows::Rows;
+use crate::store::Tx;
+
+const UPSERT: &str = include_str!("../sql/upsert_users.sql");
+
+/// The value and version columns of a last-writer-wins field.
+fn split<T, U>(
+    items: impl Iterator<Item = Option<Versioned<T>>>,
+    convert: impl Fn(T) -> Option<U>,
+) -> (Vec<Option<U>>, Vec<Option<String>>) {
+    items
+        .map(|v| match v {
+            Some(v) => (convert(v.value), Some(v.version.as_str().to_string())),
+            None => (None, None),
+        })
+        .unzip()
+}
+
+pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let users = &plan.users;
+    if users.is_empty() {
+        return Ok(());
+    }
+    let (username, username_ver) = split(users.iter().map(|u| u.username.clone()), |s| s);
+    let (email, email_ver) = split(users.iter().map(|u| u.email.clone()), |s| s);
+    let (first, first_ver) = split(users.iter().map(|u| u.first_name.clone()), |s| s);
+    let (last, last_ver) = split(users.iter().map(|u| u.last_name.clone()), |s| s);
+    let (verified, verified_ver) = split(users.iter().map(|u| u.email_verified.clone()), Some);
+    let (enabled, enabled_ver) = split(users.iter().map(|u| u.enabled.clone()), Some);
+    let (attributes, attributes_ver) = split(users.iter().map(|u| u.attributes.clone()), |m| {
+        Some(serde_json::Value::Object(m).to_string())
+    });
+    let rows = Rows::new()
+        .text("id", users.iter().map(|u| Some(u.id.as_str())))
+        .text("realm_id", users.iter().map(|u| Some(u.realm_id.as_str())))
+        .text("username", username.iter().map(Option::as_ref))
+        .text("username_ver", username_ver.iter().map(Option::as_ref))
+        .text("email", email.iter().map(Option::as_ref))
+        .text("email_ver", email_ver.iter().map(Option::as_ref))
+        .text("first_name", first.iter().map(Option::as_ref))
+        .text("first_name_ver", first_ver.iter().map(Option::as_ref))
+        .text("last_name", last.iter().map(Option::as_ref))
+        .text("last_name_ver", last_ver.iter().map(Option::as_ref))
+        .bool("email_verified", verified)
+        .text(
+            "email_verified_ver",
+            verified_ver.iter().map(Option::as_ref),
+        )
+        .bool("enabled", enabled)
+        .text("enabled_ver", enabled_ver.iter().map(Option::as_ref))
+        .text("attributes", attributes.iter().map(Option::as_ref))
+        .text("attributes_ver", attributes_ver.iter().map(Option::as_ref))
+        .int8("created_at", users.iter().map(|u| u.created_at))
+        .int8("last_login_at", users.iter().map(|u| u.last_login_at))
+        .int8("login_count", users.iter().map(|u| Some(u.login_count)))
+        .int8(
+            "last_login_error_at",
+            users.iter().map(|u| u.last_login_error_at),
+        )
+        .int8(
+            "login_error_count",
+            users.iter().map(|u| Some(u.login_error_count)),
+        )
+        .int8("deleted_at", users.iter().map(|u| u.deleted_at))
+        .text(
+            "read_ver",
+            users
+                .iter()
+                .map(|u| u.read_ver.as_ref().map(|v| v.as_str())),
+        );
+    rows.query(UPSERT).build().execute(&mut **tx).await?;
+    Ok(())
+}
