@@ -105,6 +105,40 @@ pub async fn backfill_all(
     results
 }
 
+/// Parses and applies one page of Keycloak's list, counting into `report`; `offset` is
+/// the page's position in the list, for the log.
+async fn apply_page(
+    store: &Store,
+    page: &[serde_json::Value],
+    options: &BackfillOptions,
+    report: &mut BackfillReport,
+    offset: u64,
+) -> Result<(), ApplyError> {
+    let (realm, stream) = (report.realm.clone(), report.stream);
+    let mut events = Vec::with_capacity(page.len());
+    for (i, item) in page.iter().enumerate() {
+        match read_event(item, options) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) => report.outside_window += 1,
+            Err(reason) => {
+                report.rejected += 1;
+                tracing::warn!(realm, stream, offset = offset + i as u64, %reason, "stored event not applied");
+            }
+        }
+    }
+    let outcomes = store.apply_isolating(&events).await?;
+    for (event, outcome) in events.iter().zip(outcomes) {
+        match outcome {
+            Ok(outcome) => report.tally.add(outcome),
+            Err(reason) => {
+                report.rejected += 1;
+                tracing::warn!(realm, stream, event_id = %event.id, %reason, "stored event not applied");
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn backfill(
     store: &Store,
     keycloak: &AdminClient,
@@ -158,30 +192,9 @@ pub async fn backfill(
                 offset: first,
                 source,
             })?;
-        let mut events = Vec::with_capacity(page.len());
-        for (i, item) in page.iter().enumerate() {
-            match read_event(item, options) {
-                Ok(Some(event)) => events.push(event),
-                Ok(None) => report.outside_window += 1,
-                Err(reason) => {
-                    report.rejected += 1;
-                    tracing::warn!(realm, stream = stream.path(), offset = first + i as u64, %reason, "stored event not applied");
-                }
-            }
-        }
-        let outcomes = store
-            .apply_isolating(&events)
+        apply_page(store, &page, options, &mut report, first)
             .await
             .map_err(|e| store_error(first, e))?;
-        for (event, outcome) in events.iter().zip(outcomes) {
-            match outcome {
-                Ok(outcome) => report.tally.add(outcome),
-                Err(reason) => {
-                    report.rejected += 1;
-                    tracing::warn!(realm, stream = stream.path(), event_id = %event.id, %reason, "stored event not applied");
-                }
-            }
-        }
         let finished = page.len() < max as usize;
         first += page.len() as u64;
         report.fetched += page.len() as u64;

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::core::event::Event;
 use crate::core::intake::{Intake, Rejection};
 use crate::core::redact::redacted_text;
-use crate::store::{Store, Tally};
+use crate::store::{EventResult, Store, Tally};
 use crate::telemetry::progress::{Progress, Unit};
 
 /// A line refused by the parser or the database.
@@ -166,20 +166,11 @@ pub async fn replay(
             break;
         };
         let (chunk, results) = joined.context("an apply task failed")?;
+        let bytes_read = chunk.bytes_read;
         let results = results
             .with_context(|| format!("applying the batch ending at line {}", chunk.last_line))?;
-        let mut rejected = chunk.rejected;
-        for (i, result) in results.into_iter().enumerate() {
-            match result {
-                Ok(outcome) => summary.tally.add(outcome),
-                Err(rejection) => rejected.push(RejectedLine {
-                    line: chunk.lines[i],
-                    reason: rejection.to_string(),
-                    input: chunk.inputs[i].clone(),
-                }),
-            }
-        }
-        rejected.sort_by_key(|r| r.line);
+        let last_line = chunk.last_line;
+        let rejected = count_results(chunk, results, &mut summary);
         for reject in &rejected {
             tracing::warn!(line = reject.line, reason = %reject.reason, "line rejected");
             if let Some(out) = rejects_out.as_mut() {
@@ -187,8 +178,8 @@ pub async fn replay(
             }
         }
         summary.rejected += rejected.len() as u64;
-        summary.lines = summary.lines.max(chunk.last_line);
-        progress.set_position(chunk.bytes_read);
+        summary.lines = summary.lines.max(last_line);
+        progress.set_position(bytes_read);
         progress.report(summary.counts());
     }
     reader_thread
@@ -200,6 +191,28 @@ pub async fn replay(
     summary.elapsed = started.elapsed();
     progress.finish();
     Ok(summary)
+}
+
+/// Counts a chunk's outcomes into `summary` and returns its rejected lines in line order:
+/// those the parser refused and those the apply path did.
+fn count_results(
+    chunk: Chunk,
+    results: Vec<EventResult>,
+    summary: &mut ReplayReport,
+) -> Vec<RejectedLine> {
+    let mut rejected = chunk.rejected;
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(outcome) => summary.tally.add(outcome),
+            Err(rejection) => rejected.push(RejectedLine {
+                line: chunk.lines[i],
+                reason: rejection.to_string(),
+                input: chunk.inputs[i].clone(),
+            }),
+        }
+    }
+    rejected.sort_by_key(|r| r.line);
+    rejected
 }
 
 #[derive(Serialize)]

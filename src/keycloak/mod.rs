@@ -369,37 +369,13 @@ impl AdminClient {
                         })
                     });
                 }
-                let retry_after = retry_after(response.headers());
-                let message = error_message(&response.bytes().await.unwrap_or_default());
-                match status {
-                    StatusCode::NOT_FOUND => Ok(None),
-                    StatusCode::UNAUTHORIZED if !renewed.swap(true, Ordering::Relaxed) => {
-                        // The token may have been revoked or the server restarted: log in again.
-                        self.forget_token(realm, &token).await;
-                        Err(Verdict::RetryAfter(
-                            KeycloakError::unavailable(&request, "401 Unauthorized".into()),
-                            Duration::ZERO,
-                        ))
-                    }
-                    StatusCode::TOO_MANY_REQUESTS => {
-                        let wait = retry_after.unwrap_or(Duration::from_secs(1));
-                        let reason = format!("429 Too Many Requests (Retry-After {wait:?})");
-                        let error = KeycloakError::unavailable(&request, reason);
-                        if started.elapsed() + wait > self.retry_max {
-                            Err(Verdict::Stop(error))
-                        } else {
-                            Err(Verdict::RetryAfter(error, wait))
-                        }
-                    }
-                    s if s.is_server_error() => Err(Verdict::Retry(
-                        KeycloakError::unavailable(&request, format!("{s}{}", error::detail(&message))),
-                    )),
-                    s => Err(Verdict::Stop(KeycloakError::Refused {
-                        request: request.clone(),
-                        status: s.as_u16(),
-                        message,
-                    })),
+                if status == StatusCode::UNAUTHORIZED && !renewed.swap(true, Ordering::Relaxed) {
+                    // The token may have been revoked or the server restarted: log in again.
+                    self.forget_token(realm, &token).await;
+                    let error = KeycloakError::unavailable(&request, "401 Unauthorized".into());
+                    return Err(Verdict::RetryAfter(error, Duration::ZERO));
                 }
+                self.failure(&request, response, started).await
             },
             |error: &KeycloakError, wait: Duration| {
                 tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "Keycloak request failed; retrying");
@@ -407,6 +383,41 @@ impl AdminClient {
         )
         .await;
         outcome.map_err(|error| error.gave_up(attempts.into_inner(), started.elapsed()))
+    }
+
+    /// What an unsuccessful answer means: nothing there (404), a wait (429, 5xx), or a
+    /// final refusal with Keycloak's own message.
+    async fn failure(
+        &self,
+        request: &str,
+        response: reqwest::Response,
+        started: Instant,
+    ) -> Result<Option<Value>, Verdict<KeycloakError>> {
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let message = error_message(&response.bytes().await.unwrap_or_default());
+        match status {
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                let reason = format!("429 Too Many Requests (Retry-After {wait:?})");
+                let error = KeycloakError::unavailable(request, reason);
+                if started.elapsed() + wait > self.retry_max {
+                    Err(Verdict::Stop(error))
+                } else {
+                    Err(Verdict::RetryAfter(error, wait))
+                }
+            }
+            s if s.is_server_error() => Err(Verdict::Retry(KeycloakError::unavailable(
+                request,
+                format!("{s}{}", error::detail(&message)),
+            ))),
+            s => Err(Verdict::Stop(KeycloakError::Refused {
+                request: request.to_string(),
+                status: s.as_u16(),
+                message,
+            })),
+        }
     }
 
     /// The cached token of the realm the service account logs in to, renewed if due.

@@ -2,6 +2,7 @@ use super::*;
 use crate::core::event::parse_message;
 use crate::core::sample::{history, SampleOptions};
 use proptest::prelude::*;
+use serde_json::Map;
 
 fn event(json: &str) -> Event {
     parse_message(json.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{e}: {json}"))

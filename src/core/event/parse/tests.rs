@@ -298,6 +298,7 @@ fn failed_admin_operations_are_ignored() {
 }
 
 #[test]
+// One table of inputs and the errors they must give: it reads better whole.
 fn malformed_messages_say_what_is_wrong() {
     let cases: &[(&str, &str)] = &[
         (
