@@ -118,22 +118,16 @@ pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), s
             } => grants.push((user_id.as_str(), client_id.as_str(), *at)),
         }
     }
-    if !sessions.is_empty() {
-        pairs("session_id", &sessions)
-            .query(
-                "DELETE FROM auth_vault v USING {rows}
-                 WHERE v.session_id = n.session_id AND v.issued_at <= ms_ts(n.at)",
-            )
-            .build()
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !users.is_empty() {
-        pairs("user_id", &users)
-            .query(
-                "DELETE FROM auth_vault v USING {rows}
-                 WHERE v.user_id = n.user_id AND v.issued_at <= ms_ts(n.at)",
-            )
+    for (column, items) in [("session_id", &sessions), ("user_id", &users)] {
+        if items.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "DELETE FROM auth_vault v USING {{rows}}
+             WHERE v.{column} = n.{column} AND v.issued_at <= ms_ts(n.at)"
+        );
+        pairs(column, items)
+            .query(&sql)
             .build()
             .execute(&mut **tx)
             .await?;

@@ -1,10 +1,35 @@
 //! `users`: one upsert per batch.
 
+use std::sync::LazyLock;
+
 use crate::core::plan::{Plan, Versioned};
 use crate::store::rows::Rows;
 use crate::store::Tx;
 
-const UPSERT: &str = include_str!("../sql/upsert_users.sql");
+/// Profile fields merged last-writer-wins, each with a `<field>_ver` column.
+const LAST_WRITER_WINS: [&str; 7] = [
+    "username",
+    "email",
+    "first_name",
+    "last_name",
+    "email_verified",
+    "enabled",
+    "attributes",
+];
+
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let assignments: Vec<String> = LAST_WRITER_WINS
+        .iter()
+        .map(|f| {
+            format!(
+                "{f} = CASE WHEN EXCLUDED.{f}_ver > COALESCE(u.{f}_ver, '') THEN EXCLUDED.{f} ELSE u.{f} END,\n    \
+                 {f}_ver = GREATEST(u.{f}_ver, EXCLUDED.{f}_ver)"
+            )
+        })
+        .collect();
+    include_str!("../sql/upsert_users.sql")
+        .replace("{last_writer_wins}", &assignments.join(",\n    "))
+});
 
 /// The value and version columns of a last-writer-wins field.
 fn split<T, U>(
@@ -71,6 +96,6 @@ pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
                 .iter()
                 .map(|u| u.read_ver.as_ref().map(|v| v.as_str())),
         );
-    rows.query(UPSERT).build().execute(&mut **tx).await?;
+    rows.query(&UPSERT).build().execute(&mut **tx).await?;
     Ok(())
 }
