@@ -21,6 +21,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
+use crate::core::ids::RealmName;
 use crate::keycloak::AdminClient;
 use crate::store::Store;
 
@@ -104,7 +105,7 @@ async fn admin_api_tools(
 ) -> anyhow::Result<(Store, Arc<AdminClient>)> {
     let mut keycloak_settings = settings.keycloak.clone();
     if !realms.is_empty() {
-        keycloak_settings.realms = realms.to_vec();
+        keycloak_settings.realms = realms.iter().map(|r| RealmName::from(r.as_str())).collect();
     }
     let keycloak = AdminClient::new(&keycloak_settings)?;
     let store = Store::connect(&settings.database)

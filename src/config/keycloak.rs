@@ -7,6 +7,7 @@ use url::Url;
 
 use super::key::{Key, Shown, Values};
 use super::ConfigError;
+use crate::core::ids::RealmName;
 
 const URL: Key = Key::new("keycloak.url", None, Shown::Plain, "unset");
 const REALMS: Key = Key::new(
@@ -77,7 +78,7 @@ pub const LIST_KEYS: &[&str] = &[REALMS.name];
 pub struct KeycloakSettings {
     /// Base URL, with `/auth` for servers that still use that prefix.
     pub url: Option<Url>,
-    pub realms: Vec<String>,
+    pub realms: Vec<RealmName>,
     pub client_id: Option<String>,
     pub client_secret: Option<SecretString>,
     /// The realm the service account logs in to; `None`: each realm's own.
@@ -132,11 +133,12 @@ impl KeycloakSettings {
             .url(&URL, &["http", "https"])?
             .map(|url| Url::parse(url.expose()).map_err(|e| URL.invalid(e.to_string())))
             .transpose()?;
-        let realms: Vec<String> = values
+        let realms: Vec<RealmName> = values
             .optional::<Vec<String>>(&REALMS)?
             .unwrap_or_default()
             .into_iter()
             .filter(|r| !r.is_empty())
+            .map(RealmName::from)
             .collect();
         let client_id: Option<String> = values.optional(&CLIENT_ID)?;
         let client_secret = values.secret(&CLIENT_SECRET)?;

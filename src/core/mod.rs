@@ -2,6 +2,7 @@
 //! changes ([`plan`]); what a deployment accepts is decided in [`intake`].
 
 pub mod event;
+pub mod ids;
 pub mod intake;
 pub mod outcome;
 pub mod plan;

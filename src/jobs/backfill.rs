@@ -17,6 +17,7 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
 use crate::core::event::{parse_message, Event, MAX_EPOCH_MS};
+use crate::core::ids::RealmName;
 use crate::keycloak::{AdminClient, EventStream, KeycloakError};
 use crate::store::{ApplyError, BackfillWindow, Store, Tally};
 use crate::telemetry::progress::{Progress, Unit};
@@ -37,10 +38,10 @@ pub struct BackfillOptions {
 }
 
 /// What backfilling one realm's list did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BackfillReport {
-    pub realm: String,
-    pub stream: &'static str,
+    pub realm: RealmName,
+    pub stream: EventStream,
     /// The offset the run started from (non-zero: resumed).
     pub resumed_from: u64,
     pub fetched: u64,
@@ -76,15 +77,15 @@ impl fmt::Display for BackfillReport {
 pub enum BackfillError {
     #[error("backfill {realm} {stream} stopped at offset {offset} (the next run resumes there): {source}")]
     Keycloak {
-        realm: String,
-        stream: &'static str,
+        realm: RealmName,
+        stream: EventStream,
         offset: u64,
         source: KeycloakError,
     },
     #[error("backfill {realm} {stream} stopped at offset {offset} (the next run resumes there): {source}")]
     Store {
-        realm: String,
-        stream: &'static str,
+        realm: RealmName,
+        stream: EventStream,
         offset: u64,
         source: ApplyError,
     },
@@ -114,7 +115,7 @@ async fn apply_page(
     report: &mut BackfillReport,
     offset: u64,
 ) -> Result<(), ApplyError> {
-    let (realm, stream) = (report.realm.clone(), report.stream);
+    let (realm, stream) = (report.realm.to_string(), report.stream.path());
     let mut events = Vec::with_capacity(page.len());
     for (i, item) in page.iter().enumerate() {
         match read_event(item, options) {
@@ -142,20 +143,20 @@ async fn apply_page(
 pub async fn backfill(
     store: &Store,
     keycloak: &AdminClient,
-    realm: &str,
+    realm: &RealmName,
     stream: EventStream,
     options: &BackfillOptions,
 ) -> Result<BackfillReport, BackfillError> {
     let started = Instant::now();
     let window = BackfillWindow {
-        realm: realm.to_string(),
-        stream: stream.path(),
+        realm: realm.clone(),
+        stream,
         since_ms: options.since_ms,
         until_ms: options.until_ms,
     };
     let store_error = |offset, source: ApplyError| BackfillError::Store {
-        realm: realm.to_string(),
-        stream: stream.path(),
+        realm: realm.clone(),
+        stream,
         offset,
         source,
     };
@@ -168,10 +169,14 @@ pub async fn backfill(
             .map_err(|e| store_error(0, e.into()))?
     };
     let mut report = BackfillReport {
-        realm: realm.to_string(),
-        stream: stream.path(),
+        realm: realm.clone(),
+        stream,
         resumed_from: first,
-        ..BackfillReport::default()
+        fetched: 0,
+        outside_window: 0,
+        tally: Tally::default(),
+        rejected: 0,
+        elapsed: Duration::ZERO,
     };
     let date_from = day(options.since_ms - DAY_MS);
     let date_to = options.until_ms.map(|until| day(until + DAY_MS));
@@ -187,8 +192,8 @@ pub async fn backfill(
             .events(realm, stream, &date_from, date_to.as_deref(), first, max)
             .await
             .map_err(|source| BackfillError::Keycloak {
-                realm: realm.to_string(),
-                stream: stream.path(),
+                realm: realm.clone(),
+                stream,
                 offset: first,
                 source,
             })?;

@@ -176,7 +176,7 @@ impl Enricher {
             user_id: claim.user_id.clone(),
             profile,
             at: crate::now_ms(),
-            version: Version::read_after(&claim.ver),
+            version: Version::read_after(&claim.version),
         };
         self.store.complete_enrichment(&claim, &observation).await?;
         Ok(Done::Enriched)

@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use crate::config::{ReconcileSettings, SessionCheck};
 use crate::core::event::read_admin_user;
+use crate::core::ids::{RealmId, RealmName, UserId};
 use crate::core::plan::{profile_differences, Observation, Version};
 use crate::keycloak::{AdminClient, KeycloakError};
 use crate::store::{ReconcileRun, Store, StoreError};
@@ -164,7 +165,7 @@ pub async fn reconcile_all(
 pub async fn reconcile_realm(
     store: &Store,
     keycloak: &Arc<AdminClient>,
-    realm: &str,
+    realm: &RealmName,
     options: &ReconcileOptions,
 ) -> Result<ReconcileReport, ReconcileError> {
     let started = Instant::now();
@@ -199,8 +200,8 @@ pub async fn reconcile_realm(
 struct Sweep<'a> {
     store: &'a Store,
     keycloak: &'a Arc<AdminClient>,
-    realm: &'a str,
-    realm_id: &'a str,
+    realm: &'a RealmName,
+    realm_id: &'a RealmId,
     options: &'a ReconcileOptions,
     report: ReconcileReport,
 }
@@ -242,9 +243,9 @@ impl Sweep<'_> {
                                 problem: problem.to_string(),
                             });
                         };
-                        tracing::warn!(realm = self.realm, user_id = id, %problem, "user representation not applied; the user is kept");
+                        tracing::warn!(realm = %self.realm, user_id = id.escape_debug().to_string(), %problem, "user representation not applied; the user is kept");
                         self.report.unreadable += 1;
-                        ids.push(id.to_string());
+                        ids.push(UserId::from(id));
                     }
                 }
             }
@@ -264,12 +265,12 @@ impl Sweep<'_> {
                             self.report.unchanged += 1;
                             continue;
                         }
-                        tracing::debug!(realm = self.realm, %user_id, fields = ?differences, "profile differs from Keycloak");
+                        tracing::debug!(realm = %self.realm, %user_id, fields = ?differences, "profile differs from Keycloak");
                         self.report.updated += 1;
                     }
                 }
                 observations.push(Observation::Profile {
-                    realm_id: self.realm_id.to_string(),
+                    realm_id: self.realm_id.clone(),
                     user_id,
                     profile,
                     at: read_at,
@@ -320,7 +321,7 @@ impl Sweep<'_> {
             Some(missing),
             Unit::Items("users"),
         );
-        let mut after = String::new();
+        let mut after = UserId::default();
         loop {
             let ids = run.missing_after(&after, CONFIRM_CHUNK).await?;
             let Some(last) = ids.last() else { break };
@@ -336,7 +337,7 @@ impl Sweep<'_> {
                         self.report.still_present += 1;
                     } else {
                         gone.push(Observation::UserGone {
-                            realm_id: self.realm_id.to_string(),
+                            realm_id: self.realm_id.clone(),
                             user_id: user_id.clone(),
                             at,
                             version: Version::observed(at, "reconcile"),
@@ -398,7 +399,7 @@ impl Sweep<'_> {
 
     async fn ended_sessions(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         started_before: i64,
         checked_at: i64,
         version: &Version,
@@ -412,8 +413,8 @@ impl Sweep<'_> {
             .into_iter()
             .filter(|id| !live.contains(id))
             .map(|session_id| Observation::SessionGone {
-                realm_id: self.realm_id.to_string(),
-                user_id: user_id.to_string(),
+                realm_id: self.realm_id.clone(),
+                user_id: user_id.clone(),
                 session_id,
                 at: checked_at,
                 version: version.clone(),

@@ -27,28 +27,12 @@ use url::Url;
 
 use crate::config::KeycloakSettings;
 use crate::core::event::json_kind;
+pub use crate::core::event::EventStream;
+use crate::core::ids::{RealmId, RealmName, SessionId, UserId};
 use crate::retry::{Policy, Verdict};
 
 /// A token is renewed this long before Keycloak says it expires (at most half its life).
 const RENEW_MARGIN: Duration = Duration::from_secs(30);
-
-/// Which of Keycloak's stored event lists to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventStream {
-    /// `GET …/events`: user events.
-    User,
-    /// `GET …/admin-events`.
-    Admin,
-}
-
-impl EventStream {
-    pub fn path(self) -> &'static str {
-        match self {
-            EventStream::User => "events",
-            EventStream::Admin => "admin-events",
-        }
-    }
-}
 
 struct AccessToken {
     value: SecretString,
@@ -62,14 +46,14 @@ pub struct AdminClient {
     client_id: String,
     client_secret: SecretString,
     token_realm: Option<String>,
-    realms: Vec<String>,
+    realms: Vec<RealmName>,
     page_size: u32,
     timeout: Duration,
     retry_max: Duration,
     /// Access tokens by the realm they were issued in.
     tokens: Mutex<HashMap<String, AccessToken>>,
     /// Realm name → realm id, learnt once.
-    realm_ids: Mutex<HashMap<String, String>>,
+    realm_ids: Mutex<HashMap<RealmName, RealmId>>,
 }
 
 impl fmt::Debug for AdminClient {
@@ -133,7 +117,7 @@ impl AdminClient {
         self
     }
 
-    pub fn realms(&self) -> &[String] {
+    pub fn realms(&self) -> &[RealmName] {
         &self.realms
     }
 
@@ -144,12 +128,12 @@ impl AdminClient {
     /// The id of a realm given by name (events and rows carry ids, URLs take names).
     /// Read from the realm itself, or, when the service account may not view the realm,
     /// from its newest stored event.
-    pub async fn realm_id(&self, realm: &str) -> Result<String, KeycloakError> {
+    pub async fn realm_id(&self, realm: &RealmName) -> Result<RealmId, KeycloakError> {
         if let Some(id) = self.realm_ids.lock().await.get(realm) {
             return Ok(id.clone());
         }
         let found = match self.get(realm, &["admin", "realms", realm], &[]).await? {
-            Some(rep) => rep.get("id").and_then(Value::as_str).map(str::to_string),
+            Some(rep) => rep.get("id").and_then(Value::as_str).map(RealmId::from),
             None => {
                 return Err(KeycloakError::Config(format!(
                     "realm {realm:?} does not exist (keycloak.realms)"
@@ -169,11 +153,14 @@ impl AdminClient {
         self.realm_ids
             .lock()
             .await
-            .insert(realm.to_string(), id.clone());
+            .insert(realm.clone(), id.clone());
         Ok(id)
     }
 
-    async fn realm_id_from_events(&self, realm: &str) -> Result<Option<String>, KeycloakError> {
+    async fn realm_id_from_events(
+        &self,
+        realm: &RealmName,
+    ) -> Result<Option<RealmId>, KeycloakError> {
         for stream in [EventStream::User, EventStream::Admin] {
             let query = [("first", "0".to_string()), ("max", "1".to_string())];
             let page = self
@@ -186,7 +173,7 @@ impl AdminClient {
                     .and_then(|e| e.get("realmId"))
                     .and_then(Value::as_str);
                 if let Some(id) = id {
-                    return Ok(Some(id.to_string()));
+                    return Ok(Some(RealmId::from(id)));
                 }
             }
         }
@@ -194,9 +181,12 @@ impl AdminClient {
     }
 
     /// The configured realm with this id, if any.
-    pub async fn realm_named(&self, realm_id: &str) -> Result<Option<String>, KeycloakError> {
+    pub async fn realm_named(
+        &self,
+        realm_id: &RealmId,
+    ) -> Result<Option<RealmName>, KeycloakError> {
         for realm in &self.realms {
-            if self.realm_id(realm).await? == realm_id {
+            if self.realm_id(realm).await? == *realm_id {
                 return Ok(Some(realm.clone()));
             }
         }
@@ -204,7 +194,11 @@ impl AdminClient {
     }
 
     /// `GET …/users/{id}`; `None` if Keycloak has no such user.
-    pub async fn user(&self, realm: &str, user_id: &str) -> Result<Option<Value>, KeycloakError> {
+    pub async fn user(
+        &self,
+        realm: &RealmName,
+        user_id: &UserId,
+    ) -> Result<Option<Value>, KeycloakError> {
         self.get(realm, &["admin", "realms", realm, "users", user_id], &[])
             .await
     }
@@ -212,7 +206,7 @@ impl AdminClient {
     /// One page of `GET …/users`, full representations.
     pub async fn users(
         &self,
-        realm: &str,
+        realm: &RealmName,
         first: u64,
         max: u32,
     ) -> Result<Vec<Value>, KeycloakError> {
@@ -226,7 +220,7 @@ impl AdminClient {
     }
 
     /// `GET …/users/count` (for progress bars).
-    pub async fn user_count(&self, realm: &str) -> Result<u64, KeycloakError> {
+    pub async fn user_count(&self, realm: &RealmName) -> Result<u64, KeycloakError> {
         let path = ["admin", "realms", realm, "users", "count"];
         match self.get(realm, &path, &[]).await? {
             Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
@@ -243,9 +237,9 @@ impl AdminClient {
     /// The ids of a user's active sessions; `None` if Keycloak has no such user.
     pub async fn user_session_ids(
         &self,
-        realm: &str,
-        user_id: &str,
-    ) -> Result<Option<Vec<String>>, KeycloakError> {
+        realm: &RealmName,
+        user_id: &UserId,
+    ) -> Result<Option<Vec<SessionId>>, KeycloakError> {
         #[derive(Deserialize)]
         struct Session {
             id: String,
@@ -259,14 +253,16 @@ impl AdminClient {
                 request: self.request_name(&path),
                 problem: format!("expected a list of sessions with ids: {e}"),
             })?;
-        Ok(Some(sessions.into_iter().map(|s| s.id).collect()))
+        Ok(Some(
+            sessions.into_iter().map(|s| SessionId::new(s.id)).collect(),
+        ))
     }
 
     /// One page of stored events, oldest first where Keycloak supports it (26.2+).
     /// `date_from`/`date_to` are `yyyy-MM-dd` days, which every supported version reads.
     pub async fn events(
         &self,
-        realm: &str,
+        realm: &RealmName,
         stream: EventStream,
         date_from: &str,
         date_to: Option<&str>,

@@ -11,6 +11,7 @@ use super::error::with_backoff;
 use super::write::{write_plan, SealedTokens};
 use super::{enrichment, inbox, Store, StoreError, Tx};
 use crate::core::event::{Action, Event};
+use crate::core::ids::EventId;
 use crate::core::intake::Rejection;
 use crate::core::outcome::Outcome;
 use crate::core::plan::{plan, plan_observations, Observation};
@@ -30,10 +31,13 @@ pub enum ApplyError {
     #[error(
         "token message refused: no vault key ring is configured (vault.keys, vault.active_key)"
     )]
-    NoVault { event_id: String },
+    NoVault { event_id: EventId },
     /// Sealing failed: nothing of the batch is written.
     #[error("vault: cannot seal the token of message {event_id}: {source}")]
-    Seal { event_id: String, source: SealError },
+    Seal {
+        event_id: EventId,
+        source: SealError,
+    },
 }
 
 impl From<StoreError> for ApplyError {

@@ -2,13 +2,14 @@
 //! events each window has been applied up to.
 
 use super::{error as retry, Store, StoreError};
+use crate::core::event::EventStream;
+use crate::core::ids::RealmName;
 
 /// One backfill window of one realm's event list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackfillWindow {
-    pub realm: String,
-    /// `events` or `admin-events`.
-    pub stream: &'static str,
+    pub realm: RealmName,
+    pub stream: EventStream,
     pub since_ms: i64,
     /// `None`: open-ended.
     pub until_ms: Option<i64>,
@@ -25,10 +26,10 @@ impl Store {
     pub async fn backfill_position(&self, window: &BackfillWindow) -> Result<u64, StoreError> {
         let next: Option<i64> = sqlx::query_scalar(
             "SELECT next_first FROM backfill_checkpoints
-             WHERE realm = $1 AND stream = $2 AND since_ms = $3 AND until_ms = $4",
+             WHERE realm_name = $1 AND stream = $2 AND since_ms = $3 AND until_ms = $4",
         )
         .bind(&window.realm)
-        .bind(window.stream)
+        .bind(window.stream.path())
         .bind(window.since_ms)
         .bind(window.until_key())
         .fetch_optional(&self.pool)
@@ -50,16 +51,16 @@ impl Store {
         retry::with_backoff(self.retry_max, "save the backfill position", || async {
             sqlx::query(
                 "INSERT INTO backfill_checkpoints AS c
-                     (realm, stream, since_ms, until_ms, next_first, fetched, finished_at)
+                     (realm_name, stream, since_ms, until_ms, next_first, fetched, finished_at)
                  VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END)
-                 ON CONFLICT (realm, stream, since_ms, until_ms) DO UPDATE SET
+                 ON CONFLICT (realm_name, stream, since_ms, until_ms) DO UPDATE SET
                      next_first = EXCLUDED.next_first,
                      fetched = c.fetched + EXCLUDED.fetched,
                      updated_at = now(),
                      finished_at = EXCLUDED.finished_at",
             )
             .bind(&window.realm)
-            .bind(window.stream)
+            .bind(window.stream.path())
             .bind(window.since_ms)
             .bind(window.until_key())
             .bind(next_first)

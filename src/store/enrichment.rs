@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::rows::Rows;
 use super::write::{write_plan, SealedTokens};
 use super::{error as retry, Store, StoreError, Tx};
-use crate::core::plan::{plan_observations, EnrichmentRequest, Observation};
+use crate::core::ids::{RealmId, UserId};
+use crate::core::plan::{plan_observations, EnrichmentRequest, Observation, Version};
 
 const QUEUE: &str = include_str!("sql/queue_enrichment.sql");
 
@@ -30,10 +31,10 @@ pub async fn queue(tx: &mut Tx<'_>, requests: &[EnrichmentRequest]) -> Result<()
 /// A user to read from Keycloak, as claimed from the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrichmentClaim {
-    pub user_id: String,
-    pub realm_id: String,
+    pub user_id: UserId,
+    pub realm_id: RealmId,
     /// The newest event version that asked; the read is applied just after it.
-    pub ver: String,
+    pub version: Version,
     pub attempts: i32,
 }
 
@@ -45,7 +46,7 @@ impl Store {
         lease: Duration,
     ) -> Result<Vec<EnrichmentClaim>, StoreError> {
         retry::with_backoff(self.retry_max, "claim users to enrich", || async {
-            let rows: Vec<(String, String, String, i32)> = sqlx::query_as(
+            let rows: Vec<(UserId, RealmId, String, i32)> = sqlx::query_as(
                 "UPDATE enrichment_queue q
                  SET attempts = q.attempts + 1,
                      next_attempt_at = now() + make_interval(secs => $2)
@@ -63,10 +64,10 @@ impl Store {
             .await?;
             Ok(rows
                 .into_iter()
-                .map(|(user_id, realm_id, ver, attempts)| EnrichmentClaim {
+                .map(|(user_id, realm_id, version, attempts)| EnrichmentClaim {
                     user_id,
                     realm_id,
-                    ver,
+                    version: Version::stored(version),
                     attempts,
                 })
                 .collect())
@@ -141,7 +142,7 @@ async fn finish(
 ) -> Result<(), sqlx::Error> {
     let removed = sqlx::query("DELETE FROM enrichment_queue WHERE user_id = $1 AND ver = $2")
         .bind(&claim.user_id)
-        .bind(&claim.ver)
+        .bind(claim.version.as_str())
         .execute(&mut **tx)
         .await?
         .rows_affected();

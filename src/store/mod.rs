@@ -7,6 +7,7 @@ mod apply;
 mod checkpoint;
 mod enrichment;
 mod error;
+mod ids;
 mod inbox;
 mod reconcile;
 mod rows;

@@ -10,6 +10,7 @@ use sqlx::Postgres;
 
 use super::{Store, StoreError};
 use crate::core::event::Profile;
+use crate::core::ids::{RealmId, SessionId, UserId};
 use crate::core::plan::StoredProfile;
 
 /// Advisory-lock class of reconcile runs (the second key is the realm id's hash).
@@ -19,11 +20,11 @@ const RECONCILE_LOCK_CLASS: i32 = 0x6b63_7301;
 /// advisory lock that keeps two runs of the same realm from overlapping.
 pub struct ReconcileRun {
     conn: Option<PoolConnection<Postgres>>,
-    realm_id: String,
+    realm_id: RealmId,
 }
 
 type ProfileRow = (
-    String,
+    UserId,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -39,7 +40,7 @@ impl Store {
     /// Starts a run for `realm_id`; `None` if another run of that realm holds the lock.
     pub async fn begin_reconcile(
         &self,
-        realm_id: &str,
+        realm_id: &RealmId,
     ) -> Result<Option<ReconcileRun>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
@@ -53,7 +54,7 @@ impl Store {
         }
         let mut run = ReconcileRun {
             conn: Some(conn),
-            realm_id: realm_id.to_string(),
+            realm_id: realm_id.clone(),
         };
         let conn = run.conn()?;
         for statement in [
@@ -71,8 +72,8 @@ impl Store {
     /// The stored profiles of those of `ids` that have a row.
     pub async fn stored_profiles(
         &self,
-        ids: &[String],
-    ) -> Result<HashMap<String, StoredProfile>, StoreError> {
+        ids: &[UserId],
+    ) -> Result<HashMap<UserId, StoredProfile>, StoreError> {
         let rows: Vec<ProfileRow> = sqlx::query_as(
             "SELECT id, username, email, first_name, last_name, email_verified, enabled,
                     attributes, ts_ms(created_at),
@@ -109,10 +110,10 @@ impl Store {
     /// `started_before` (epoch ms): all of them, or a random sample.
     pub async fn users_with_active_sessions(
         &self,
-        realm_id: &str,
+        realm_id: &RealmId,
         started_before: i64,
         sample: Option<u64>,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<UserId>, StoreError> {
         let limit = sample.map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX));
         sqlx::query_scalar(
             "SELECT user_id FROM (
@@ -132,9 +133,9 @@ impl Store {
     /// A user's active sessions that had started before `started_before` (epoch ms).
     pub async fn active_sessions(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         started_before: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<SessionId>, StoreError> {
         sqlx::query_scalar(
             "SELECT id FROM user_sessions
              WHERE user_id = $1 AND ended_at IS NULL AND started_at < ms_ts($2)
@@ -156,7 +157,7 @@ impl ReconcileRun {
     }
 
     /// Records ids Keycloak listed.
-    pub async fn saw(&mut self, ids: &[String]) -> Result<(), StoreError> {
+    pub async fn saw(&mut self, ids: &[UserId]) -> Result<(), StoreError> {
         let conn = self.conn()?;
         sqlx::query("INSERT INTO reconcile_seen SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
             .bind(ids)
@@ -186,7 +187,7 @@ impl ReconcileRun {
         &mut self,
         after: &str,
         limit: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<UserId>, StoreError> {
         let realm_id = self.realm_id.clone();
         let conn = self.conn()?;
         sqlx::query_scalar(

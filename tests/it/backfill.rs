@@ -9,7 +9,7 @@ use keycloak_sync::keycloak::{AdminClient, EventStream};
 use keycloak_sync::store::{BackfillWindow, Store};
 use serde_json::{json, Value};
 
-use crate::keycloak_fake::{FakeKeycloak, REALM, REALM_ID};
+use crate::keycloak_fake::{realm, FakeKeycloak, REALM_ID};
 use crate::support::{admin_url, full_rows, rows_of_clean_replay, TestDb};
 
 const DAY: i64 = 86_400_000;
@@ -96,7 +96,7 @@ async fn run(
     stream: EventStream,
     restart: bool,
 ) -> keycloak_sync::jobs::backfill::BackfillReport {
-    backfill(store, client, REALM, stream, &options(restart))
+    backfill(store, client, &realm(), stream, &options(restart))
         .await
         .expect("backfill")
 }
@@ -145,14 +145,20 @@ async fn an_interrupted_backfill_resumes_where_it_stopped() {
     let client = client(&fake);
 
     fake.state().fail_events_from = Some(8);
-    let error = backfill(&store, &client, REALM, EventStream::User, &options(false))
-        .await
-        .expect_err("Keycloak fails at offset 8");
+    let error = backfill(
+        &store,
+        &client,
+        &realm(),
+        EventStream::User,
+        &options(false),
+    )
+    .await
+    .expect_err("Keycloak fails at offset 8");
     let text = error.to_string();
     assert!(text.contains("offset 8") && text.contains("500"), "{text}");
     let window = BackfillWindow {
-        realm: REALM.to_string(),
-        stream: "events",
+        realm: realm(),
+        stream: EventStream::User,
         since_ms: SINCE,
         until_ms: Some(UNTIL),
     };

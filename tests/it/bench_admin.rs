@@ -9,7 +9,7 @@ use keycloak_sync::jobs::reconcile::{reconcile_realm, ReconcileOptions};
 use keycloak_sync::keycloak::EventStream;
 use serde_json::json;
 
-use crate::keycloak_fake::{user_rep, FakeKeycloak, REALM, REALM_ID};
+use crate::keycloak_fake::{realm, user_rep, FakeKeycloak, REALM_ID};
 use crate::support::{count, TestDb};
 
 const USERS: usize = 20_000;
@@ -45,7 +45,7 @@ async fn bench_reconcile_and_backfill_by_page_size() {
             progress: false,
         };
         let started = Instant::now();
-        let report = reconcile_realm(&store, &client, REALM, &options)
+        let report = reconcile_realm(&store, &client, &realm(), &options)
             .await
             .expect("reconcile");
         let seconds = started.elapsed().as_secs_f64();
@@ -64,7 +64,7 @@ async fn bench_reconcile_and_backfill_by_page_size() {
             max_message_bytes: 1 << 20,
             progress: false,
         };
-        let report = backfill(&store, &client, REALM, EventStream::User, &options)
+        let report = backfill(&store, &client, &realm(), EventStream::User, &options)
             .await
             .expect("backfill");
         let seconds = started.elapsed().as_secs_f64();

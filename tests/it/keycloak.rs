@@ -8,7 +8,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::keycloak_fake::{settings_for, user_rep, FakeKeycloak, CLIENT_SECRET, REALM};
+use crate::keycloak_fake::{realm, settings_for, user_rep, FakeKeycloak, CLIENT_SECRET};
 
 const TOKEN_PATH: &str = "/realms/acme/protocol/openid-connect/token";
 const USER_PATH: &str = "/admin/realms/acme/users/u1";
@@ -72,7 +72,11 @@ async fn the_token_is_cached_and_renewed_before_it_expires() {
         .await;
     let client = client(&server, Duration::from_secs(5), Duration::from_secs(2));
     for _ in 0..3 {
-        assert!(client.user(REALM, "u1").await.expect("user").is_some());
+        assert!(client
+            .user(&realm(), &"u1".into())
+            .await
+            .expect("user")
+            .is_some());
     }
     assert_eq!(
         count(&server, TOKEN_PATH).await,
@@ -80,7 +84,11 @@ async fn the_token_is_cached_and_renewed_before_it_expires() {
         "one login for three requests"
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(client.user(REALM, "u1").await.expect("user").is_some());
+    assert!(client
+        .user(&realm(), &"u1".into())
+        .await
+        .expect("user")
+        .is_some());
     assert_eq!(
         count(&server, TOKEN_PATH).await,
         2,
@@ -135,7 +143,11 @@ async fn a_401_logs_in_again_once() {
         .mount(&server)
         .await;
     let client = client(&server, Duration::from_secs(5), Duration::from_secs(2));
-    assert!(client.user(REALM, "u1").await.expect("user").is_some());
+    assert!(client
+        .user(&realm(), &"u1".into())
+        .await
+        .expect("user")
+        .is_some());
     assert_eq!(count(&server, TOKEN_PATH).await, 2);
     assert_eq!(count(&server, USER_PATH).await, 2);
 
@@ -146,7 +158,10 @@ async fn a_401_logs_in_again_once() {
         )
         .mount(&server)
         .await;
-    let error = client.user(REALM, "u2").await.expect_err("401 twice");
+    let error = client
+        .user(&realm(), &"u2".into())
+        .await
+        .expect_err("401 twice");
     assert!(
         matches!(error, KeycloakError::Refused { status: 401, .. }),
         "{error:?}"
@@ -170,7 +185,11 @@ async fn a_429_waits_for_retry_after() {
         .await;
     let client = client(&server, Duration::from_secs(5), Duration::from_secs(5));
     let started = Instant::now();
-    assert!(client.user(REALM, "u1").await.expect("user").is_some());
+    assert!(client
+        .user(&realm(), &"u1".into())
+        .await
+        .expect("user")
+        .is_some());
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(990),
@@ -184,7 +203,7 @@ async fn a_429_waits_for_retry_after() {
         .mount(&server)
         .await;
     let started = Instant::now();
-    let error = client.user(REALM, "u3").await.expect_err("429");
+    let error = client.user(&realm(), &"u3".into()).await.expect_err("429");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(error.to_string().contains("429"), "{error}");
 }
@@ -200,7 +219,7 @@ async fn server_errors_are_retried_then_given_up_with_a_clear_error() {
         .await;
     let client = client(&server, Duration::from_secs(5), Duration::from_millis(1500));
     let started = Instant::now();
-    let error = client.user(REALM, "u1").await.expect_err("503");
+    let error = client.user(&realm(), &"u1".into()).await.expect_err("503");
     let tries = count(&server, USER_PATH).await;
     assert!(tries >= 3, "retried {tries} times");
     // Backed off between tries, and gave up within the budget (plus one last try).
@@ -234,7 +253,10 @@ async fn requests_time_out() {
         Duration::from_millis(800),
     );
     let started = Instant::now();
-    let error = client.user(REALM, "u1").await.expect_err("timeout");
+    let error = client
+        .user(&realm(), &"u1".into())
+        .await
+        .expect_err("timeout");
     assert!(started.elapsed() < Duration::from_secs(3));
     let text = error.to_string();
     assert!(text.contains("timed out after 300ms"), "{text}");
@@ -253,7 +275,7 @@ async fn other_client_errors_are_final_with_keycloaks_message() {
         .mount(&server)
         .await;
     let client = client(&server, Duration::from_secs(5), Duration::from_secs(2));
-    let error = client.user(REALM, "u1").await.expect_err("403");
+    let error = client.user(&realm(), &"u1".into()).await.expect_err("403");
     assert_eq!(count(&server, USER_PATH).await, 1, "not retried");
     assert!(!error.is_transient());
     let text = error.to_string();
@@ -262,7 +284,11 @@ async fn other_client_errors_are_final_with_keycloaks_message() {
         "{text}"
     );
     // 404 on a user is an answer: no such user.
-    assert!(client.user(REALM, "nobody").await.expect("404").is_none());
+    assert!(client
+        .user(&realm(), &"nobody".into())
+        .await
+        .expect("404")
+        .is_none());
 }
 
 #[tokio::test]
@@ -271,7 +297,10 @@ async fn wrong_credentials_are_reported_without_the_secret() {
     let mut settings = fake.settings(100);
     settings.client_secret = Some("wrong-secret-value".to_string().into());
     let client = AdminClient::new(&settings).expect("client");
-    let error = client.user(REALM, "u1").await.expect_err("login refused");
+    let error = client
+        .user(&realm(), &"u1".into())
+        .await
+        .expect_err("login refused");
     let text = error.to_string();
     assert!(text.contains("openid-connect/token"), "{text}");
     assert!(
@@ -302,19 +331,26 @@ async fn a_path_prefix_such_as_auth_is_kept() {
         .await;
     let settings = settings_for(&format!("{}/auth", server.uri()), 100);
     let client = AdminClient::new(&settings).expect("client");
-    assert!(client.user(REALM, "u1").await.expect("user").is_some());
+    assert!(client
+        .user(&realm(), &"u1".into())
+        .await
+        .expect("user")
+        .is_some());
 }
 
 #[tokio::test]
 async fn the_realm_id_is_learnt_once() {
     let fake = FakeKeycloak::start().await;
     let client = fake.client(100);
-    let id = client.realm_id(REALM).await.expect("realm id");
+    let id = client.realm_id(&realm()).await.expect("realm id");
     assert_eq!(id, crate::keycloak_fake::REALM_ID);
     assert_eq!(
-        client.realm_named(&id).await.expect("lookup").as_deref(),
-        Some(REALM)
+        client.realm_named(&id).await.expect("lookup"),
+        Some(realm())
     );
-    assert_eq!(client.realm_named("other").await.expect("lookup"), None);
+    assert_eq!(
+        client.realm_named(&"other".into()).await.expect("lookup"),
+        None
+    );
     assert_eq!(fake.requests_to("/admin/realms/acme").len(), 1);
 }

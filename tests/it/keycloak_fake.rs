@@ -9,12 +9,18 @@ use std::time::Duration;
 
 use base64::Engine;
 use keycloak_sync::config::KeycloakSettings;
+use keycloak_sync::core::ids::RealmName;
 use keycloak_sync::keycloak::AdminClient;
 use serde_json::{json, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const REALM: &str = "acme";
+
+/// [`REALM`] as the Admin API client takes it.
+pub fn realm() -> RealmName {
+    RealmName::from(REALM)
+}
 pub const REALM_ID: &str = "0c6f5d2e-acme-realm-id";
 pub const CLIENT_ID: &str = "keycloak-sync";
 pub const CLIENT_SECRET: &str = "s3cret-never-printed";
@@ -96,7 +102,7 @@ impl FakeKeycloak {
 pub fn settings_for(url: &str, page_size: u32) -> KeycloakSettings {
     KeycloakSettings {
         url: Some(url.parse().expect("url")),
-        realms: vec![REALM.to_string()],
+        realms: vec![realm()],
         client_id: Some(CLIENT_ID.to_string()),
         client_secret: Some(CLIENT_SECRET.to_string().into()),
         token_realm: None,

@@ -6,7 +6,7 @@ use keycloak_sync::jobs::reconcile::{reconcile_realm, ReconcileError, ReconcileO
 use keycloak_sync::store::Store;
 use serde_json::json;
 
-use crate::keycloak_fake::{user_rep, FakeKeycloak, REALM, REALM_ID};
+use crate::keycloak_fake::{realm, user_rep, FakeKeycloak, REALM_ID};
 use crate::support::{apply, event, full_rows, session, user, users, TestDb};
 
 const T0: i64 = 1_732_270_000_000;
@@ -81,7 +81,7 @@ async fn reconcile_pages_through_users_updates_profiles_and_deletes_the_missing(
         )
         .await;
 
-        let report = reconcile_realm(&store, &fake.client(3), REALM, &options(50.0))
+        let report = reconcile_realm(&store, &fake.client(3), &realm(), &options(50.0))
             .await
             .expect("reconcile");
         assert_eq!(
@@ -109,7 +109,7 @@ async fn reconcile_pages_through_users_updates_profiles_and_deletes_the_missing(
             .all(|u| u.deleted_at.is_none()));
 
         // A second run finds nothing to do.
-        let again = reconcile_realm(&store, &fake.client(3), REALM, &options(50.0))
+        let again = reconcile_realm(&store, &fake.client(3), &realm(), &options(50.0))
             .await
             .expect("reconcile");
         assert_eq!((again.created, again.updated, again.deleted), (0, 0, 0));
@@ -126,7 +126,7 @@ async fn the_mass_delete_guard_stops_unless_allowed() {
         .collect();
     apply(&store, &local).await;
 
-    let error = reconcile_realm(&store, &fake.client(100), REALM, &options(10.0))
+    let error = reconcile_realm(&store, &fake.client(100), &realm(), &options(10.0))
         .await
         .expect_err("5 of 10 missing is over 10 %");
     let ReconcileError::MassDelete { missing, local, .. } = &error else {
@@ -147,7 +147,7 @@ async fn the_mass_delete_guard_stops_unless_allowed() {
         allow_mass_delete: true,
         ..options(10.0)
     };
-    let report = reconcile_realm(&store, &fake.client(100), REALM, &allowed)
+    let report = reconcile_realm(&store, &fake.client(100), &realm(), &allowed)
         .await
         .expect("allowed");
     assert_eq!(report.deleted, 5);
@@ -168,7 +168,7 @@ async fn a_user_missing_from_the_listing_but_found_by_id_is_kept() {
         .map(|i| event(&register(&format!("u{i:02}"), &format!("user{i:02}"))))
         .collect();
     apply(&store, &local).await;
-    let report = reconcile_realm(&store, &fake.client(100), REALM, &options(50.0))
+    let report = reconcile_realm(&store, &fake.client(100), &realm(), &options(50.0))
         .await
         .expect("reconcile");
     assert_eq!(
@@ -199,7 +199,7 @@ async fn sessions_keycloak_no_longer_has_end_as_expired() {
         sessions: SessionCheck::All,
         ..options(50.0)
     };
-    let report = reconcile_realm(&store, &fake.client(100), REALM, &with_sessions)
+    let report = reconcile_realm(&store, &fake.client(100), &realm(), &with_sessions)
         .await
         .expect("reconcile");
     assert_eq!((report.session_users, report.sessions_ended), (2, 2));
@@ -223,7 +223,7 @@ async fn sessions_keycloak_no_longer_has_end_as_expired() {
         ],
     )
     .await;
-    let report = reconcile_realm(&store, &fake.client(100), REALM, &sample)
+    let report = reconcile_realm(&store, &fake.client(100), &realm(), &sample)
         .await
         .expect("reconcile");
     assert_eq!((report.session_users, report.sessions_ended), (1, 1));
@@ -248,7 +248,7 @@ async fn a_dry_run_reports_the_differences_and_writes_nothing() {
         sessions: SessionCheck::All,
         ..options(50.0)
     };
-    let report = reconcile_realm(&store, &fake.client(2), REALM, &dry)
+    let report = reconcile_realm(&store, &fake.client(2), &realm(), &dry)
         .await
         .expect("dry run");
     assert!(report.dry_run);
@@ -263,7 +263,7 @@ async fn a_dry_run_reports_the_differences_and_writes_nothing() {
         max_delete_percent: 1.0,
         ..dry
     };
-    let report = reconcile_realm(&store, &fake.client(2), REALM, &strict)
+    let report = reconcile_realm(&store, &fake.client(2), &realm(), &strict)
         .await
         .expect("dry run");
     assert!(report.over_delete_limit);

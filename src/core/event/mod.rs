@@ -11,6 +11,8 @@ pub use parse::{parse_message, read_admin_user, ParseError, Shape};
 
 use std::fmt;
 
+pub use super::ids::{ClientId, EventId, RealmId, RealmName, SessionId, UserId};
+
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
@@ -21,10 +23,10 @@ pub const MAX_EPOCH_MS: i64 = 999_999_999_999_999;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Idempotency key: the publisher's id, or one derived from the content.
-    pub id: String,
+    pub id: EventId,
     /// Epoch milliseconds at which Keycloak recorded the event.
     pub time: i64,
-    pub realm_id: String,
+    pub realm_id: RealmId,
     pub kind: Kind,
     /// `LOGIN`, `USER.UPDATE`, `refresh`…: what `processed_events.type` records.
     pub type_name: String,
@@ -55,53 +57,77 @@ impl fmt::Display for Kind {
     }
 }
 
+/// Which of Keycloak's stored event lists a backfill reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventStream {
+    /// `GET …/events`: user events.
+    User,
+    /// `GET …/admin-events`.
+    Admin,
+}
+
+impl EventStream {
+    pub fn path(self) -> &'static str {
+        match self {
+            EventStream::User => "events",
+            EventStream::Admin => "admin-events",
+        }
+    }
+}
+
+impl fmt::Display for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.path())
+    }
+}
+
 /// What an event means for the synchronised tables (GUIDE §4), decided once at parse time.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Register {
-        user_id: String,
+        user_id: UserId,
         username: Option<String>,
         email: Option<String>,
     },
     Login {
-        user_id: String,
-        session_id: Option<String>,
-        client_id: Option<String>,
+        user_id: UserId,
+        session_id: Option<SessionId>,
+        client_id: Option<ClientId>,
         ip_address: Option<String>,
         username: Option<String>,
     },
     LoginError {
-        user_id: String,
+        user_id: UserId,
     },
     Logout {
-        user_id: String,
-        session_id: String,
+        user_id: UserId,
+        session_id: SessionId,
     },
     RefreshToken {
-        user_id: String,
-        session_id: String,
-        client_id: Option<String>,
+        user_id: UserId,
+        session_id: SessionId,
+        client_id: Option<ClientId>,
         ip_address: Option<String>,
     },
     /// UPDATE_PROFILE, UPDATE_EMAIL, VERIFY_EMAIL and admin USER CREATE/UPDATE.
     UpdateProfile {
-        user_id: String,
+        user_id: UserId,
         profile: Profile,
     },
     DeleteUser {
-        user_id: String,
+        user_id: UserId,
     },
     /// USER_DISABLED_BY_PERMANENT_LOCKOUT.
     DisableUser {
-        user_id: String,
+        user_id: UserId,
     },
     RevokeGrant {
-        user_id: String,
-        client_id: String,
+        user_id: UserId,
+        client_id: ClientId,
     },
     /// Admin USER_SESSION DELETE.
     EndSession {
-        session_id: String,
+        session_id: SessionId,
     },
     StoreToken(TokenMessage),
     /// Valid, but nothing to do: recorded as `ignored`.
@@ -127,7 +153,7 @@ impl Action {
     }
 
     /// The user this event is about, when it names one.
-    pub fn user_id(&self) -> Option<&str> {
+    pub fn user_id(&self) -> Option<&UserId> {
         match self {
             Action::Register { user_id, .. }
             | Action::Login { user_id, .. }
@@ -196,9 +222,9 @@ impl TokenType {
 /// prints `[REDACTED]`.
 #[derive(Debug, Clone)]
 pub struct TokenMessage {
-    pub user_id: String,
-    pub session_id: Option<String>,
-    pub client_id: Option<String>,
+    pub user_id: UserId,
+    pub session_id: Option<SessionId>,
+    pub client_id: Option<ClientId>,
     pub token_type: TokenType,
     pub token: SecretString,
     pub expires_at: Option<i64>,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::fields::{describe, kind_of, Fields, MAX_ID_LEN, MAX_TEXT_LEN};
 use super::{Action, Event, Kind, Profile, TokenMessage, TokenType};
+use crate::core::ids::{ClientId, EventId, RealmId, SessionId, UserId};
 
 /// Upper bound for a vault token: long JWTs stay well below it.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -221,18 +222,18 @@ fn read_token(fields: &Fields, id: String) -> Result<Event, ParseError> {
         }
     };
     let message = TokenMessage {
-        user_id: fields.required_id("userId")?,
-        session_id: fields.id("sessionId")?,
-        client_id: fields.id("clientId")?,
+        user_id: fields.required_id("userId")?.into(),
+        session_id: fields.id("sessionId")?.map(SessionId::from),
+        client_id: fields.id("clientId")?.map(ClientId::from),
         token_type,
         token: SecretString::from(fields.secret("token", MAX_TOKEN_LEN)?),
         expires_at: fields.epoch_ms("expiresAt")?,
         metadata: fields.object("metadata")?.cloned().unwrap_or_default(),
     };
     Ok(Event {
-        id,
+        id: EventId::new(id),
         time: fields.required_epoch_ms("time")?,
-        realm_id: fields.required_id("realmId")?,
+        realm_id: fields.required_id("realmId")?.into(),
         kind: Kind::Token,
         type_name: token_type.as_str().to_string(),
         shape: Shape::Envelope,
@@ -242,15 +243,15 @@ fn read_token(fields: &Fields, id: String) -> Result<Event, ParseError> {
 
 impl RawEvent {
     fn into_event(self, id: Option<String>, shape: Shape) -> Result<Event, ParseError> {
-        let id = match id {
+        let id = EventId::new(match id {
             Some(id) => id,
             None => self.derived_id(),
-        };
+        });
         match self {
             RawEvent::User(raw) => Ok(Event {
                 id,
                 time: raw.time,
-                realm_id: raw.realm_id.clone(),
+                realm_id: RealmId::new(raw.realm_id.as_str()),
                 kind: Kind::User,
                 action: user_action(&raw)?,
                 type_name: raw.event_type,
@@ -259,7 +260,7 @@ impl RawEvent {
             RawEvent::Admin(raw) => Ok(Event {
                 id,
                 time: raw.time,
-                realm_id: raw.realm_id.clone(),
+                realm_id: RealmId::new(raw.realm_id.as_str()),
                 kind: Kind::Admin,
                 action: admin_action(&raw)?,
                 type_name: format!("{}.{}", raw.resource_type, raw.operation_type),
@@ -280,11 +281,18 @@ impl RawEvent {
     }
 }
 
-fn required(value: &Option<String>, field: &str, event_type: &str) -> Result<String, ParseError> {
-    value.clone().ok_or_else(|| ParseError::Required {
-        field: field.to_string(),
-        because: format!("for {event_type} events"),
-    })
+fn required<T: From<String>>(
+    value: &Option<String>,
+    field: &str,
+    event_type: &str,
+) -> Result<T, ParseError> {
+    value
+        .clone()
+        .map(T::from)
+        .ok_or_else(|| ParseError::Required {
+            field: field.to_string(),
+            because: format!("for {event_type} events"),
+        })
 }
 
 fn user_action(raw: &RawUser) -> Result<Action, ParseError> {
@@ -299,28 +307,28 @@ fn user_action(raw: &RawUser) -> Result<Action, ParseError> {
         },
         "LOGIN" => Action::Login {
             user_id: user()?,
-            session_id: raw.session_id.clone(),
-            client_id: raw.client_id.clone(),
+            session_id: raw.session_id.clone().map(SessionId::from),
+            client_id: raw.client_id.clone().map(ClientId::from),
             ip_address: raw.ip_address.clone(),
             username: detail("username"),
         },
         "LOGIN_ERROR" => match &raw.user_id {
             Some(user_id) => Action::LoginError {
-                user_id: user_id.clone(),
+                user_id: UserId::new(user_id.as_str()),
             },
             None => Action::Ignore,
         },
         "LOGOUT" => match &raw.session_id {
             Some(session_id) => Action::Logout {
                 user_id: user()?,
-                session_id: session_id.clone(),
+                session_id: SessionId::new(session_id.as_str()),
             },
             None => Action::Ignore,
         },
         "REFRESH_TOKEN" => Action::RefreshToken {
             user_id: user()?,
             session_id: required(&raw.session_id, "sessionId", t)?,
-            client_id: raw.client_id.clone(),
+            client_id: raw.client_id.clone().map(ClientId::from),
             ip_address: raw.ip_address.clone(),
         },
         "UPDATE_PROFILE" | "UPDATE_EMAIL" => Action::UpdateProfile {
@@ -373,15 +381,18 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
                 Some(text) => read_representation(text)?,
                 None => RepresentedUser::default(),
             };
-            let user_id = match path.as_slice() {
-                ["users", id] => id.to_string(),
-                [] => profile.id.clone().ok_or_else(|| ParseError::Required {
-                    field: "resourcePath".into(),
-                    because: because(),
-                })?,
-                // users/{id}/… are sub-resources (credentials, consents…): not profile changes.
-                _ => return Ok(Action::Ignore),
-            };
+            let user_id =
+                match path.as_slice() {
+                    ["users", id] => UserId::from(*id),
+                    [] => profile.id.clone().map(UserId::from).ok_or_else(|| {
+                        ParseError::Required {
+                            field: "resourcePath".into(),
+                            because: because(),
+                        }
+                    })?,
+                    // users/{id}/… are sub-resources (credentials, consents…): not profile changes.
+                    _ => return Ok(Action::Ignore),
+                };
             Ok(Action::UpdateProfile {
                 user_id,
                 profile: profile.profile,
@@ -389,7 +400,7 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
         }
         ("USER", "DELETE") => match path.as_slice() {
             ["users", id] => Ok(Action::DeleteUser {
-                user_id: id.to_string(),
+                user_id: UserId::from(*id),
             }),
             [] => Err(ParseError::Required {
                 field: "resourcePath".into(),
@@ -399,7 +410,7 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
         },
         ("USER_SESSION", "DELETE") => match path.iter().rposition(|s| *s == "sessions") {
             Some(i) if i + 1 < path.len() => Ok(Action::EndSession {
-                session_id: path[i + 1].to_string(),
+                session_id: SessionId::from(path[i + 1]),
             }),
             _ => Err(ParseError::Field {
                 field: "resourcePath".into(),
@@ -455,7 +466,7 @@ fn read_user_object(rep: &Fields) -> Result<RepresentedUser, ParseError> {
 
 /// Reads a user as the Admin API returns it (`GET …/users`, `…/users/{id}`): the whole
 /// profile, so fields it leaves out are empty. `at` names the object in errors.
-pub fn read_admin_user(value: &Value, at: &str) -> Result<(String, Profile), ParseError> {
+pub fn read_admin_user(value: &Value, at: &str) -> Result<(UserId, Profile), ParseError> {
     let Value::Object(object) = value else {
         return Err(ParseError::Field {
             field: at.to_string(),
@@ -465,9 +476,12 @@ pub fn read_admin_user(value: &Value, at: &str) -> Result<(String, Profile), Par
     };
     let fields = Fields::new(object, at);
     let user = read_user_object(&fields)?;
-    let id = user.id.ok_or_else(|| ParseError::Missing {
-        field: fields.name("id"),
-    })?;
+    let id = user
+        .id
+        .map(UserId::from)
+        .ok_or_else(|| ParseError::Missing {
+            field: fields.name("id"),
+        })?;
     let mut profile = user.profile;
     profile.complete = true;
     profile.attributes.get_or_insert_with(Default::default);

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::version::{last_writer, min_opt, Version, Versioned};
 use crate::core::event::{Profile, TokenType};
+use crate::core::ids::{ClientId, EventId, RealmId, SessionId, UserId};
 
 /// Why a session ended (`user_sessions.end_reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,8 +34,8 @@ impl EndReason {
 /// The merged change to one `users` row.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct UserChange {
-    pub id: String,
-    pub realm_id: String,
+    pub id: UserId,
+    pub realm_id: RealmId,
     /// `Some(None)`: a profile read whole says the field is empty.
     pub username: Option<Versioned<Option<String>>>,
     pub email: Option<Versioned<Option<String>>>,
@@ -93,11 +94,11 @@ pub struct SessionEnd {
 /// The merged change to one `user_sessions` row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionChange {
-    pub id: String,
-    pub realm_id: String,
-    pub user_id: Option<String>,
+    pub id: SessionId,
+    pub realm_id: RealmId,
+    pub user_id: Option<UserId>,
     /// First writer wins: the client and address the session began with.
-    pub client_id: Option<Versioned<String>>,
+    pub client_id: Option<Versioned<ClientId>>,
     pub ip_address: Option<Versioned<String>>,
     pub started_at: i64,
     pub last_refresh_at: Option<i64>,
@@ -109,7 +110,7 @@ pub struct SessionChange {
 /// started by then, including sessions only learnt about later.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SessionCutoff {
-    pub user_id: String,
+    pub user_id: UserId,
     pub at: i64,
     pub reason: EndReason,
     pub version: Version,
@@ -119,16 +120,16 @@ pub struct SessionCutoff {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Revocation {
     Session {
-        session_id: String,
+        session_id: SessionId,
         at: i64,
     },
     User {
-        user_id: String,
+        user_id: UserId,
         at: i64,
     },
     OfflineGrant {
-        user_id: String,
-        client_id: String,
+        user_id: UserId,
+        client_id: ClientId,
         at: i64,
     },
 }
@@ -139,12 +140,12 @@ pub enum Revocation {
 #[derive(Debug, Clone)]
 pub struct TokenChange {
     /// The id of the message it comes from: its token was sealed before the transaction.
-    pub source: String,
-    pub realm_id: String,
-    pub user_id: String,
+    pub source: EventId,
+    pub realm_id: RealmId,
+    pub user_id: UserId,
     pub token_type: TokenType,
-    pub client_id: Option<String>,
-    pub session_id: Option<String>,
+    pub client_id: Option<ClientId>,
+    pub session_id: Option<SessionId>,
     pub token: SecretString,
     pub expires_at: Option<i64>,
     pub metadata: Map<String, Value>,
@@ -169,7 +170,13 @@ impl PartialEq for TokenChange {
 }
 
 /// The vault slot a token occupies.
-pub(super) type TokenSlot = (String, String, TokenType, Option<String>, Option<String>);
+pub(super) type TokenSlot = (
+    RealmId,
+    UserId,
+    TokenType,
+    Option<ClientId>,
+    Option<SessionId>,
+);
 
 pub(super) fn token_slot(token: &TokenChange) -> TokenSlot {
     match token.token_type {
@@ -200,7 +207,7 @@ pub struct Plan {
     pub revocations: Vec<Revocation>,
     pub tokens: Vec<TokenChange>,
     /// Sessions with new REFRESH_TOKEN events: their vault tokens' metadata follows.
-    pub refreshed_sessions: Vec<String>,
+    pub refreshed_sessions: Vec<SessionId>,
     /// Users the events leave incomplete, to read from the Admin API.
     pub enrichment: Vec<EnrichmentRequest>,
 }
@@ -208,7 +215,7 @@ pub struct Plan {
 /// A user worth reading whole from the Admin API, because of the events at `version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrichmentRequest {
-    pub user_id: String,
+    pub user_id: UserId,
     /// The newest asking event; the read is applied just after it.
     pub version: Version,
     /// Read again even if it was read before (the profile changed in ways events do not

@@ -23,10 +23,11 @@ use changes::{token_slot, TokenSlot};
 use version::{first_writer, last_writer, max_opt, min_opt};
 
 use crate::core::event::{Action, Enrichment, Event, Profile};
+use crate::core::ids::{ClientId, RealmId, SessionId, UserId};
 
 /// Where a change comes from: its realm, its time and its position among writes.
 struct Stamp<'a> {
-    realm_id: &'a str,
+    realm_id: &'a RealmId,
     time: i64,
     version: Version,
 }
@@ -43,22 +44,22 @@ impl<'a> Stamp<'a> {
 
 #[derive(Default)]
 struct Planner {
-    users: BTreeMap<String, UserChange>,
-    sessions: BTreeMap<String, SessionChange>,
+    users: BTreeMap<UserId, UserChange>,
+    sessions: BTreeMap<SessionId, SessionChange>,
     cutoffs: Vec<SessionCutoff>,
     revocations: Vec<Revocation>,
     tokens: BTreeMap<TokenSlot, TokenChange>,
-    refreshed_sessions: Vec<String>,
-    enrichment: BTreeMap<String, EnrichmentRequest>,
+    refreshed_sessions: Vec<SessionId>,
+    enrichment: BTreeMap<UserId, EnrichmentRequest>,
 }
 
 impl Planner {
-    fn user(&mut self, stamp: &Stamp, user_id: &str) -> &mut UserChange {
+    fn user(&mut self, stamp: &Stamp, user_id: &UserId) -> &mut UserChange {
         self.users
-            .entry(user_id.to_string())
+            .entry(user_id.clone())
             .or_insert_with(|| UserChange {
-                id: user_id.to_string(),
-                realm_id: stamp.realm_id.to_string(),
+                id: user_id.clone(),
+                realm_id: stamp.realm_id.clone(),
                 ..UserChange::default()
             })
     }
@@ -66,15 +67,15 @@ impl Planner {
     fn session(
         &mut self,
         stamp: &Stamp,
-        session_id: &str,
-        user_id: Option<&str>,
+        session_id: &SessionId,
+        user_id: Option<&UserId>,
     ) -> &mut SessionChange {
         let session = self
             .sessions
-            .entry(session_id.to_string())
+            .entry(session_id.clone())
             .or_insert_with(|| SessionChange {
-                id: session_id.to_string(),
-                realm_id: stamp.realm_id.to_string(),
+                id: session_id.clone(),
+                realm_id: stamp.realm_id.clone(),
                 user_id: None,
                 client_id: None,
                 ip_address: None,
@@ -85,7 +86,7 @@ impl Planner {
             });
         session.started_at = session.started_at.min(stamp.time);
         if session.user_id.is_none() {
-            session.user_id = user_id.map(str::to_string);
+            session.user_id = user_id.cloned();
         }
         session
     }
@@ -93,8 +94,8 @@ impl Planner {
     fn end_session(
         &mut self,
         stamp: &Stamp,
-        session_id: &str,
-        user_id: Option<&str>,
+        session_id: &SessionId,
+        user_id: Option<&UserId>,
         reason: EndReason,
     ) {
         let session = self.session(stamp, session_id, user_id);
@@ -110,25 +111,25 @@ impl Planner {
             });
         }
         self.revocations.push(Revocation::Session {
-            session_id: session_id.to_string(),
+            session_id: session_id.clone(),
             at: stamp.time,
         });
     }
 
-    fn cut_off(&mut self, stamp: &Stamp, user_id: &str, reason: EndReason) {
+    fn cut_off(&mut self, stamp: &Stamp, user_id: &UserId, reason: EndReason) {
         self.cutoffs.push(SessionCutoff {
-            user_id: user_id.to_string(),
+            user_id: user_id.clone(),
             at: stamp.time,
             reason,
             version: stamp.version.clone(),
         });
         self.revocations.push(Revocation::User {
-            user_id: user_id.to_string(),
+            user_id: user_id.clone(),
             at: stamp.time,
         });
     }
 
-    fn update_profile(&mut self, stamp: &Stamp, user_id: &str, profile: &Profile) {
+    fn update_profile(&mut self, stamp: &Stamp, user_id: &UserId, profile: &Profile) {
         self.user(stamp, user_id)
             .apply_profile(profile, &stamp.version);
         if profile.enabled == Some(false) {
@@ -136,7 +137,7 @@ impl Planner {
         }
     }
 
-    fn delete_user(&mut self, stamp: &Stamp, user_id: &str) {
+    fn delete_user(&mut self, stamp: &Stamp, user_id: &UserId) {
         min_opt(&mut self.user(stamp, user_id).deleted_at, stamp.time);
         self.cut_off(stamp, user_id, EndReason::UserDeleted);
     }
@@ -161,14 +162,14 @@ impl Planner {
             return;
         };
         let if_read_before = need == Enrichment::IfReadBefore;
-        let request =
-            self.enrichment
-                .entry(user.to_string())
-                .or_insert_with(|| EnrichmentRequest {
-                    user_id: user.to_string(),
-                    version: version.clone(),
-                    if_read_before,
-                });
+        let request = self
+            .enrichment
+            .entry(user.clone())
+            .or_insert_with(|| EnrichmentRequest {
+                user_id: user.clone(),
+                version: version.clone(),
+                if_read_before,
+            });
         if *version > request.version {
             request.version = version.clone();
         }
@@ -180,9 +181,9 @@ impl Planner {
     fn session_from(
         &mut self,
         stamp: &Stamp,
-        session_id: &str,
-        user_id: &str,
-        (client_id, ip_address): (Option<&String>, Option<&String>),
+        session_id: &SessionId,
+        user_id: &UserId,
+        (client_id, ip_address): (Option<&ClientId>, Option<&String>),
     ) -> &mut SessionChange {
         let session = self.session(stamp, session_id, Some(user_id));
         if let Some(client) = client_id {

@@ -4,6 +4,7 @@
 use super::version::Version;
 use super::Stamp;
 use crate::core::event::Profile;
+use crate::core::ids::{RealmId, SessionId, UserId};
 
 /// What the Admin API says about a user or session (enrichment, reconcile), planned
 /// with the same rules as events.
@@ -11,24 +12,24 @@ use crate::core::event::Profile;
 pub enum Observation {
     /// `at`: when it was read (epoch ms); a disabled user's sessions end then.
     Profile {
-        realm_id: String,
-        user_id: String,
+        realm_id: RealmId,
+        user_id: UserId,
         profile: Profile,
         at: i64,
         version: Version,
     },
     /// Keycloak no longer has the user.
     UserGone {
-        realm_id: String,
-        user_id: String,
+        realm_id: RealmId,
+        user_id: UserId,
         at: i64,
         version: Version,
     },
     /// Keycloak no longer has the session.
     SessionGone {
-        realm_id: String,
-        user_id: String,
-        session_id: String,
+        realm_id: RealmId,
+        user_id: UserId,
+        session_id: SessionId,
         at: i64,
         version: Version,
     },

@@ -239,7 +239,7 @@ fn a_profile_read_whole_clears_what_keycloak_no_longer_has_but_a_partial_one_doe
         Some("a@example.com")
     );
     let observed = plan_observations([&read_at(
-        Version::read_after(base.as_str()),
+        Version::read_after(&base),
         500,
         read_whole(None, true),
     )]);
@@ -249,7 +249,7 @@ fn a_profile_read_whole_clears_what_keycloak_no_longer_has_but_a_partial_one_doe
         Some(None),
         "cleared"
     );
-    assert_eq!(user.read_ver, Some(Version::read_after(base.as_str())));
+    assert_eq!(user.read_ver, Some(Version::read_after(&base)));
     assert!(observed.cutoffs.is_empty());
 }
 
@@ -257,7 +257,7 @@ fn a_profile_read_whole_clears_what_keycloak_no_longer_has_but_a_partial_one_doe
 fn a_read_just_after_an_event_sorts_before_anything_newer() {
     let event_at = |id: &str, time| user(id, time, "LOGIN", "");
     let base = Version::of(&event_at("m", 100));
-    let read = Version::read_after(base.as_str());
+    let read = Version::read_after(&base);
     assert!(read > base);
     for later in [event_at("m0", 100), event_at("n", 100), event_at("a", 101)] {
         assert!(read < Version::of(&later), "{:?}", later.id);

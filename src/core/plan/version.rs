@@ -20,13 +20,18 @@ impl Version {
 
     /// Just after `base` (a stored version) and before anything newer than it: where
     /// the profile read from the Admin API in answer to the event at `base` goes.
-    pub fn read_after(base: &str) -> Self {
-        Version(format!("{base} read"))
+    pub fn read_after(base: &Version) -> Self {
+        Version(format!("{} read", base.0))
     }
 
     /// What the Admin API showed at `at_ms` (epoch ms), e.g. during a reconcile.
     pub fn observed(at_ms: i64, source: &str) -> Self {
         Version(format!("1{at_ms:015}:{source}"))
+    }
+
+    /// A version as the database stored it.
+    pub fn stored(text: String) -> Self {
+        Version(text)
     }
 
     pub fn as_str(&self) -> &str {

@@ -29,8 +29,8 @@ pub async fn insert_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Er
 }
 
 /// A first-writer field as (value, version).
-fn first(v: &Option<Versioned<String>>) -> Option<(&str, &str)> {
-    v.as_ref().map(|v| (v.value.as_str(), v.version.as_str()))
+fn first<T: AsRef<str>>(v: &Option<Versioned<T>>) -> Option<(&str, &str)> {
+    v.as_ref().map(|v| (v.value.as_ref(), v.version.as_str()))
 }
 
 fn end(session: &SessionChange) -> Option<&SessionEnd> {

@@ -167,7 +167,7 @@ pub async fn follow_refreshes(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::
     let mut sessions: Vec<&str> = plan
         .refreshed_sessions
         .iter()
-        .map(String::as_str)
+        .map(|s| s.as_str())
         .chain(plan.tokens.iter().filter_map(|t| t.session_id.as_deref()))
         .collect();
     if sessions.is_empty() {

@@ -1,0 +1,129 @@
+//! The identifiers of Keycloak's world, one type each, so that a session id can never be
+//! passed where a user id belongs, nor a realm's name where its id does. They are made
+//! once, where input is parsed (the parser has checked they are non-empty and short);
+//! from then on they only travel.
+
+use std::borrow::Borrow;
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(id: impl Into<String>) -> Self {
+                $name(id.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Escaped: ids come from outside and end up in logs.
+                write!(f, "{}", self.0.escape_debug())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                $name(id.to_string())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                $name(id)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A Keycloak user's id (`users.id`); federated users look like `f:<provider>:<name>`.
+    UserId
+);
+id_type!(
+    /// A Keycloak session's id (`user_sessions.id`).
+    SessionId
+);
+id_type!(
+    /// A realm's id: what every table records.
+    RealmId
+);
+id_type!(
+    /// A realm's name: what URLs of the Admin API and routing keys use.
+    RealmName
+);
+id_type!(
+    /// A client's id as events name it (`clientId`, e.g. `web-app`).
+    ClientId
+);
+id_type!(
+    /// An event's idempotency key: Keycloak's or the publisher's id, or one derived from
+    /// the content.
+    EventId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_compare_with_text_and_print_escaped() {
+        let user = UserId::new("f:ldap:alice");
+        assert_eq!(user, "f:ldap:alice");
+        assert_eq!(user.as_str(), "f:ldap:alice");
+        assert_eq!(UserId::new("evil\nline").to_string(), "evil\\nline");
+        let map: std::collections::HashMap<UserId, u8> = [(user.clone(), 1)].into();
+        assert_eq!(map.get("f:ldap:alice"), Some(&1));
+    }
+}
