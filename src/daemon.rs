@@ -59,9 +59,14 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
         store: store.clone(),
         metrics,
     };
-    // The endpoints outlive the drain (probes keep answering); they stop last.
-    let http_stop = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, endpoints, http_stop.clone()));
+    // Graceful: on shutdown the endpoints stop taking connections and finish the answers
+    // in hand while the batch in hand drains.
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(error) = http::serve(listener, endpoints, http_shutdown).await {
+            tracing::error!(%error, "the HTTP endpoints stopped");
+        }
+    });
 
     let drained = if !options.migrate || migrate_when_reachable(&store, &health, &shutdown).await? {
         spawn_background(&tasks, &settings, &store, &shutdown)?;
@@ -89,8 +94,6 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
         tasks.wait().await;
         true
     };
-    http_stop.cancel();
-    let _ = server.await;
     if drained {
         tracing::info!("stopped");
         Ok(())

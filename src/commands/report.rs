@@ -9,7 +9,7 @@ pub const EXIT_REJECTED: u8 = 3;
 
 /// What a job's report says about the exit status.
 pub trait Report: Display {
-    /// Input the job refused (rejected lines or events).
+    /// Input the job rejected (lines or events).
     fn rejected(&self) -> u64 {
         0
     }

@@ -3,13 +3,13 @@
 
 use crate::core::event::{parse_message, Action, Event, ParseError};
 
-/// Why a message is refused; its text goes to the rejects file or the dead-letter headers.
+/// Why a message is rejected; its text goes to the rejects file or the dead-letter headers.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
     #[error(transparent)]
     Parse(#[from] ParseError),
     #[error(
-        "token message refused: no vault key ring is configured (vault.keys, vault.active_key)"
+        "token message rejected: no vault key ring is configured (vault.keys, vault.active_key)"
     )]
     NoVault,
     #[error("{0}")]
@@ -31,7 +31,7 @@ impl Rejection {
 #[derive(Debug, Clone, Copy)]
 pub struct Intake {
     pub max_message_bytes: usize,
-    /// Token messages are refused (not ignored, so they can be replayed later) without a vault.
+    /// Token messages are rejected (not ignored, so they can be replayed later) without a vault.
     pub vault_enabled: bool,
 }
 

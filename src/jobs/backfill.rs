@@ -48,7 +48,7 @@ pub struct BackfillReport {
     /// Fetched, but outside the window (Keycloak is asked for whole days).
     pub outside_window: u64,
     pub tally: Tally,
-    /// Events refused by the parser or the database (each logged with its position).
+    /// Events rejected by the parser or the database (each logged with its position).
     pub rejected: u64,
     pub elapsed: Duration,
 }

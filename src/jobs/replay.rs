@@ -19,7 +19,7 @@ use crate::core::redact::redacted_text;
 use crate::store::{EventResult, Store, Tally};
 use crate::telemetry::progress::{Progress, Unit};
 
-/// A line refused by the parser or the database.
+/// A line rejected by the parser or the database.
 #[derive(Debug, Clone)]
 pub struct RejectedLine {
     pub line: u64,
@@ -194,7 +194,7 @@ pub async fn replay(
 }
 
 /// Counts a chunk's outcomes into `summary` and returns its rejected lines in line order:
-/// those the parser refused and those the apply path did.
+/// those the parser rejected and those the apply path did.
 fn count_results(
     chunk: Chunk,
     results: Vec<EventResult>,

@@ -24,12 +24,12 @@ pub enum ApplyError {
     /// The database is unreachable or kept failing for a reason that may pass.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
-    /// The database refused the batch: some event of it cannot be applied.
-    #[error("database refused the event: {0}")]
-    Refused(#[source] sqlx::Error),
+    /// The database rejects the batch: some event of it cannot be applied.
+    #[error("database rejected the event: {0}")]
+    Rejected(#[source] sqlx::Error),
     /// Token messages but no key ring (a deployment fault, not the event's).
     #[error(
-        "token message refused: no vault key ring is configured (vault.keys, vault.active_key)"
+        "token message rejected: no vault key ring is configured (vault.keys, vault.active_key)"
     )]
     NoVault { event_id: EventId },
     /// Sealing failed: nothing of the batch is written.
@@ -44,8 +44,8 @@ impl From<StoreError> for ApplyError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(error) => ApplyError::Unavailable(error),
-            StoreError::Permanent(error) => ApplyError::Refused(error),
-            StoreError::Schema(name) => ApplyError::Refused(sqlx::Error::Configuration(
+            StoreError::Permanent(error) => ApplyError::Rejected(error),
+            StoreError::Schema(name) => ApplyError::Rejected(sqlx::Error::Configuration(
                 format!("invalid schema {name:?}").into(),
             )),
         }
@@ -83,7 +83,7 @@ impl Store {
 
     /// Like [`apply`](Self::apply), but events the batch cannot hold are found and
     /// rejected one by one — token messages without a vault at once, events the database
-    /// refuses by splitting the batch — and the rest is applied. Only an unavailable
+    /// rejects by splitting the batch — and the rest is applied. Only an unavailable
     /// database or a sealing failure fails the call as a whole.
     pub async fn apply_isolating(&self, events: &[Event]) -> Result<Vec<EventResult>, ApplyError> {
         let mut results: Vec<Option<EventResult>> = vec![None; events.len()];
@@ -107,11 +107,11 @@ impl Store {
                         results[*i] = Some(Ok(outcome));
                     }
                 }
-                Err(ApplyError::Refused(error)) if part.len() == 1 => {
+                Err(ApplyError::Rejected(error)) if part.len() == 1 => {
                     tracing::warn!(event_id = %events[part[0]].id, %error, "event cannot be applied");
                     results[part[0]] = Some(Err(Rejection::Database(error.to_string())));
                 }
-                Err(ApplyError::Refused(_)) => {
+                Err(ApplyError::Rejected(_)) => {
                     let (left, right) = part.split_at(part.len() / 2);
                     // Stack order: left half first.
                     pending.push(right.to_vec());

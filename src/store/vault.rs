@@ -8,7 +8,11 @@ use sqlx::{PgPool, Row};
 use thiserror::Error;
 
 use super::Store;
-use crate::vault::{KeyRing, RowIdentity, SealError, Sealed, StoredToken};
+use secrecy::SecretString;
+
+use crate::core::event::TokenType;
+use crate::core::ids::{ClientId, RealmId, SessionId, UserId};
+use crate::vault::{KeyRing, RowIdentity, SealError, Sealed};
 
 #[derive(Debug, Error)]
 pub enum VaultError {
@@ -16,6 +20,37 @@ pub enum VaultError {
     Database(#[from] sqlx::Error),
     #[error("vault row {id}: {source}")]
     Open { id: String, source: SealError },
+    #[error("vault row {id}: unknown token type {token_type:?}")]
+    TokenType { id: String, token_type: String },
+}
+
+/// A token read back from the vault. The token is a secret: zeroized on drop, and
+/// `Debug` prints `[REDACTED]`.
+#[derive(Debug)]
+pub struct StoredToken {
+    pub id: String,
+    pub realm_id: RealmId,
+    pub user_id: UserId,
+    pub token: SecretString,
+    pub token_type: TokenType,
+    pub client_id: Option<ClientId>,
+    pub session_id: Option<SessionId>,
+    /// Epoch milliseconds.
+    pub expires_at: Option<i64>,
+    pub metadata: serde_json::Value,
+}
+
+impl StoredToken {
+    /// The row identity its ciphertext is bound to.
+    pub fn identity(&self) -> RowIdentity<'_> {
+        RowIdentity {
+            realm_id: &self.realm_id,
+            user_id: &self.user_id,
+            token_type: self.token_type.as_str(),
+            client_id: self.client_id.as_deref(),
+            session_id: self.session_id.as_deref(),
+        }
+    }
 }
 
 /// Read access and maintenance for the vault table of one store.
@@ -45,8 +80,8 @@ impl Vault {
     /// The user's refresh token, if one is kept and not expired.
     pub async fn refresh_token(
         &self,
-        realm_id: &str,
-        user_id: &str,
+        realm_id: &RealmId,
+        user_id: &UserId,
     ) -> Result<Option<StoredToken>, VaultError> {
         let sql = format!(
             "{SELECT_ROWS} WHERE realm_id = $1 AND user_id = $2 AND token_type = 'refresh'
@@ -63,8 +98,8 @@ impl Vault {
     /// The user's offline tokens (all clients and sessions), not expired.
     pub async fn offline_tokens(
         &self,
-        realm_id: &str,
-        user_id: &str,
+        realm_id: &RealmId,
+        user_id: &UserId,
     ) -> Result<Vec<StoredToken>, VaultError> {
         let sql = format!(
             "{SELECT_ROWS} WHERE realm_id = $1 AND user_id = $2 AND token_type = 'offline'
@@ -83,11 +118,15 @@ impl Vault {
 /// Opens one selected vault row (see `SELECT_ROWS`).
 fn open_row(keys: &KeyRing, row: &sqlx::postgres::PgRow) -> Result<StoredToken, VaultError> {
     let id: String = row.try_get("id")?;
-    let realm_id: String = row.try_get("realm_id")?;
-    let user_id: String = row.try_get("user_id")?;
-    let token_type: String = row.try_get("token_type")?;
-    let session_id: Option<String> = row.try_get("session_id")?;
-    let client_id: Option<String> = row.try_get("client_id")?;
+    let realm_id: RealmId = row.try_get("realm_id")?;
+    let user_id: UserId = row.try_get("user_id")?;
+    let stored_type: String = row.try_get("token_type")?;
+    let session_id: Option<SessionId> = row.try_get("session_id")?;
+    let client_id: Option<ClientId> = row.try_get("client_id")?;
+    let token_type = TokenType::from_stored(&stored_type).ok_or_else(|| VaultError::TokenType {
+        id: id.clone(),
+        token_type: stored_type.clone(),
+    })?;
     let sealed = Sealed {
         key_id: row.try_get("key_id")?,
         nonce: row.try_get("nonce")?,
@@ -96,7 +135,7 @@ fn open_row(keys: &KeyRing, row: &sqlx::postgres::PgRow) -> Result<StoredToken, 
     let identity = RowIdentity {
         realm_id: &realm_id,
         user_id: &user_id,
-        token_type: &token_type,
+        token_type: token_type.as_str(),
         client_id: client_id.as_deref(),
         session_id: session_id.as_deref(),
     };

@@ -564,7 +564,7 @@ async fn revocations_remove_vault_rows_issued_before_them() {
 /// A batch the database refuses as a whole is split until the culprit is found; the
 /// rest is applied and the culprit comes back with the database's reason.
 #[tokio::test]
-async fn a_batch_refused_by_the_database_is_split_to_find_the_culprit() {
+async fn a_batch_rejected_by_the_database_is_split_to_find_the_culprit() {
     let db = TestDb::new().await;
     let store = db.store().await;
     sqlx::query(
@@ -602,7 +602,7 @@ async fn a_batch_refused_by_the_database_is_split_to_find_the_culprit() {
             }
             (6, Ok(outcome)) => panic!("the culprit was applied: {outcome:?}"),
             (_, Ok(outcome)) => assert_eq!(*outcome, Outcome::Applied),
-            (_, Err(reason)) => panic!("event {i} refused: {reason}"),
+            (_, Err(reason)) => panic!("event {i} rejected: {reason}"),
         }
     }
     assert_eq!(users(&store).await.len(), 9);
@@ -612,7 +612,7 @@ async fn a_batch_refused_by_the_database_is_split_to_find_the_culprit() {
         .expect("count");
     assert_eq!(
         recorded, 9,
-        "the refused event is not marked processed, so a fix and a replay can apply it"
+        "the rejected event is not marked processed, so a fix and a replay can apply it"
     );
 }
 

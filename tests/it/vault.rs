@@ -114,7 +114,7 @@ async fn tokens_are_sealed_and_read_back_with_merged_metadata() {
     .await;
 
     let refresh = reader
-        .refresh_token("r", "u1")
+        .refresh_token(&"r".into(), &"u1".into())
         .await
         .expect("read")
         .expect("a refresh token");
@@ -136,7 +136,10 @@ async fn tokens_are_sealed_and_read_back_with_merged_metadata() {
         !format!("{refresh:?}").contains("refresh-two"),
         "Debug never shows the token"
     );
-    let offline = reader.offline_tokens("r", "u1").await.expect("read");
+    let offline = reader
+        .offline_tokens(&"r".into(), &"u1".into())
+        .await
+        .expect("read");
     assert_eq!(offline.len(), 1);
     assert_eq!(offline[0].token.expose_secret(), "offline-one");
     assert_eq!(
@@ -153,7 +156,10 @@ async fn tokens_are_sealed_and_read_back_with_merged_metadata() {
                 .expect("ring"),
         ),
     );
-    assert!(stranger.refresh_token("r", "u1").await.is_err());
+    assert!(stranger
+        .refresh_token(&"r".into(), &"u1".into())
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -243,7 +249,7 @@ async fn fifty_concurrent_refresh_tokens_leave_one_row_with_the_latest() {
     }
     assert_eq!(vault_rows(&store).await.len(), 1);
     let stored = Vault::new(&store, ring("k1"))
-        .refresh_token("r", "u1")
+        .refresh_token(&"r".into(), &"u1".into())
         .await
         .expect("read")
         .expect("row");
@@ -355,7 +361,7 @@ async fn refreshes_are_reflected_in_the_session_token_metadata() {
     .await;
     apply(&store, &[user_event("r2", 3000, "REFRESH_TOKEN", "")]).await;
     let stored = Vault::new(&store, ring("k1"))
-        .refresh_token("r", "u1")
+        .refresh_token(&"r".into(), &"u1".into())
         .await
         .expect("read")
         .expect("row");
@@ -469,7 +475,7 @@ async fn rotation_while_writing_moves_every_row_to_the_active_key_and_resumes() 
     let reader = Vault::new(&store, ring("k3"));
     for i in (0..300).step_by(7) {
         let tokens = reader
-            .offline_tokens("r", &format!("u{i}"))
+            .offline_tokens(&"r".into(), &format!("u{i}").into())
             .await
             .expect("read");
         assert_eq!(tokens.len(), 1);

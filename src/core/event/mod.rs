@@ -210,6 +210,15 @@ pub enum TokenType {
 }
 
 impl TokenType {
+    /// `tokenType` of a message, `auth_vault.token_type` of a row.
+    pub fn from_stored(text: &str) -> Option<TokenType> {
+        match text {
+            "refresh" => Some(TokenType::Refresh),
+            "offline" => Some(TokenType::Offline),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TokenType::Refresh => "refresh",

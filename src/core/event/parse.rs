@@ -30,7 +30,7 @@ pub enum Shape {
     KeycloakRest,
 }
 
-/// Why a message was refused. Messages never contain token values.
+/// Why a message was rejected. Messages never contain token values.
 #[derive(Debug, Clone, Error, PartialEq)]
 pub enum ParseError {
     #[error("message is {size} bytes, over the limit of {limit}")]
@@ -210,17 +210,12 @@ fn read_admin(fields: &Fields) -> Result<RawAdmin, ParseError> {
 }
 
 fn read_token(fields: &Fields, id: String) -> Result<Event, ParseError> {
-    let token_type = match fields.required_text("tokenType", MAX_ID_LEN)?.as_str() {
-        "refresh" => TokenType::Refresh,
-        "offline" => TokenType::Offline,
-        other => {
-            return Err(ParseError::Field {
-                field: "tokenType".into(),
-                expected: "refresh or offline",
-                got: describe(&Value::String(other.to_string())),
-            })
-        }
-    };
+    let stated = fields.required_text("tokenType", MAX_ID_LEN)?;
+    let token_type = TokenType::from_stored(&stated).ok_or_else(|| ParseError::Field {
+        field: "tokenType".into(),
+        expected: "refresh or offline",
+        got: describe(&Value::String(stated.clone())),
+    })?;
     let message = TokenMessage {
         user_id: fields.required_id("userId")?.into(),
         session_id: fields.id("sessionId")?.map(SessionId::from),

@@ -24,7 +24,7 @@ fn slot(token_type: TokenType) -> &'static str {
 }
 
 /// One multi-row upsert per token type (`INSERT … ON CONFLICT … DO UPDATE`: no
-/// read-then-write). A token without its sealed copy is a bug of the caller: refused.
+/// read-then-write). A token without its sealed copy is a bug of the caller: an error.
 pub async fn store(
     tx: &mut Tx<'_>,
     plan: &Plan,
@@ -102,7 +102,7 @@ fn pairs<'a>(name: &'static str, items: &'a [(&'a str, i64)]) -> Rows<'a> {
 }
 
 /// Deletes the vault rows that revocations reach (issued at or before their time) and
-/// records grant revocations so tokens learnt about later are refused too.
+/// records grant revocations so tokens learnt about later are not kept either.
 pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), sqlx::Error> {
     let mut sessions = Vec::new();
     let mut users = Vec::new();
