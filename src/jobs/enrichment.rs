@@ -17,6 +17,7 @@ use crate::core::event::read_admin_user;
 use crate::core::plan::{Observation, Version};
 use crate::keycloak::AdminClient;
 use crate::store::{EnrichmentClaim, Store, StoreError};
+use crate::telemetry::metrics;
 
 /// How long a claim is held before another worker may take it (a crashed worker's
 /// claims come back after this).
@@ -90,7 +91,7 @@ impl Enricher {
             if last_count.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
                 last_count = Some(std::time::Instant::now());
                 if let Ok(backlog) = self.store.enrichment_backlog().await {
-                    metrics::gauge!("keycloak_sync_enrichment_backlog").set(backlog as f64);
+                    metrics::enrichment_backlog(backlog);
                 }
             }
             tokio::select! {
@@ -207,8 +208,7 @@ fn record(tally: &EnrichmentReport) {
         ("postponed", tally.postponed),
     ] {
         if count > 0 {
-            metrics::counter!("keycloak_sync_enrichments_total", "outcome" => outcome)
-                .increment(count as u64);
+            metrics::enrichments(outcome, count);
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::core::ids::{RealmId, RealmName, UserId};
 use crate::core::plan::{profile_differences, Observation, Version};
 use crate::keycloak::{AdminClient, KeycloakError};
 use crate::store::{ReconcileRun, Store, StoreError};
+use crate::telemetry::metrics;
 use crate::telemetry::progress::{Progress, Unit};
 
 /// Keycloak's clock may run behind ours: what a sweep reads is placed this much earlier,
@@ -434,8 +435,7 @@ pub async fn scheduled_round(
     for result in reconcile_all(store, keycloak, options).await {
         match result {
             Ok(report) => {
-                metrics::counter!("keycloak_sync_reconcile_runs_total", "outcome" => "ok")
-                    .increment(1);
+                metrics::reconcile_run(true);
                 tracing::info!(%report, "scheduled reconcile finished");
             }
             Err(ReconcileError::Busy { realm }) => {
@@ -445,8 +445,7 @@ pub async fn scheduled_round(
                 );
             }
             Err(error) => {
-                metrics::counter!("keycloak_sync_reconcile_runs_total", "outcome" => "failed")
-                    .increment(1);
+                metrics::reconcile_run(false);
                 tracing::error!(%error, "scheduled reconcile failed");
             }
         }

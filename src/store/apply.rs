@@ -66,6 +66,11 @@ impl Store {
     /// order. Transient failures are retried (up to `database.retry_max_secs`); the whole
     /// transaction is redone, so a retry never applies anything twice.
     pub async fn apply(&self, events: &[Event]) -> Result<Vec<Outcome>, ApplyError> {
+        let events: Vec<&Event> = events.iter().collect();
+        self.apply_refs(&events).await
+    }
+
+    async fn apply_refs(&self, events: &[&Event]) -> Result<Vec<Outcome>, ApplyError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -100,8 +105,8 @@ impl Store {
             if part.is_empty() {
                 continue;
             }
-            let batch: Vec<Event> = part.iter().map(|i| events[*i].clone()).collect();
-            match self.apply(&batch).await {
+            let batch: Vec<&Event> = part.iter().map(|i| &events[*i]).collect();
+            match self.apply_refs(&batch).await {
                 Ok(outcomes) => {
                     for (i, outcome) in part.iter().zip(outcomes) {
                         results[*i] = Some(Ok(outcome));
@@ -142,10 +147,11 @@ impl Store {
 }
 
 /// The first event of each id: later copies in the same batch are duplicates.
-fn first_of_each_id(events: &[Event]) -> Vec<&Event> {
+fn first_of_each_id<'e>(events: &[&'e Event]) -> Vec<&'e Event> {
     let mut seen = HashSet::with_capacity(events.len());
     events
         .iter()
+        .copied()
         .filter(|e| seen.insert(e.id.as_str()))
         .collect()
 }
@@ -205,7 +211,7 @@ pub async fn apply_in<'e>(
 
 /// Each event's outcome in input order: the first copy of a new id is applied (or
 /// ignored); everything else is a duplicate.
-fn outcomes_in_order(events: &[Event], fresh: &HashSet<&str>) -> Vec<Outcome> {
+fn outcomes_in_order(events: &[&Event], fresh: &HashSet<&str>) -> Vec<Outcome> {
     let mut counted = HashSet::with_capacity(events.len());
     events
         .iter()

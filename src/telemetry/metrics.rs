@@ -176,3 +176,18 @@ pub fn consumer_connected(connected: bool) {
 pub fn database_up(up: bool) {
     gauge!("keycloak_sync_database_up").set(if up { 1.0 } else { 0.0 });
 }
+
+/// Users read (or not) by the enrichment worker, by what became of them.
+pub fn enrichments(outcome: &'static str, count: usize) {
+    counter!("keycloak_sync_enrichments_total", "outcome" => outcome).increment(count as u64);
+}
+
+pub fn enrichment_backlog(users: i64) {
+    gauge!("keycloak_sync_enrichment_backlog").set(users as f64);
+}
+
+/// A scheduled reconcile of one realm finished (`ok`) or failed.
+pub fn reconcile_run(ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    counter!("keycloak_sync_reconcile_runs_total", "outcome" => outcome).increment(1);
+}

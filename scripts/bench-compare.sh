@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Before/after throughput: this checkout's release build against another build of
+# keycloak-sync (e.g. an earlier commit), in the same run, rounds alternating A B A B so
+# that drift of the machine hits both alike. Each run gets a fresh database (and queue).
+#   replay  the same N-event file (--batch-size 500 --workers 2)
+#   daemon  N events pre-loaded on the queue, the daemon timed until all are applied
+#
+#   scripts/bench-compare.sh OTHER_BINARY [N=200000] [ROUNDS=3]
+#
+# Build an earlier commit into OTHER_BINARY with, for example:
+#   git worktree add /tmp/kcs-old <commit> && (cd /tmp/kcs-old && cargo build --release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+other=$(realpath "${1:?usage: scripts/bench-compare.sh OTHER_BINARY [N] [ROUNDS]}")
+events=${2:-200000}
+rounds=${3:-3}
+
+. scripts/bench-common.sh
+node=$KCS_RABBITMQ_NODE
+file=$(sample_events "$events")
+export KEYCLOAK_SYNC__AMQP__EXCHANGE=kcs-compare.events KEYCLOAK_SYNC__AMQP__QUEUE=kcs-compare \
+  KEYCLOAK_SYNC__AMQP__DEAD_LETTER_EXCHANGE=kcs-compare.dlx KEYCLOAK_SYNC__AMQP__DEAD_LETTER_QUEUE=kcs-compare.dlq \
+  KEYCLOAK_SYNC__HTTP__LISTEN=127.0.0.1:18182 KEYCLOAK_SYNC__LOG__LEVEL=warn
+
+replay_rate() { # BINARY → events/s
+  local url
+  url=$(fresh_db kcs_compare)
+  KEYCLOAK_SYNC__DATABASE__URL=$url "$1" migrate
+  KEYCLOAK_SYNC__DATABASE__URL=$url "$1" replay "$file" --batch-size 500 --workers 2 --no-migrate 2>/dev/null |
+    sed -nE 's/^replay summary: .*, ([0-9]+) events\/s\)$/\1/p'
+}
+
+daemon_rate() { # BINARY → events/s
+  local url start end pid
+  url=$(fresh_db kcs_compare)
+  for q in kcs-compare kcs-compare.dlq; do rabbitmqctl -n "$node" delete_queue "$q" >/dev/null 2>&1 || true; done
+  export KEYCLOAK_SYNC__DATABASE__URL=$url
+  "$1" migrate
+  "$1" publish "$file" >/dev/null
+  "$1" run --no-migrate >"$work/compare-daemon.log" 2>&1 &
+  pid=$!
+  start=$(date +%s.%N)
+  until [ "$(psql "$url" -tAc 'SELECT count(*) FROM keycloak_sync.processed_events' 2>/dev/null || echo 0)" -ge "$events" ]; do
+    sleep 0.2
+  done
+  end=$(date +%s.%N)
+  kill -TERM "$pid"
+  wait "$pid" || true
+  awk -v n="$events" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f\n", n / (e - s) }'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+machine
+echo "A: $bin"
+echo "B: $other"
+echo "input: $file ($events events), $rounds rounds, A and B alternating"
+for kind in replay daemon; do
+  a=() b=()
+  for _ in $(seq "$rounds"); do
+    a+=("$("${kind}_rate" "$bin")")
+    b+=("$("${kind}_rate" "$other")")
+  done
+  ma=$(printf '%s\n' "${a[@]}" | median)
+  mb=$(printf '%s\n' "${b[@]}" | median)
+  printf '%-7s A: %s events/s (runs: %s)\n' "$kind" "$ma" "${a[*]}"
+  printf '%-7s B: %s events/s (runs: %s)\n' "$kind" "$mb" "${b[*]}"
+  awk -v a="$ma" -v b="$mb" -v k="$kind" 'BEGIN { printf "%-7s A/B: %.3f\n", k, a / b }'
+done
