@@ -8,7 +8,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, Queu
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Confirmation};
 
-use super::{header_text, Broker, REASON_HEADER, ROUTING_KEY_HEADER};
+use super::{header_text, AmqpError, Broker, REASON_HEADER, ROUTING_KEY_HEADER};
 use crate::config::AmqpSettings;
 
 /// What `dlq list` reports.
@@ -58,7 +58,7 @@ async fn next_message(
 
 /// Counts the queue and tallies the reasons of up to `limit` messages without removing
 /// any (they are read unacknowledged and returned when the channel closes).
-pub async fn list(settings: &AmqpSettings, limit: u64) -> anyhow::Result<DlqListing> {
+pub async fn list(settings: &AmqpSettings, limit: u64) -> Result<DlqListing, AmqpError> {
     let broker = Broker::connect(settings).await?;
     let mut listing = DlqListing {
         queue: settings.dead_letter_queue.clone(),
@@ -118,7 +118,7 @@ impl fmt::Display for RequeueReport {
 /// Moves up to `limit` messages (never more than were there at the start, so messages
 /// that fail again are not looped) back to the main queue. Each copy is acknowledged only
 /// after the broker confirmed the republished message.
-pub async fn requeue(settings: &AmqpSettings, limit: u64) -> anyhow::Result<RequeueReport> {
+pub async fn requeue(settings: &AmqpSettings, limit: u64) -> Result<RequeueReport, AmqpError> {
     let broker = Broker::connect(settings).await?;
     let at_start = u64::from(queue_depth(&broker, &settings.dead_letter_queue).await?);
     let mut report = RequeueReport {
@@ -150,12 +150,12 @@ pub async fn requeue(settings: &AmqpSettings, limit: u64) -> anyhow::Result<Requ
             .await?;
         match confirmation {
             Confirmation::Ack(None) => {}
-            Confirmation::Ack(Some(_)) => {
-                anyhow::bail!("queue {} does not exist: message returned", settings.queue)
+            Confirmation::Ack(Some(_)) => return Err(AmqpError::NoQueue(settings.queue.clone())),
+            _ => {
+                return Err(AmqpError::NotConfirmed(format!(
+                    "the requeued message (routing key {routing_key:?})"
+                )))
             }
-            _ => anyhow::bail!(
-                "the broker refused the republished message (routing key {routing_key:?})"
-            ),
         }
         broker
             .consume

@@ -14,6 +14,19 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 
 use crate::config::AmqpSettings;
 
+/// What can go wrong talking to the broker outside the consumer (publish, dlq tools).
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("reading the input: {0}")]
+    Input(#[from] std::io::Error),
+    #[error("queue {0} does not exist: the message came back")]
+    NoQueue(String),
+    #[error("the broker did not confirm {0}")]
+    NotConfirmed(String),
+}
+
 /// Headers set on every dead-lettered copy.
 pub const REASON_HEADER: &str = "x-keycloak-sync-reason";
 pub const ROUTING_KEY_HEADER: &str = "x-original-routing-key";

@@ -8,7 +8,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Confirmation};
 
-use super::Broker;
+use super::{AmqpError, Broker};
 use crate::config::AmqpSettings;
 use crate::core::event::{parse_message, Event};
 
@@ -50,7 +50,7 @@ pub async fn publish_lines(
     settings: &AmqpSettings,
     input: impl BufRead,
     options: PublishOptions,
-) -> anyhow::Result<u64> {
+) -> Result<u64, AmqpError> {
     let broker = Broker::connect(settings).await?;
     super::declare_topology(&broker.consume, settings).await?;
     let window = match options.rate {
@@ -110,12 +110,12 @@ pub async fn publish_lines(
     Ok(published)
 }
 
-async fn settle(pending: &mut Vec<lapin::PublisherConfirm>) -> anyhow::Result<u64> {
+async fn settle(pending: &mut Vec<lapin::PublisherConfirm>) -> Result<u64, AmqpError> {
     let mut count = 0;
     for confirm in pending.drain(..) {
         match confirm.await? {
             Confirmation::Ack(_) => count += 1,
-            other => anyhow::bail!("the broker did not confirm a message: {other:?}"),
+            other => return Err(AmqpError::NotConfirmed(format!("a message: {other:?}"))),
         }
     }
     Ok(count)

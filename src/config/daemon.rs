@@ -1,6 +1,5 @@
-//! `[daemon]` and `[http]`: the long-running worker's own behaviour and its endpoints.
+//! `[daemon]`: the long-running worker's own behaviour.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::key::{Key, Shown, Values};
@@ -13,9 +12,8 @@ const INBOX_RETENTION: Key = Key::new(
     Shown::Plain,
     "keep every event id; see below",
 );
-const LISTEN: Key = Key::new("http.listen", Some("0.0.0.0:8080"), Shown::Plain, "");
 
-pub const KEYS: &[Key] = &[SHUTDOWN_GRACE, INBOX_RETENTION, LISTEN];
+pub const KEYS: &[Key] = &[SHUTDOWN_GRACE, INBOX_RETENTION];
 
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
@@ -23,11 +21,6 @@ pub struct DaemonSettings {
     pub shutdown_grace: Duration,
     /// How long the inbox remembers an event id; `None`: for ever.
     pub inbox_retention: Option<Duration>,
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    pub listen: SocketAddr,
 }
 
 impl DaemonSettings {
@@ -38,15 +31,5 @@ impl DaemonSettings {
             inbox_retention: Some(Duration::from_secs(days.saturating_mul(86_400)))
                 .filter(|d| !d.is_zero()),
         })
-    }
-}
-
-impl HttpSettings {
-    pub(super) fn read(values: &Values) -> Result<Self, ConfigError> {
-        let listen: String = values.get(&LISTEN)?;
-        let listen = listen
-            .parse()
-            .map_err(|e| LISTEN.invalid(format!("{listen:?} is not host:port ({e})")))?;
-        Ok(HttpSettings { listen })
     }
 }

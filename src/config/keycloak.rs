@@ -1,4 +1,4 @@
-//! `[keycloak]` and `[reconcile]`: the Admin API and what the product does with it.
+//! `[keycloak]`: the Admin API and the enrichment that reads it.
 
 use std::time::Duration;
 
@@ -40,20 +40,6 @@ const ENRICH: Key = Key::new(
 );
 const ENRICH_CONCURRENCY: Key =
     Key::new("keycloak.enrich_concurrency", Some("4"), Shown::Plain, "");
-const RECONCILE_INTERVAL: Key = Key::new(
-    "reconcile.interval_secs",
-    Some("0"),
-    Shown::Plain,
-    "the daemon never reconciles",
-);
-const MAX_DELETE_PERCENT: Key =
-    Key::new("reconcile.max_delete_percent", Some("10"), Shown::Plain, "");
-const SESSIONS: Key = Key::new(
-    "reconcile.sessions",
-    Some("none"),
-    Shown::Plain,
-    "`all` or a number of users",
-);
 
 pub const KEYS: &[Key] = &[
     URL,
@@ -66,9 +52,6 @@ pub const KEYS: &[Key] = &[
     PAGE_SIZE,
     ENRICH,
     ENRICH_CONCURRENCY,
-    RECONCILE_INTERVAL,
-    MAX_DELETE_PERCENT,
-    SESSIONS,
 ];
 
 /// Keys whose environment value is a comma-separated list.
@@ -90,41 +73,6 @@ pub struct KeycloakSettings {
     /// Read users that events leave incomplete from the Admin API (needs `url`).
     pub enrich: bool,
     pub enrich_concurrency: usize,
-}
-
-/// Which users' sessions a reconcile compares with Keycloak's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionCheck {
-    None,
-    All,
-    /// A random sample of this many users with active sessions.
-    Sample(u64),
-}
-
-impl std::str::FromStr for SessionCheck {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim() {
-            "none" => Ok(SessionCheck::None),
-            "all" => Ok(SessionCheck::All),
-            other => other
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(SessionCheck::Sample)
-                .ok_or_else(|| format!("{other:?} is not none, all or a number of users")),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ReconcileSettings {
-    /// How often the daemon reconciles; `None`: never (run `keycloak-sync reconcile`).
-    pub interval: Option<Duration>,
-    /// Above this share of local users missing from Keycloak, nothing is deleted.
-    pub max_delete_percent: f64,
-    pub sessions: SessionCheck,
 }
 
 impl KeycloakSettings {
@@ -164,21 +112,6 @@ impl KeycloakSettings {
             retry_max: values.secs(&RETRY_MAX)?,
             page_size: values.within(&PAGE_SIZE, 1..=10_000)?,
             enrich_concurrency: values.at_least(&ENRICH_CONCURRENCY, 1)?,
-        })
-    }
-}
-
-impl ReconcileSettings {
-    pub(super) fn read(values: &Values, keycloak: &KeycloakSettings) -> Result<Self, ConfigError> {
-        let interval = values.secs(&RECONCILE_INTERVAL)?;
-        if !interval.is_zero() && keycloak.url.is_none() {
-            return Err(RECONCILE_INTERVAL.invalid("needs keycloak.url"));
-        }
-        let sessions: String = values.get(&SESSIONS)?;
-        Ok(ReconcileSettings {
-            interval: Some(interval).filter(|d| !d.is_zero()),
-            max_delete_percent: values.within(&MAX_DELETE_PERCENT, 0.0..=100.0)?,
-            sessions: sessions.parse().map_err(|e: String| SESSIONS.invalid(e))?,
         })
     }
 }

@@ -8,18 +8,26 @@
 mod amqp;
 mod daemon;
 mod database;
+mod http;
 mod key;
 mod keycloak;
-mod process;
+mod limits;
+mod log;
+mod reconcile;
+mod replay;
 mod secret_url;
 mod vault;
 
 pub use amqp::AmqpSettings;
-pub use daemon::{DaemonSettings, HttpSettings};
+pub use daemon::DaemonSettings;
 pub use database::DatabaseSettings;
+pub use http::HttpSettings;
 pub use key::{env_name, Key, Shown};
-pub use keycloak::{KeycloakSettings, ReconcileSettings, SessionCheck};
-pub use process::{LimitsSettings, LogFormat, LogSettings, ReplaySettings};
+pub use keycloak::KeycloakSettings;
+pub use limits::LimitsSettings;
+pub use log::{LogFormat, LogSettings};
+pub use reconcile::{ReconcileSettings, SessionCheck};
+pub use replay::ReplaySettings;
 pub use secret_url::SecretUrl;
 pub use vault::VaultSettings;
 
@@ -39,9 +47,13 @@ pub static KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
         database::KEYS,
         amqp::KEYS,
         daemon::KEYS,
+        http::KEYS,
         keycloak::KEYS,
+        reconcile::KEYS,
         vault::KEYS,
-        process::KEYS,
+        log::KEYS,
+        limits::KEYS,
+        replay::KEYS,
     ]
     .concat()
 });
