@@ -1,6 +1,7 @@
 //! Prometheus metrics. Each is recorded by one function here and described in
 //! `describe`; labels are kept to bounded sets.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
@@ -8,7 +9,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::core::event::{Event, Kind};
+use crate::core::event::{Action, Event, Ignored, Kind};
 use crate::core::outcome::Outcome;
 
 /// Event types that get their own label value; anything else is counted as `other`, so
@@ -99,6 +100,10 @@ fn describe() {
         "Events already in the inbox: changed nothing."
     );
     describe_counter!(
+        "keycloak_sync_events_ignored_by_reason_total",
+        "Valid events that changed nothing, by reason (no_effect, failed, missing) and the missing field."
+    );
+    describe_counter!(
         "keycloak_sync_events_ignored_total",
         "Valid events with nothing to do."
     );
@@ -137,13 +142,16 @@ pub fn received(count: usize) {
 pub fn applied(events: &[Event], outcomes: &[Outcome], elapsed: Duration, now_ms: i64) {
     histogram!("keycloak_sync_batch_size").record(events.len() as f64);
     histogram!("keycloak_sync_apply_seconds").record(elapsed.as_secs_f64());
-    let mut counts: std::collections::HashMap<(Outcome, &'static str, &'static str), u64> =
-        std::collections::HashMap::new();
+    let mut counts: HashMap<(Outcome, &'static str, &'static str), u64> = HashMap::new();
+    let mut ignored: HashMap<Ignored, u64> = HashMap::new();
     let lag = histogram!("keycloak_sync_lag_seconds");
     for (event, outcome) in events.iter().zip(outcomes) {
         *counts
             .entry((*outcome, kind_label(event.kind), type_label(event)))
             .or_default() += 1;
+        if let (Outcome::Ignored, Action::Ignore(why)) = (outcome, &event.action) {
+            *ignored.entry(*why).or_default() += 1;
+        }
         if *outcome != Outcome::Duplicate {
             lag.record((now_ms - event.time).max(0) as f64 / 1000.0);
         }
@@ -156,6 +164,10 @@ pub fn applied(events: &[Event], outcomes: &[Outcome], elapsed: Duration, now_ms
             Outcome::Duplicate => "keycloak_sync_events_duplicate_total",
         };
         counter!(name, &labels).increment(count);
+    }
+    for (why, count) in ignored {
+        counter!("keycloak_sync_events_ignored_by_reason_total", "reason" => why.reason(), "field" => why.field())
+            .increment(count);
     }
 }
 

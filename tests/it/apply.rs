@@ -424,7 +424,7 @@ async fn unknown_events_are_recorded_as_ignored() {
     let outcomes = apply(
         &store,
         &[
-            ue("c", 1, "CODE_TO_TOKEN", ""),
+            ue("c", 1, "SEND_VERIFY_EMAIL", ""),
             admin("k", 2, "CLIENT", "UPDATE", "clients/x", None),
         ],
     )
@@ -442,7 +442,7 @@ async fn unknown_events_are_recorded_as_ignored() {
             (
                 "c".into(),
                 "user".into(),
-                "CODE_TO_TOKEN".into(),
+                "SEND_VERIFY_EMAIL".into(),
                 "ignored".into()
             ),
             (
@@ -668,4 +668,67 @@ async fn the_inbox_forgets_only_entries_older_than_the_retention() {
             .expect("prune"),
         0
     );
+}
+
+#[tokio::test]
+async fn a_session_first_seen_at_a_code_exchange_or_impersonation_is_created_in_either_order() {
+    for reversed in [false, true] {
+        let db = TestDb::new().await;
+        let store = db.store().await;
+        let mut events = vec![
+            ue("c1", 2_000, "CODE_TO_TOKEN", ""),
+            ue_in("s2", "i1", 3_000, "IMPERSONATE", ""),
+            ue("r1", 4_000, "REFRESH_TOKEN", ""),
+        ];
+        if reversed {
+            events.reverse();
+        }
+        for event in &events {
+            apply(&store, std::slice::from_ref(event)).await;
+        }
+        assert_eq!(
+            session(&store, "s1").await,
+            SessionRow {
+                last_refresh_at: Some(4_000),
+                refresh_count: 1,
+                ..open_session("s1", 2_000)
+            },
+            "reversed: {reversed}"
+        );
+        assert_eq!(session(&store, "s2").await, open_session("s2", 3_000));
+        // A code exchange is no login: nothing counts one.
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM users WHERE login_count > 0").await,
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn valid_events_without_what_their_effect_needs_are_recorded_as_ignored() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let first_broker_login = event(
+        r#"{"schema":1,"kind":"user","id":"fb1","time":1000,"realmId":"r","type":"UPDATE_PROFILE","clientId":"web","details":{"updated_email":"alice@example.com","context":"REGISTRATION"}}"#,
+    );
+    let long_redirect = event(&format!(
+        r#"{{"schema":1,"kind":"user","id":"par1","time":2000,"realmId":"r","type":"LOGIN","clientId":"web","userId":"u1","sessionId":"s1","details":{{"username":"alice","redirect_uri":"https://app.example/cb?request_uri={}"}}}}"#,
+        "x".repeat(8_000)
+    ));
+    let outcomes = store
+        .apply_isolating(&[first_broker_login, long_redirect])
+        .await
+        .expect("apply");
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[0].as_ref().ok(), Some(&Outcome::Ignored));
+    assert_eq!(outcomes[1].as_ref().ok(), Some(&Outcome::Applied));
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM processed_events WHERE event_id = 'fb1' AND outcome = 'ignored'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(user(&store, "u1").await.login_count, 1);
 }

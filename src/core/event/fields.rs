@@ -151,7 +151,13 @@ impl<'a> Fields<'a> {
     }
 
     /// A string-to-string map such as Keycloak's `details`; null values are dropped.
-    pub fn string_map(&self, key: &str) -> Result<BTreeMap<String, String>, ParseError> {
+    /// Values are limited to `max_value` characters (the message's own size limit bounds
+    /// them anyway: Keycloak puts long values there, such as PAR redirect URIs).
+    pub fn string_map(
+        &self,
+        key: &str,
+        max_value: usize,
+    ) -> Result<BTreeMap<String, String>, ParseError> {
         let Some(map) = self.object(key)? else {
             return Ok(BTreeMap::new());
         };
@@ -162,7 +168,7 @@ impl<'a> Fields<'a> {
             match value {
                 Value::Null => {}
                 Value::String(s) => {
-                    check_len(&field, s, MAX_TEXT_LEN)?;
+                    check_len(&field, s, max_value)?;
                     out.insert(name.clone(), s.clone());
                 }
                 other => {

@@ -109,6 +109,14 @@ pub enum Action {
         client_id: Option<ClientId>,
         ip_address: Option<String>,
     },
+    /// CODE_TO_TOKEN and IMPERSONATE: evidence that the session exists (sessions begun
+    /// before keycloak-sync was deployed appear at their first activity).
+    SessionActivity {
+        user_id: UserId,
+        session_id: SessionId,
+        client_id: Option<ClientId>,
+        ip_address: Option<String>,
+    },
     /// UPDATE_PROFILE, UPDATE_EMAIL, VERIFY_EMAIL and admin USER CREATE/UPDATE.
     UpdateProfile {
         user_id: UserId,
@@ -130,13 +138,45 @@ pub enum Action {
         session_id: SessionId,
     },
     StoreToken(TokenMessage),
-    /// Valid, but nothing to do: recorded as `ignored`.
-    Ignore,
+    /// Valid, but nothing to do: recorded as `ignored`, counted by reason.
+    Ignore(Ignored),
+}
+
+/// Why a valid Keycloak event changes nothing. Only input that is not a Keycloak event at
+/// all is rejected; an event that lacks what its effect needs is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ignored {
+    /// Its type (or resource) has no effect on the synchronised tables.
+    NoEffect,
+    /// Keycloak recorded a failed operation.
+    Failed,
+    /// It lacks this field, which its effect needs (Keycloak emits UPDATE_PROFILE and
+    /// UPDATE_EMAIL without `userId` during a first broker login, for example).
+    Missing(&'static str),
+}
+
+impl Ignored {
+    /// A bounded metric label: `no_effect`, `failed` or `missing`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ignored::NoEffect => "no_effect",
+            Ignored::Failed => "failed",
+            Ignored::Missing(_) => "missing",
+        }
+    }
+
+    /// The missing field, when that is the reason (a field name of ours, so bounded).
+    pub fn field(self) -> &'static str {
+        match self {
+            Ignored::Missing(field) => field,
+            _ => "",
+        }
+    }
 }
 
 impl Action {
     pub fn is_ignored(&self) -> bool {
-        matches!(self, Action::Ignore)
+        matches!(self, Action::Ignore(_))
     }
 
     /// Whether the event leaves the user's profile incomplete.
@@ -160,12 +200,13 @@ impl Action {
             | Action::LoginError { user_id }
             | Action::Logout { user_id, .. }
             | Action::RefreshToken { user_id, .. }
+            | Action::SessionActivity { user_id, .. }
             | Action::UpdateProfile { user_id, .. }
             | Action::DeleteUser { user_id }
             | Action::DisableUser { user_id }
             | Action::RevokeGrant { user_id, .. } => Some(user_id),
             Action::StoreToken(token) => Some(&token.user_id),
-            Action::EndSession { .. } | Action::Ignore => None,
+            Action::EndSession { .. } | Action::Ignore(_) => None,
         }
     }
 }

@@ -10,7 +10,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::fields::{describe, kind_of, Fields, MAX_ID_LEN, MAX_TEXT_LEN};
-use super::{Action, Event, Kind, Profile, TokenMessage, TokenType};
+use super::{Action, Event, Ignored, Kind, Profile, TokenMessage, TokenType};
 use crate::core::ids::{ClientId, EventId, RealmId, SessionId, UserId};
 
 /// Upper bound for a vault token: long JWTs stay well below it.
@@ -57,8 +57,8 @@ pub enum ParseError {
     },
     #[error("field `{field}` is missing")]
     Missing { field: String },
-    #[error("field `{field}` is required {because}")]
-    Required { field: String, because: String },
+    #[error("a fragment of pretty-printed JSON, not a whole message: a JSONL file holds one compact event per line (compact it with, for example, `jq -c . events.json > events.jsonl`)")]
+    Fragment,
 }
 
 /// Parses one message (a queue body or a replay line).
@@ -76,7 +76,9 @@ pub fn parse_message(bytes: &[u8], max_bytes: usize) -> Result<Event, ParseError
         return Err(ParseError::Empty);
     }
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        if e.is_eof() {
+        if looks_like_a_fragment(text) {
+            ParseError::Fragment
+        } else if e.is_eof() {
             ParseError::TruncatedJson(e.to_string())
         } else {
             ParseError::InvalidJson(e.to_string())
@@ -104,6 +106,18 @@ pub fn parse_message(bytes: &[u8], max_bytes: usize) -> Result<Event, ParseError
     } else {
         Err(ParseError::UnknownShape)
     }
+}
+
+/// A line of a pretty-printed JSON document: a lone brace or bracket, or a `"key": …`
+/// member line.
+fn looks_like_a_fragment(text: &str) -> bool {
+    let line = text.trim();
+    let member = line.starts_with('"')
+        && line
+            .split_once("\":")
+            .or_else(|| line.split_once("\" :"))
+            .is_some();
+    member || matches!(line, "{" | "}" | "}," | "[" | "]" | "],")
 }
 
 fn parse_envelope(fields: &Fields) -> Result<Event, ParseError> {
@@ -177,7 +191,7 @@ fn read_user(fields: &Fields) -> Result<RawUser, ParseError> {
         session_id: fields.id("sessionId")?,
         ip_address: fields.text("ipAddress", MAX_ID_LEN)?,
         error: fields.text("error", MAX_TEXT_LEN)?,
-        details: fields.string_map("details")?,
+        details: fields.string_map("details", usize::MAX)?,
     })
 }
 
@@ -205,7 +219,7 @@ fn read_admin(fields: &Fields) -> Result<RawAdmin, ParseError> {
         representation: fields.text("representation", usize::MAX)?,
         auth_details,
         error: fields.text("error", MAX_TEXT_LEN)?,
-        details: fields.string_map("details")?,
+        details: fields.string_map("details", usize::MAX)?,
     })
 }
 
@@ -248,7 +262,7 @@ impl RawEvent {
                 time: raw.time,
                 realm_id: RealmId::new(raw.realm_id.as_str()),
                 kind: Kind::User,
-                action: user_action(&raw)?,
+                action: user_action(&raw),
                 type_name: raw.event_type,
                 shape,
             }),
@@ -276,86 +290,78 @@ impl RawEvent {
     }
 }
 
-fn required<T: From<String>>(
-    value: &Option<String>,
-    field: &str,
-    event_type: &str,
-) -> Result<T, ParseError> {
-    value
-        .clone()
-        .map(T::from)
-        .ok_or_else(|| ParseError::Required {
-            field: field.to_string(),
-            because: format!("for {event_type} events"),
-        })
+/// The value of a field an effect needs, or why the event is ignored without it.
+fn needed<T: From<String>>(value: &Option<String>, field: &'static str) -> Result<T, Ignored> {
+    value.clone().map(T::from).ok_or(Ignored::Missing(field))
 }
 
-fn user_action(raw: &RawUser) -> Result<Action, ParseError> {
-    let t = raw.event_type.as_str();
-    let user = || required(&raw.user_id, "userId", t);
+/// One arm per user event type with an effect; read whole, it is the table of GUIDE §4.
+fn user_action(raw: &RawUser) -> Action {
     let detail = |key: &str| raw.details.get(key).cloned();
-    Ok(match t {
-        "REGISTER" => Action::Register {
-            user_id: user()?,
-            username: detail("username"),
-            email: detail("email"),
-        },
-        "LOGIN" => Action::Login {
-            user_id: user()?,
-            session_id: raw.session_id.clone().map(SessionId::from),
-            client_id: raw.client_id.clone().map(ClientId::from),
-            ip_address: raw.ip_address.clone(),
-            username: detail("username"),
-        },
-        "LOGIN_ERROR" => match &raw.user_id {
-            Some(user_id) => Action::LoginError {
-                user_id: UserId::new(user_id.as_str()),
-            },
-            None => Action::Ignore,
-        },
-        "LOGOUT" => match &raw.session_id {
-            Some(session_id) => Action::Logout {
+    let action = || -> Result<Action, Ignored> {
+        let user = || needed(&raw.user_id, "userId");
+        Ok(match raw.event_type.as_str() {
+            "REGISTER" => Action::Register {
                 user_id: user()?,
-                session_id: SessionId::new(session_id.as_str()),
+                username: detail("username"),
+                email: detail("email"),
             },
-            None => Action::Ignore,
-        },
-        "REFRESH_TOKEN" => Action::RefreshToken {
-            user_id: user()?,
-            session_id: required(&raw.session_id, "sessionId", t)?,
-            client_id: raw.client_id.clone().map(ClientId::from),
-            ip_address: raw.ip_address.clone(),
-        },
-        "UPDATE_PROFILE" | "UPDATE_EMAIL" => Action::UpdateProfile {
-            user_id: user()?,
-            profile: Profile {
-                username: detail("updated_username"),
-                email: detail("updated_email"),
-                first_name: detail("updated_first_name"),
-                last_name: detail("updated_last_name"),
-                ..Profile::default()
+            "LOGIN" => Action::Login {
+                user_id: user()?,
+                session_id: raw.session_id.clone().map(SessionId::from),
+                client_id: raw.client_id.clone().map(ClientId::from),
+                ip_address: raw.ip_address.clone(),
+                username: detail("username"),
             },
-        },
-        "VERIFY_EMAIL" => Action::UpdateProfile {
-            user_id: user()?,
-            profile: Profile {
-                email_verified: Some(true),
-                ..Profile::default()
+            "LOGIN_ERROR" => Action::LoginError { user_id: user()? },
+            "LOGOUT" => Action::Logout {
+                user_id: user()?,
+                session_id: needed(&raw.session_id, "sessionId")?,
             },
-        },
-        "DELETE_ACCOUNT" => Action::DeleteUser { user_id: user()? },
-        "USER_DISABLED_BY_PERMANENT_LOCKOUT" => Action::DisableUser { user_id: user()? },
-        "REVOKE_GRANT" => Action::RevokeGrant {
-            user_id: user()?,
-            client_id: required(&detail("revoked_client"), "details.revoked_client", t)?,
-        },
-        _ => Action::Ignore,
-    })
+            "REFRESH_TOKEN" => Action::RefreshToken {
+                user_id: user()?,
+                session_id: needed(&raw.session_id, "sessionId")?,
+                client_id: raw.client_id.clone().map(ClientId::from),
+                ip_address: raw.ip_address.clone(),
+            },
+            "CODE_TO_TOKEN" | "IMPERSONATE" => Action::SessionActivity {
+                user_id: user()?,
+                session_id: needed(&raw.session_id, "sessionId")?,
+                client_id: raw.client_id.clone().map(ClientId::from),
+                ip_address: raw.ip_address.clone(),
+            },
+            "UPDATE_PROFILE" | "UPDATE_EMAIL" => Action::UpdateProfile {
+                user_id: user()?,
+                profile: Profile {
+                    username: detail("updated_username"),
+                    email: detail("updated_email"),
+                    first_name: detail("updated_first_name"),
+                    last_name: detail("updated_last_name"),
+                    ..Profile::default()
+                },
+            },
+            "VERIFY_EMAIL" => Action::UpdateProfile {
+                user_id: user()?,
+                profile: Profile {
+                    email_verified: Some(true),
+                    ..Profile::default()
+                },
+            },
+            "DELETE_ACCOUNT" => Action::DeleteUser { user_id: user()? },
+            "USER_DISABLED_BY_PERMANENT_LOCKOUT" => Action::DisableUser { user_id: user()? },
+            "REVOKE_GRANT" => Action::RevokeGrant {
+                user_id: user()?,
+                client_id: needed(&detail("revoked_client"), "details.revoked_client")?,
+            },
+            _ => return Err(Ignored::NoEffect),
+        })
+    };
+    action().unwrap_or_else(Action::Ignore)
 }
 
 fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
     if raw.error.is_some() {
-        return Ok(Action::Ignore);
+        return Ok(Action::Ignore(Ignored::Failed));
     }
     let path: Vec<&str> = raw
         .resource_path
@@ -364,58 +370,42 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let because = || {
-        format!(
-            "for {}.{} admin events",
-            raw.resource_type, raw.operation_type
-        )
-    };
     match (raw.resource_type.as_str(), raw.operation_type.as_str()) {
         ("USER", "CREATE" | "UPDATE") => {
             let profile = match &raw.representation {
                 Some(text) => read_representation(text)?,
                 None => RepresentedUser::default(),
             };
-            let user_id =
-                match path.as_slice() {
-                    ["users", id] => UserId::from(*id),
-                    [] => profile.id.clone().map(UserId::from).ok_or_else(|| {
-                        ParseError::Required {
-                            field: "resourcePath".into(),
-                            because: because(),
-                        }
-                    })?,
-                    // users/{id}/… are sub-resources (credentials, consents…): not profile changes.
-                    _ => return Ok(Action::Ignore),
-                };
-            Ok(Action::UpdateProfile {
-                user_id,
-                profile: profile.profile,
-            })
+            let user_id = match path.as_slice() {
+                ["users", id] => UserId::from(*id),
+                [] => match profile.id.clone() {
+                    Some(id) => UserId::from(id),
+                    None => return Ok(Action::Ignore(Ignored::Missing("resourcePath"))),
+                },
+                // users/{id}/… are sub-resources (credentials, consents…): not profile changes.
+                _ => return Ok(Action::Ignore(Ignored::NoEffect)),
+            };
+            let mut profile = profile.profile;
+            if raw.operation_type == "CREATE" && profile.created_at.is_none() {
+                // Without createdTimestamp, the event's own time is when the user was made.
+                profile.created_at = Some(raw.time);
+            }
+            Ok(Action::UpdateProfile { user_id, profile })
         }
         ("USER", "DELETE") => match path.as_slice() {
             ["users", id] => Ok(Action::DeleteUser {
                 user_id: UserId::from(*id),
             }),
-            [] => Err(ParseError::Required {
-                field: "resourcePath".into(),
-                because: because(),
-            }),
-            _ => Ok(Action::Ignore),
+            [] => Ok(Action::Ignore(Ignored::Missing("resourcePath"))),
+            _ => Ok(Action::Ignore(Ignored::NoEffect)),
         },
         ("USER_SESSION", "DELETE") => match path.iter().rposition(|s| *s == "sessions") {
             Some(i) if i + 1 < path.len() => Ok(Action::EndSession {
                 session_id: SessionId::from(path[i + 1]),
             }),
-            _ => Err(ParseError::Field {
-                field: "resourcePath".into(),
-                expected: "a path ending in sessions/{id}",
-                got: describe(&Value::String(
-                    raw.resource_path.clone().unwrap_or_default(),
-                )),
-            }),
+            _ => Ok(Action::Ignore(Ignored::Missing("resourcePath"))),
         },
-        _ => Ok(Action::Ignore),
+        _ => Ok(Action::Ignore(Ignored::NoEffect)),
     }
 }
 

@@ -278,6 +278,15 @@ impl Planner {
                 max_opt(&mut session.last_refresh_at, event.time);
                 session.refresh_count += 1;
             }
+            Action::SessionActivity {
+                user_id,
+                session_id,
+                client_id,
+                ip_address,
+            } => {
+                let origin = (client_id.as_ref(), ip_address.as_ref());
+                self.session_from(&stamp, session_id, user_id, origin);
+            }
             Action::UpdateProfile { user_id, profile } => {
                 self.update_profile(&stamp, user_id, profile)
             }
@@ -312,7 +321,7 @@ impl Planner {
                 issued_at: event.time,
                 version,
             }),
-            Action::Ignore => {}
+            Action::Ignore(_) => {}
         }
     }
 

@@ -178,7 +178,7 @@ fn revoke_grant_revokes_offline_tokens_of_the_client() {
 
 #[test]
 fn ignored_events_plan_nothing() {
-    let plan = plan([user("c", 5, "CODE_TO_TOKEN", "")].iter());
+    let plan = plan([user("c", 5, "SEND_VERIFY_EMAIL", "")].iter());
     assert!(plan.is_empty());
 }
 

@@ -277,8 +277,22 @@ fn user_event_types_map_to_actions() {
             client_id: "web-app".into()
         }
     );
-    assert_eq!(action("CODE_TO_TOKEN", ""), Action::Ignore);
-    assert_eq!(action("SOME_FUTURE_EVENT", ""), Action::Ignore);
+    for activity in ["CODE_TO_TOKEN", "IMPERSONATE"] {
+        assert_eq!(
+            action(activity, ""),
+            Action::SessionActivity {
+                user_id: "u".into(),
+                session_id: "s".into(),
+                client_id: None,
+                ip_address: None,
+            },
+            "{activity}"
+        );
+    }
+    assert_eq!(
+        action("SOME_FUTURE_EVENT", ""),
+        Action::Ignore(Ignored::NoEffect)
+    );
 }
 
 #[test]
@@ -286,7 +300,76 @@ fn login_error_without_user_is_ignored() {
     let event = ok(
         r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN_ERROR","error":"user_not_found","details":{"username":"ghost"}}"#,
     );
-    assert_eq!(event.action, Action::Ignore);
+    assert_eq!(event.action, Action::Ignore(Ignored::Missing("userId")));
+}
+
+#[test]
+fn valid_events_lacking_what_their_effect_needs_are_ignored_not_rejected() {
+    let cases = [
+        // Keycloak's first broker login emits these before the user exists.
+        (
+            r#""type":"UPDATE_PROFILE","details":{"updated_email":"a@x"}"#,
+            "userId",
+        ),
+        (
+            r#""type":"UPDATE_EMAIL","details":{"updated_email":"a@x"}"#,
+            "userId",
+        ),
+        (r#""type":"LOGIN""#, "userId"),
+        (r#""type":"REFRESH_TOKEN","userId":"u""#, "sessionId"),
+        (r#""type":"LOGOUT","userId":"u""#, "sessionId"),
+        (
+            r#""type":"REVOKE_GRANT","userId":"u""#,
+            "details.revoked_client",
+        ),
+    ];
+    for (fields, missing) in cases {
+        let event = ok(&format!(
+            r#"{{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r",{fields}}}"#
+        ));
+        assert_eq!(
+            event.action,
+            Action::Ignore(Ignored::Missing(missing)),
+            "{fields}"
+        );
+    }
+    let admin = [
+        r#""resourceType":"USER","operationType":"DELETE""#,
+        r#""resourceType":"USER","operationType":"UPDATE""#,
+        r#""resourceType":"USER_SESSION","operationType":"DELETE","resourcePath":"users""#,
+    ];
+    for fields in admin {
+        let event = ok(&format!(
+            r#"{{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r",{fields}}}"#
+        ));
+        assert_eq!(
+            event.action,
+            Action::Ignore(Ignored::Missing("resourcePath")),
+            "{fields}"
+        );
+    }
+}
+
+#[test]
+fn long_detail_values_are_kept_whole() {
+    // A pushed authorization request makes redirect URIs of several kilobytes.
+    let redirect = format!("https://app.example/cb?state={}", "s".repeat(12_000));
+    let event = ok(&user_event(
+        "LOGIN",
+        &format!(r#","details":{{"redirect_uri":"{redirect}","username":"alice"}}"#),
+    ));
+    assert!(matches!(event.action, Action::Login { .. }));
+}
+
+#[test]
+fn an_admin_create_without_created_timestamp_is_created_at_the_event_time() {
+    let event = ok(
+        r#"{"schema":1,"kind":"admin","id":"x","time":1700000000123,"realmId":"r","resourceType":"USER","operationType":"CREATE","resourcePath":"users/u1","representation":"{\"username\":\"alice\"}"}"#,
+    );
+    let Action::UpdateProfile { profile, .. } = event.action else {
+        panic!("{:?}", event.action);
+    };
+    assert_eq!(profile.created_at, Some(1_700_000_000_123));
 }
 
 #[test]
@@ -294,7 +377,7 @@ fn failed_admin_operations_are_ignored() {
     let event = ok(
         r#"{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER","operationType":"DELETE","resourcePath":"users/u1","error":"unknown_error"}"#,
     );
-    assert_eq!(event.action, Action::Ignore);
+    assert_eq!(event.action, Action::Ignore(Ignored::Failed));
 }
 
 #[test]
@@ -345,20 +428,12 @@ fn malformed_messages_say_what_is_wrong() {
             "field `userId`: expected a string, got the number 17",
         ),
         (
-            r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN"}"#,
-            "field `userId` is required for LOGIN events",
-        ),
-        (
             r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN","userId":"u","details":{"username":5}}"#,
             "field `details.username`: expected a string, got the number 5",
         ),
         (
             r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN","userId":"u","details":"oops"}"#,
             "field `details`: expected an object, got a string \"oops\"",
-        ),
-        (
-            r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"REVOKE_GRANT","userId":"u"}"#,
-            "field `details.revoked_client` is required for REVOKE_GRANT events",
         ),
         (
             r#"{"schema":1,"kind":"user","id":"x","time":1,"realmId":"r","type":"LOGIN","userId":"u\u0000"}"#,
@@ -376,15 +451,9 @@ fn malformed_messages_say_what_is_wrong() {
             r#"{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER","operationType":"UPDATE","resourcePath":"users/u","representation":"{\"enabled\":\"no\"}"}"#,
             "field `representation.enabled`: expected true or false, got a string \"no\"",
         ),
-        (
-            r#"{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER","operationType":"DELETE"}"#,
-            "field `resourcePath` is required for USER.DELETE admin events",
-        ),
-        (
-            r#"{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER_SESSION","operationType":"DELETE","resourcePath":"users"}"#,
-            "field `resourcePath`: expected a path ending in sessions/{id}",
-        ),
         ("   ", "message is empty"),
+        ("  \"details\" : {", "a fragment of pretty-printed JSON"),
+        ("}", "a fragment of pretty-printed JSON"),
     ];
     for (input, expected) in cases {
         let message = err(input);
@@ -396,13 +465,7 @@ fn malformed_messages_say_what_is_wrong() {
 }
 
 #[test]
-fn huge_strings_are_refused_with_their_size() {
-    let username = "a".repeat(100_000);
-    let message = err(&user_event(
-        "LOGIN",
-        &format!(r#","details":{{"username":"{username}"}}"#),
-    ));
-    assert_eq!(message, "field `details.username`: expected a shorter string, got a string of 100000 characters (limit 4096)");
+fn huge_identifiers_are_rejected_with_their_size() {
     let huge_id = "u".repeat(300);
     let message =
         err(&user_event("LOGIN", "")
