@@ -732,3 +732,59 @@ async fn valid_events_without_what_their_effect_needs_are_recorded_as_ignored() 
     );
     assert_eq!(user(&store, "u1").await.login_count, 1);
 }
+
+/// Keycloak's `POST users/{id}/logout` and `DELETE users/{id}/consents/{client}` are admin
+/// USER ACTION events; no event is emitted per session.
+#[tokio::test]
+async fn an_admin_logout_ends_earlier_sessions_and_a_consent_revocation_its_grant_in_any_order() {
+    let logout = || admin("adm-out", 2000, "USER", "ACTION", "users/u1/logout", None);
+    let revoke = || {
+        admin(
+            "adm-rev",
+            2500,
+            "USER",
+            "ACTION",
+            "users/u1/consents/web",
+            None,
+        )
+    };
+    for reversed in [false, true] {
+        let db = TestDb::new().await;
+        let store = db.store().await;
+        let mut batches = vec![
+            vec![login("l1", 1000, "s1")],
+            vec![logout(), revoke()],
+            vec![login("l2", 3000, "s2")],
+        ];
+        if reversed {
+            batches.reverse();
+        }
+        for batch in &batches {
+            apply(&store, batch).await;
+        }
+        let rows = sessions(&store).await;
+        assert_eq!(
+            rows,
+            vec![
+                ended(open_session("s1", 1000), 2000, "admin"),
+                open_session("s2", 3000)
+            ],
+            "reversed: {reversed}"
+        );
+        let grants = count(
+            &store,
+            "SELECT count(*) FROM grant_revocations WHERE user_id = 'u1' AND client_id = 'web'",
+        )
+        .await;
+        assert_eq!(
+            grants, 1,
+            "the consent revocation is kept for tokens learnt later"
+        );
+        let cutoffs = count(
+            &store,
+            "SELECT count(*) FROM session_cutoffs WHERE user_id = 'u1' AND reason = 'admin'",
+        )
+        .await;
+        assert_eq!(cutoffs, 1);
+    }
+}

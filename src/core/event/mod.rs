@@ -125,6 +125,11 @@ pub enum Action {
     DeleteUser {
         user_id: UserId,
     },
+    /// An admin logged the user out (`users/{id}/logout`): every session begun by then
+    /// ends and the tokens issued by then are void.
+    LogoutUser {
+        user_id: UserId,
+    },
     /// USER_DISABLED_BY_PERMANENT_LOCKOUT.
     DisableUser {
         user_id: UserId,
@@ -203,6 +208,7 @@ impl Action {
             | Action::SessionActivity { user_id, .. }
             | Action::UpdateProfile { user_id, .. }
             | Action::DeleteUser { user_id }
+            | Action::LogoutUser { user_id }
             | Action::DisableUser { user_id }
             | Action::RevokeGrant { user_id, .. } => Some(user_id),
             Action::StoreToken(token) => Some(&token.user_id),

@@ -392,6 +392,19 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
             }
             Ok(Action::UpdateProfile { user_id, profile })
         }
+        // Keycloak's UserResource: `POST users/{id}/logout` sets the user's not-before and
+        // ends its sessions; `DELETE users/{id}/consents/{clientId}` revokes the consent
+        // and the client's offline tokens. Both are recorded as ACTION.
+        ("USER", "ACTION") => Ok(match path.as_slice() {
+            ["users", id, "logout"] => Action::LogoutUser {
+                user_id: UserId::from(*id),
+            },
+            ["users", id, "consents", client] => Action::RevokeGrant {
+                user_id: UserId::from(*id),
+                client_id: ClientId::from(*client),
+            },
+            _ => Action::Ignore(Ignored::NoEffect),
+        }),
         ("USER", "DELETE") => match path.as_slice() {
             ["users", id] => Ok(Action::DeleteUser {
                 user_id: UserId::from(*id),

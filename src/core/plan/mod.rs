@@ -291,6 +291,7 @@ impl Planner {
                 self.update_profile(&stamp, user_id, profile)
             }
             Action::DeleteUser { user_id } => self.delete_user(&stamp, user_id),
+            Action::LogoutUser { user_id } => self.cut_off(&stamp, user_id, EndReason::Admin),
             Action::DisableUser { user_id } => {
                 let profile = Profile {
                     enabled: Some(false),

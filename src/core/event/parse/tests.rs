@@ -525,3 +525,30 @@ fn users_from_the_admin_api_are_read_whole() {
     assert!(error.to_string().contains("user.enabled"), "{error}");
     assert!(read_admin_user(&serde_json::json!([1]), "user").is_err());
 }
+
+#[test]
+fn admin_user_actions_are_logouts_and_consent_revocations() {
+    let action = |path: &str| {
+        ok(&format!(
+            r#"{{"schema":1,"kind":"admin","id":"x","time":1,"realmId":"r","resourceType":"USER","operationType":"ACTION","resourcePath":"{path}"}}"#
+        ))
+        .action
+    };
+    assert_eq!(
+        action("users/u1/logout"),
+        Action::LogoutUser {
+            user_id: "u1".into()
+        }
+    );
+    assert_eq!(
+        action("users/u1/consents/web-app"),
+        Action::RevokeGrant {
+            user_id: "u1".into(),
+            client_id: "web-app".into()
+        }
+    );
+    assert_eq!(
+        action("users/u1/reset-password-email"),
+        Action::Ignore(Ignored::NoEffect)
+    );
+}
