@@ -788,3 +788,47 @@ async fn an_admin_logout_ends_earlier_sessions_and_a_consent_revocation_its_gran
         assert_eq!(cutoffs, 1);
     }
 }
+
+/// Keycloak 26.5+ reports a session its expiry task removed as USER_SESSION_DELETED,
+/// possibly minutes late: an earlier known end stays, a later activity never reopens it.
+#[tokio::test]
+async fn a_session_deleted_by_keycloaks_expiry_ends_as_expired_unless_it_ended_earlier() {
+    for reversed in [false, true] {
+        let db = TestDb::new().await;
+        let store = db.store().await;
+        let mut batches = vec![
+            vec![login("l1", 1000, "s1"), login("l2", 1100, "s2")],
+            vec![ue_in("s2", "out2", 1500, "LOGOUT", "")],
+            vec![
+                ue_in(
+                    "s1",
+                    "exp1",
+                    9000,
+                    "USER_SESSION_DELETED",
+                    r#","details":{"reason":"expired"}"#,
+                ),
+                ue_in(
+                    "s2",
+                    "exp2",
+                    9000,
+                    "USER_SESSION_DELETED",
+                    r#","details":{"reason":"expired"}"#,
+                ),
+            ],
+        ];
+        if reversed {
+            batches.reverse();
+        }
+        for batch in &batches {
+            apply(&store, batch).await;
+        }
+        assert_eq!(
+            sessions(&store).await,
+            vec![
+                ended(open_session("s1", 1000), 9000, "expired"),
+                ended(open_session("s2", 1100), 1500, "logout"),
+            ],
+            "reversed: {reversed}"
+        );
+    }
+}

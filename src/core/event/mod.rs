@@ -84,10 +84,11 @@ impl fmt::Display for EventStream {
 /// What an event means for the synchronised tables (GUIDE §4), decided once at parse time.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// REGISTER: the names Keycloak put in the details (`username`, `email`,
+    /// `first_name`, `last_name`); the user is enabled and created at the event's time.
     Register {
         user_id: UserId,
-        username: Option<String>,
-        email: Option<String>,
+        profile: Profile,
     },
     Login {
         user_id: UserId,
@@ -140,6 +141,12 @@ pub enum Action {
     },
     /// Admin USER_SESSION DELETE.
     EndSession {
+        session_id: SessionId,
+    },
+    /// USER_SESSION_DELETED (Keycloak 26.5+): its expiry task removed the session, timed
+    /// out or made invalid (remember-me switched off), possibly minutes after the fact.
+    SessionExpired {
+        user_id: UserId,
         session_id: SessionId,
     },
     StoreToken(TokenMessage),
@@ -209,6 +216,7 @@ impl Action {
             | Action::UpdateProfile { user_id, .. }
             | Action::DeleteUser { user_id }
             | Action::LogoutUser { user_id }
+            | Action::SessionExpired { user_id, .. }
             | Action::DisableUser { user_id }
             | Action::RevokeGrant { user_id, .. } => Some(user_id),
             Action::StoreToken(token) => Some(&token.user_id),

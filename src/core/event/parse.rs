@@ -303,8 +303,15 @@ fn user_action(raw: &RawUser) -> Action {
         Ok(match raw.event_type.as_str() {
             "REGISTER" => Action::Register {
                 user_id: user()?,
-                username: detail("username"),
-                email: detail("email"),
+                profile: Profile {
+                    username: detail("username"),
+                    email: detail("email"),
+                    first_name: detail("first_name"),
+                    last_name: detail("last_name"),
+                    enabled: Some(true),
+                    created_at: Some(raw.time),
+                    ..Profile::default()
+                },
             },
             "LOGIN" => Action::Login {
                 user_id: user()?,
@@ -323,6 +330,10 @@ fn user_action(raw: &RawUser) -> Action {
                 session_id: needed(&raw.session_id, "sessionId")?,
                 client_id: raw.client_id.clone().map(ClientId::from),
                 ip_address: raw.ip_address.clone(),
+            },
+            "USER_SESSION_DELETED" => Action::SessionExpired {
+                user_id: user()?,
+                session_id: needed(&raw.session_id, "sessionId")?,
             },
             "CODE_TO_TOKEN" | "IMPERSONATE" => Action::SessionActivity {
                 user_id: user()?,

@@ -223,19 +223,8 @@ impl Planner {
         let version = stamp.version.clone();
         self.ask_enrichment(event, &version);
         match &event.action {
-            Action::Register {
-                user_id,
-                username,
-                email,
-            } => {
-                let profile = Profile {
-                    username: username.clone(),
-                    email: email.clone(),
-                    enabled: Some(true),
-                    created_at: Some(event.time),
-                    ..Profile::default()
-                };
-                self.user(&stamp, user_id).apply_profile(&profile, &version);
+            Action::Register { user_id, profile } => {
+                self.user(&stamp, user_id).apply_profile(profile, &version);
             }
             Action::Login {
                 user_id,
@@ -306,6 +295,10 @@ impl Planner {
                     at: event.time,
                 });
             }
+            Action::SessionExpired {
+                user_id,
+                session_id,
+            } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Expired),
             Action::EndSession { session_id } => {
                 self.end_session(&stamp, session_id, None, EndReason::Admin)
             }

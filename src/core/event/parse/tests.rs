@@ -175,7 +175,7 @@ fn aznamier_admin_event() {
 #[test]
 fn keycloak_rest_representations() {
     let user = ok(
-        r#"{"id":"0a1b2c3d-rest","time":1732270000001,"type":"REGISTER","realmId":"r1","clientId":"web-app","userId":"u1","sessionId":"s1","ipAddress":"198.51.100.1","details":{"username":"bob","email":"bob@example.com","register_method":"form"}}"#,
+        r#"{"id":"0a1b2c3d-rest","time":1732270000001,"type":"REGISTER","realmId":"r1","clientId":"web-app","userId":"u1","sessionId":"s1","ipAddress":"198.51.100.1","details":{"username":"bob","email":"bob@example.com","first_name":"Bob","last_name":"Brown","register_method":"form"}}"#,
     );
     assert_eq!(user.shape, Shape::KeycloakRest);
     assert_eq!(user.id, "0a1b2c3d-rest");
@@ -183,8 +183,15 @@ fn keycloak_rest_representations() {
         user.action,
         Action::Register {
             user_id: "u1".into(),
-            username: Some("bob".into()),
-            email: Some("bob@example.com".into())
+            profile: Profile {
+                username: Some("bob".into()),
+                email: Some("bob@example.com".into()),
+                first_name: Some("Bob".into()),
+                last_name: Some("Brown".into()),
+                enabled: Some(true),
+                created_at: Some(1_732_270_000_001),
+                ..Profile::default()
+            }
         }
     );
     let admin = ok(
@@ -275,6 +282,13 @@ fn user_event_types_map_to_actions() {
         Action::RevokeGrant {
             user_id: "u".into(),
             client_id: "web-app".into()
+        }
+    );
+    assert_eq!(
+        action("USER_SESSION_DELETED", r#","details":{"reason":"expired"}"#),
+        Action::SessionExpired {
+            user_id: "u".into(),
+            session_id: "s".into()
         }
     );
     for activity in ["CODE_TO_TOKEN", "IMPERSONATE"] {
