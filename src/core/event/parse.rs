@@ -209,11 +209,19 @@ fn read_admin(fields: &Fields) -> Result<RawAdmin, ParseError> {
         }
         None => BTreeMap::new(),
     };
+    // Keycloak names a provider's own resource type `CUSTOM` and gives its name in
+    // `resourceTypeAsString` (the aznamier plugin passes both on).
+    let mut resource_type = fields.required_text("resourceType", MAX_ID_LEN)?;
+    if resource_type == "CUSTOM" {
+        if let Some(named) = fields.text("resourceTypeAsString", MAX_ID_LEN)? {
+            resource_type = named;
+        }
+    }
     Ok(RawAdmin {
         kind: "admin",
         time: fields.required_epoch_ms("time")?,
         realm_id: fields.required_id("realmId")?,
-        resource_type: fields.required_text("resourceType", MAX_ID_LEN)?,
+        resource_type,
         operation_type: fields.required_text("operationType", MAX_ID_LEN)?,
         resource_path: fields.text("resourcePath", MAX_TEXT_LEN)?,
         representation: fields.text("representation", usize::MAX)?,

@@ -151,6 +151,21 @@ fn aznamier_user_event_gets_a_deterministic_id() {
 }
 
 #[test]
+fn aznamier_custom_resource_types_are_named() {
+    let event = ok(r#"{
+  "@class" : "com.github.aznamier.keycloak.event.provider.EventAdminNotificationMqMsg",
+  "time" : 1732270000999,
+  "realmId" : "0c6f6a0e-realm",
+  "resourceType" : "CUSTOM",
+  "resourceTypeAsString" : "ORGANIZATION_INVITATION",
+  "operationType" : "CREATE",
+  "resourcePath" : "organizations/o1/members/invite-user"
+}"#);
+    assert_eq!(event.type_name, "ORGANIZATION_INVITATION.CREATE");
+    assert_eq!(event.action, Action::Ignore(Ignored::NoEffect));
+}
+
+#[test]
 fn aznamier_admin_event() {
     let event = ok(r#"{
   "@class" : "com.github.aznamier.keycloak.event.provider.EventAdminNotificationMqMsg",
