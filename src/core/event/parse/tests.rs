@@ -228,6 +228,7 @@ fn user_event(event_type: &str, extra: &str) -> String {
 }
 
 #[test]
+// One assertion per event type: a table that reads better whole.
 fn user_event_types_map_to_actions() {
     let action = |t: &str, extra: &str| ok(&user_event(t, extra)).action;
     assert_eq!(
