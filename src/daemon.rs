@@ -170,7 +170,7 @@ async fn migrate_when_reachable(
 }
 
 /// Runs `task` once `first_after` has passed, then every `period`, until `shutdown`.
-pub async fn periodically<F, Fut>(
+async fn periodically<F, Fut>(
     first_after: Duration,
     period: Duration,
     shutdown: CancellationToken,

@@ -233,11 +233,6 @@ fn write_reject(out: &mut impl Write, reject: &RejectedLine) -> anyhow::Result<(
     Ok(())
 }
 
-/// The text kept of a line for reports: lossy UTF-8, token values redacted.
-fn printable(bytes: &[u8]) -> String {
-    redacted_text(bytes)
-}
-
 fn read_chunks(
     reader: Box<dyn Read + Send>,
     batch_size: usize,
@@ -278,18 +273,18 @@ fn read_chunks(
                     limit: intake.max_message_bytes,
                 })
                 .to_string(),
-                input: format!("{}…", printable(&buf[..buf.len().min(200)])),
+                input: format!("{}…", redacted_text(&buf[..buf.len().min(200)])),
             }),
             LineStatus::Line => match intake.accept(&buf) {
                 Ok(event) => {
                     chunk.events.push(event);
                     chunk.lines.push(lines.line_number);
-                    chunk.inputs.push(printable(&buf));
+                    chunk.inputs.push(redacted_text(&buf));
                 }
                 Err(rejection) => chunk.rejected.push(RejectedLine {
                     line: lines.line_number,
                     reason: rejection.to_string(),
-                    input: printable(&buf),
+                    input: redacted_text(&buf),
                 }),
             },
         }
@@ -422,8 +417,8 @@ mod tests {
     }
 
     #[test]
-    fn printable_redacts_tokens_even_in_broken_json() {
-        let text = printable(b"{\"kind\":\"token\",\"token\":\"eyJsecret");
+    fn rejected_lines_keep_no_token_even_in_broken_json() {
+        let text = redacted_text(b"{\"kind\":\"token\",\"token\":\"eyJsecret");
         assert!(!text.contains("eyJsecret"), "{text}");
         assert!(text.contains("[redacted]"));
     }

@@ -28,9 +28,7 @@ pub enum ApplyError {
     #[error("database rejected the event: {0}")]
     Rejected(#[source] sqlx::Error),
     /// Token messages but no key ring (a deployment fault, not the event's).
-    #[error(
-        "token message rejected: no vault key ring is configured (vault.keys, vault.active_key)"
-    )]
+    #[error("{}", Rejection::NoVault)]
     NoVault { event_id: EventId },
     /// Sealing failed: nothing of the batch is written.
     #[error("vault: cannot seal the token of message {event_id}: {source}")]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sqlx::{PgPool, Row};
 use thiserror::Error;
 
+use super::rows::Rows;
 use super::Store;
 use secrecy::SecretString;
 
@@ -231,14 +232,8 @@ pub async fn rotate_batch(
         read: rows.len() as u64,
         ..RotatedBatch::default()
     };
-    let (mut ids, mut key_ids, mut nonces, mut ciphertexts, mut old_keys, mut versions) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
+    // Per rewritten row: id, old key, version read, and the new sealing.
+    let mut rewrites: Vec<(String, String, String, Sealed)> = Vec::new();
     for row in &rows {
         let token = match open_row(keys, row) {
             Ok(token) => token,
@@ -254,33 +249,31 @@ pub async fn rotate_batch(
                 id: token.id.clone(),
                 source,
             })?;
-        old_keys.push(row.try_get::<String, _>("key_id")?);
-        versions.push(row.try_get::<String, _>("issued_ver")?);
-        ids.push(token.id);
-        key_ids.push(sealed.key_id);
-        nonces.push(sealed.nonce);
-        ciphertexts.push(sealed.ciphertext);
+        let old_key = row.try_get::<String, _>("key_id")?;
+        let version = row.try_get::<String, _>("issued_ver")?;
+        rewrites.push((token.id, old_key, version, sealed));
     }
-    if !ids.is_empty() {
+    if !rewrites.is_empty() {
+        let columns = Rows::new()
+            .text("id", rewrites.iter().map(|r| Some(r.0.as_str())))
+            .text("old_key", rewrites.iter().map(|r| Some(r.1.as_str())))
+            .text("issued_ver", rewrites.iter().map(|r| Some(r.2.as_str())))
+            .text("key_id", rewrites.iter().map(|r| Some(r.3.key_id.as_str())))
+            .bytea("nonce", rewrites.iter().map(|r| r.3.nonce.as_slice()))
+            .bytea(
+                "ciphertext",
+                rewrites.iter().map(|r| r.3.ciphertext.as_slice()),
+            );
         // Rewritten only where the row still holds what was read.
-        let updated = sqlx::query(
+        let query = columns.query(
             "UPDATE auth_vault v
              SET key_id = n.key_id, nonce = n.nonce, ciphertext = n.ciphertext, updated_at = now()
-             FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[])
-                  AS n(id, key_id, nonce, ciphertext, old_key, issued_ver)
+             FROM {rows}
              WHERE v.id = n.id::uuid AND v.key_id = n.old_key AND v.issued_ver = n.issued_ver",
-        )
-        .bind(&ids)
-        .bind(&key_ids)
-        .bind(&nonces)
-        .bind(&ciphertexts)
-        .bind(&old_keys)
-        .bind(&versions)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        );
+        let updated = query.build().execute(&mut *tx).await?.rows_affected();
         outcome.rotated = updated;
-        outcome.raced = ids.len() as u64 - updated;
+        outcome.raced = rewrites.len() as u64 - updated;
     }
     tx.commit().await?;
     Ok(outcome)
