@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::core::intake::Intake;
 use crate::http::{self, Endpoints};
 use crate::jobs::enrichment::Enricher;
+use crate::jobs::expiry::scheduled_pass;
 use crate::jobs::reconcile::{scheduled_round, ReconcileOptions};
 use crate::keycloak::AdminClient;
 use crate::store::{until_database_answers, vault, Store};
@@ -130,6 +131,7 @@ fn spawn_background(
             move || prune_inbox(store.clone(), retention),
         ));
     }
+    spawn_session_expiry(tasks, settings, store, shutdown)?;
     if settings.keycloak.url.is_none() {
         return Ok(());
     }
@@ -152,6 +154,35 @@ fn spawn_background(
             async move { scheduled_round(&store, &keycloak, &options).await }
         }));
     }
+    Ok(())
+}
+
+/// Every `sessions.expire_interval_secs`: policies (read whole every
+/// `sessions.policy_refresh_secs`, else only those an admin changed), then the expiry.
+fn spawn_session_expiry(
+    tasks: &TaskTracker,
+    settings: &Settings,
+    store: &Store,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(every) = settings.sessions.expire_interval else {
+        return Ok(());
+    };
+    let admin = match settings.keycloak.url {
+        Some(_) => Some(Arc::new(
+            AdminClient::new(&settings.keycloak).context("keycloak settings")?,
+        )),
+        None => None,
+    };
+    let full_every = (settings.sessions.policy_refresh.as_secs() / every.as_secs().max(1)).max(1);
+    let (store, sessions) = (store.clone(), settings.sessions.clone());
+    let mut passes = 0u64;
+    tasks.spawn(periodically(Duration::ZERO, every, shutdown.clone(), move || {
+        let full = passes % full_every == 0;
+        passes += 1;
+        let (store, admin, sessions) = (store.clone(), admin.clone(), sessions.clone());
+        async move { scheduled_pass(&store, admin.as_deref(), &sessions, full).await }
+    }));
     Ok(())
 }
 

@@ -12,6 +12,7 @@ mod replay;
 pub mod report;
 mod run;
 mod sample;
+mod sessions;
 mod vault;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,11 @@ pub enum Command {
     /// Apply Keycloak's stored events (user and admin) from a time window; resumes where
     /// an interrupted run of the same window stopped.
     Backfill(backfill::Args),
+    /// Sessions Keycloak expires without an event.
+    Sessions {
+        #[command(subcommand)]
+        command: sessions::Command,
+    },
     /// The token vault: status, expiry sweep, key rotation.
     Vault {
         #[command(subcommand)]
@@ -89,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args, settings(config)?).await,
         Command::Reconcile(args) => reconcile::run(args, settings(config)?).await,
         Command::Backfill(args) => backfill::run(args, settings(config)?).await,
+        Command::Sessions { command } => sessions::run(command, settings(config)?).await,
         Command::Vault { command } => vault::run(command, settings(config)?).await,
         Command::Config { command } => config::run(command, Settings::load(config)?),
         Command::Probe(args) => probe::run(args, Settings::load(config)?).await,

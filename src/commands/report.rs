@@ -73,3 +73,9 @@ impl Report for crate::jobs::rotation::RotationReport {
 impl Report for crate::amqp::dlq::DlqListing {}
 
 impl Report for crate::amqp::dlq::RequeueReport {}
+
+impl Report for crate::jobs::expiry::ExpiryReport {
+    fn failed(&self) -> bool {
+        !self.policies.unknown.is_empty()
+    }
+}

@@ -16,6 +16,7 @@ mod log;
 mod reconcile;
 mod replay;
 mod secret_url;
+mod sessions;
 mod vault;
 
 pub use amqp::AmqpSettings;
@@ -29,6 +30,7 @@ pub use log::{LogFormat, LogSettings};
 pub use reconcile::{ReconcileSettings, SessionCheck};
 pub use replay::ReplaySettings;
 pub use secret_url::SecretUrl;
+pub use sessions::SessionsSettings;
 pub use vault::VaultSettings;
 
 use std::collections::HashMap;
@@ -50,6 +52,7 @@ pub static KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
         http::KEYS,
         keycloak::KEYS,
         reconcile::KEYS,
+        sessions::KEYS,
         vault::KEYS,
         log::KEYS,
         limits::KEYS,
@@ -81,6 +84,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub keycloak: KeycloakSettings,
     pub reconcile: ReconcileSettings,
+    pub sessions: SessionsSettings,
     pub vault: VaultSettings,
     pub log: LogSettings,
     pub limits: LimitsSettings,
@@ -134,6 +138,7 @@ impl Settings {
             daemon: DaemonSettings::read(&values)?,
             http: HttpSettings::read(&values)?,
             reconcile: ReconcileSettings::read(&values, &keycloak)?,
+            sessions: SessionsSettings::read(&values)?,
             keycloak,
             vault: VaultSettings::read(&values)?,
             log: LogSettings::read(&values)?,

@@ -8,3 +8,4 @@ pub mod outcome;
 pub mod plan;
 pub mod redact;
 pub mod sample;
+pub mod session_policy;

@@ -3,6 +3,7 @@
 
 pub mod backfill;
 pub mod enrichment;
+pub mod expiry;
 pub mod reconcile;
 pub mod replay;
 pub mod rotation;

@@ -29,6 +29,7 @@ use crate::config::KeycloakSettings;
 use crate::core::event::json_kind;
 pub use crate::core::event::EventStream;
 use crate::core::ids::{RealmId, RealmName, SessionId, UserId};
+use crate::core::session_policy::SessionPolicy;
 use crate::retry::{Policy, Verdict};
 
 /// A token is renewed this long before Keycloak says it expires (at most half its life).
@@ -155,6 +156,27 @@ impl AdminClient {
             .await
             .insert(realm.clone(), id.clone());
         Ok(id)
+    }
+
+    /// A realm's id and session policy (`GET /admin/realms/{realm}`); `None` for the
+    /// policy when Keycloak leaves the timeouts out (no view-realm role).
+    pub async fn session_policy(
+        &self,
+        realm: &RealmName,
+    ) -> Result<(RealmId, Option<SessionPolicy>), KeycloakError> {
+        let path = ["admin", "realms", realm];
+        let Some(rep) = self.get(realm, &path, &[]).await? else {
+            return Err(KeycloakError::Config(format!(
+                "realm {realm:?} does not exist (keycloak.realms)"
+            )));
+        };
+        let policy = SessionPolicy::from_realm(&rep).map_err(|problem| {
+            KeycloakError::BadResponse {
+                request: self.request_name(&path),
+                problem,
+            }
+        })?;
+        Ok((self.realm_id(realm).await?, policy))
     }
 
     async fn realm_id_from_events(

@@ -6,6 +6,7 @@
 mod apply;
 mod checkpoint;
 mod enrichment;
+mod expiry;
 mod error;
 mod ids;
 mod inbox;
@@ -17,6 +18,7 @@ mod write;
 pub use apply::{ApplyError, EventResult};
 pub use checkpoint::BackfillWindow;
 pub use enrichment::EnrichmentClaim;
+pub use expiry::{ExpiryPass, PolicySource, StoredPolicy};
 pub use error::{is_transient, until_database_answers};
 pub use reconcile::ReconcileRun;
 

@@ -96,6 +96,8 @@ pub enum Action {
         client_id: Option<ClientId>,
         ip_address: Option<String>,
         username: Option<String>,
+        /// `details.remember_me`: the realm's remember-me timeouts apply to the session.
+        remember_me: bool,
     },
     LoginError {
         user_id: UserId,
@@ -149,6 +151,11 @@ pub enum Action {
         user_id: UserId,
         session_id: SessionId,
     },
+    /// Admin REALM ACTION `logout-all`: Keycloak removes every session of the realm and
+    /// sets the realm's not-before, voiding every token issued by then.
+    LogoutRealm,
+    /// Admin REALM UPDATE: the realm's session policy may have changed; read it again.
+    RealmUpdated,
     StoreToken(TokenMessage),
     /// Valid, but nothing to do: recorded as `ignored`, counted by reason.
     Ignore(Ignored),
@@ -220,7 +227,10 @@ impl Action {
             | Action::DisableUser { user_id }
             | Action::RevokeGrant { user_id, .. } => Some(user_id),
             Action::StoreToken(token) => Some(&token.user_id),
-            Action::EndSession { .. } | Action::Ignore(_) => None,
+            Action::EndSession { .. }
+            | Action::LogoutRealm
+            | Action::RealmUpdated
+            | Action::Ignore(_) => None,
         }
     }
 }

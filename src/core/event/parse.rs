@@ -327,6 +327,7 @@ fn user_action(raw: &RawUser) -> Action {
                 client_id: raw.client_id.clone().map(ClientId::from),
                 ip_address: raw.ip_address.clone(),
                 username: detail("username"),
+                remember_me: detail("remember_me").is_some_and(|v| v == "true"),
             },
             "LOGIN_ERROR" => Action::LoginError { user_id: user()? },
             "LOGOUT" => Action::Logout {
@@ -431,6 +432,12 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
             [] => Ok(Action::Ignore(Ignored::Missing("resourcePath"))),
             _ => Ok(Action::Ignore(Ignored::NoEffect)),
         },
+        // RealmAdminResource: `POST logout-all` is recorded as a REALM ACTION.
+        ("REALM", "ACTION") => Ok(match path.as_slice() {
+            ["logout-all"] => Action::LogoutRealm,
+            _ => Action::Ignore(Ignored::NoEffect),
+        }),
+        ("REALM", "UPDATE") => Ok(Action::RealmUpdated),
         ("USER_SESSION", "DELETE") => match path.iter().rposition(|s| *s == "sessions") {
             Some(i) if i + 1 < path.len() => Ok(Action::EndSession {
                 session_id: SessionId::from(path[i + 1]),

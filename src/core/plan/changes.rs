@@ -103,6 +103,10 @@ pub struct SessionChange {
     pub started_at: i64,
     pub last_refresh_at: Option<i64>,
     pub refresh_count: i64,
+    /// The latest event that refreshed the session in Keycloak (`lastSessionRefresh`).
+    pub last_activity_at: Option<i64>,
+    /// Once a LOGIN said remember-me, the session keeps the longer timeouts.
+    pub remember_me: bool,
     pub end: Option<SessionEnd>,
 }
 
@@ -116,11 +120,31 @@ pub struct SessionCutoff {
     pub version: Version,
 }
 
+/// An admin logging out a whole realm (`logout-all`): every session of the realm that had
+/// started by then ends, including sessions only learnt about later.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RealmCutoff {
+    pub realm_id: RealmId,
+    pub at: i64,
+    pub version: Version,
+}
+
 /// Vault rows to delete: those issued at or before `at`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Revocation {
     Session {
         session_id: SessionId,
+        at: i64,
+    },
+    /// The session timed out: its refresh tokens die with it, but its offline tokens
+    /// belong to the offline session, which Keycloak keeps.
+    ExpiredSession {
+        session_id: SessionId,
+        at: i64,
+    },
+    /// The realm's not-before moved: every token of the realm issued by then is void.
+    Realm {
+        realm_id: RealmId,
         at: i64,
     },
     User {
@@ -204,8 +228,11 @@ pub struct Plan {
     pub users: Vec<UserChange>,
     pub sessions: Vec<SessionChange>,
     pub cutoffs: Vec<SessionCutoff>,
+    pub realm_cutoffs: Vec<RealmCutoff>,
     pub revocations: Vec<Revocation>,
     pub tokens: Vec<TokenChange>,
+    /// Realms whose session policy an admin changed: to be read again.
+    pub stale_policies: Vec<RealmId>,
     /// Sessions with new REFRESH_TOKEN events: their vault tokens' metadata follows.
     pub refreshed_sessions: Vec<SessionId>,
     /// Users the events leave incomplete, to read from the Admin API.
@@ -228,8 +255,28 @@ impl Plan {
         self.users.is_empty()
             && self.sessions.is_empty()
             && self.cutoffs.is_empty()
+            && self.realm_cutoffs.is_empty()
             && self.revocations.is_empty()
             && self.tokens.is_empty()
+            && self.stale_policies.is_empty()
+    }
+
+    /// Like [`user_locks`](Self::user_locks), per realm: a realm-wide cutoff and the
+    /// realm's sessions and tokens written concurrently must meet.
+    pub fn realm_locks(&self) -> BTreeMap<&str, LockMode> {
+        let mut locks = BTreeMap::new();
+        for realm in self
+            .sessions
+            .iter()
+            .map(|s| s.realm_id.as_str())
+            .chain(self.tokens.iter().map(|t| t.realm_id.as_str()))
+        {
+            locks.insert(realm, LockMode::Shared);
+        }
+        for cutoff in &self.realm_cutoffs {
+            locks.insert(cutoff.realm_id.as_str(), LockMode::Exclusive);
+        }
+        locks
     }
 
     /// The users whose sessions and cutoffs must not be written concurrently, with

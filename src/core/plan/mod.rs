@@ -10,8 +10,8 @@ mod observation;
 mod version;
 
 pub use changes::{
-    EndReason, EnrichmentRequest, LockMode, Plan, Revocation, SessionChange, SessionCutoff,
-    SessionEnd, TokenChange, UserChange,
+    EndReason, EnrichmentRequest, LockMode, Plan, RealmCutoff, Revocation, SessionChange,
+    SessionCutoff, SessionEnd, TokenChange, UserChange,
 };
 pub use observation::{profile_differences, Observation, StoredProfile};
 pub use version::{Version, Versioned};
@@ -47,8 +47,10 @@ struct Planner {
     users: BTreeMap<UserId, UserChange>,
     sessions: BTreeMap<SessionId, SessionChange>,
     cutoffs: Vec<SessionCutoff>,
+    realm_cutoffs: Vec<RealmCutoff>,
     revocations: Vec<Revocation>,
     tokens: BTreeMap<TokenSlot, TokenChange>,
+    stale_policies: Vec<RealmId>,
     refreshed_sessions: Vec<SessionId>,
     enrichment: BTreeMap<UserId, EnrichmentRequest>,
 }
@@ -82,6 +84,8 @@ impl Planner {
                 started_at: stamp.time,
                 last_refresh_at: None,
                 refresh_count: 0,
+                last_activity_at: None,
+                remember_me: false,
                 end: None,
             });
         session.started_at = session.started_at.min(stamp.time);
@@ -110,8 +114,21 @@ impl Planner {
                 version: stamp.version.clone(),
             });
         }
-        self.revocations.push(Revocation::Session {
-            session_id: session_id.clone(),
+        let (session_id, at) = (session_id.clone(), stamp.time);
+        self.revocations.push(match reason {
+            EndReason::Expired => Revocation::ExpiredSession { session_id, at },
+            _ => Revocation::Session { session_id, at },
+        });
+    }
+
+    fn logout_realm(&mut self, stamp: &Stamp) {
+        self.realm_cutoffs.push(RealmCutoff {
+            realm_id: stamp.realm_id.clone(),
+            at: stamp.time,
+            version: stamp.version.clone(),
+        });
+        self.revocations.push(Revocation::Realm {
+            realm_id: stamp.realm_id.clone(),
             at: stamp.time,
         });
     }
@@ -176,8 +193,8 @@ impl Planner {
         request.if_read_before |= if_read_before;
     }
 
-    /// A session of `user_id` seen in an event that says where it came from: the client
-    /// and address it began with (the first writer wins).
+    /// A session of `user_id` that an event refreshed in Keycloak, saying where it came
+    /// from: the client and address it began with (the first writer wins).
     fn session_from(
         &mut self,
         stamp: &Stamp,
@@ -192,6 +209,7 @@ impl Planner {
         if let Some(ip) = ip_address {
             first_writer(&mut session.ip_address, ip.clone(), &stamp.version);
         }
+        max_opt(&mut session.last_activity_at, stamp.time);
         session
     }
 
@@ -232,6 +250,7 @@ impl Planner {
                 client_id,
                 ip_address,
                 username,
+                remember_me,
             } => {
                 let guess = Version::placeholder(event);
                 let user = self.user(&stamp, user_id);
@@ -243,7 +262,8 @@ impl Planner {
                 user.login_count += 1;
                 if let Some(session_id) = session_id {
                     let origin = (client_id.as_ref(), ip_address.as_ref());
-                    self.session_from(&stamp, session_id, user_id, origin);
+                    let session = self.session_from(&stamp, session_id, user_id, origin);
+                    session.remember_me |= *remember_me;
                 }
             }
             Action::LoginError { user_id } => {
@@ -302,6 +322,8 @@ impl Planner {
             Action::EndSession { session_id } => {
                 self.end_session(&stamp, session_id, None, EndReason::Admin)
             }
+            Action::LogoutRealm => self.logout_realm(&stamp),
+            Action::RealmUpdated => self.stale_policies.push(event.realm_id.clone()),
             Action::StoreToken(message) => self.keep_token(TokenChange {
                 source: event.id.clone(),
                 realm_id: event.realm_id.clone(),
@@ -322,6 +344,10 @@ impl Planner {
     fn finish(mut self) -> Plan {
         self.cutoffs.sort();
         self.cutoffs.dedup();
+        self.realm_cutoffs.sort();
+        self.realm_cutoffs.dedup();
+        self.stale_policies.sort();
+        self.stale_policies.dedup();
         self.revocations.sort();
         self.revocations.dedup();
         self.refreshed_sessions.sort();
@@ -330,8 +356,10 @@ impl Planner {
             users: self.users.into_values().collect(),
             sessions: self.sessions.into_values().collect(),
             cutoffs: self.cutoffs,
+            realm_cutoffs: self.realm_cutoffs,
             revocations: self.revocations,
             tokens: self.tokens.into_values().collect(),
+            stale_policies: self.stale_policies,
             refreshed_sessions: self.refreshed_sessions,
             enrichment: self.enrichment.into_values().collect(),
         }

@@ -297,7 +297,8 @@ fn a_disabled_user_read_whole_or_gone_ends_sessions_like_events_do() {
     assert_eq!(plan.cutoffs[0].reason, EndReason::UserDeleted);
     let end = plan.sessions[0].end.as_ref().expect("ended");
     assert_eq!((end.at, end.reason), (650, EndReason::Expired));
-    assert!(plan.revocations.contains(&Revocation::Session {
+    // A session Keycloak no longer has timed out: only its refresh tokens die with it.
+    assert!(plan.revocations.contains(&Revocation::ExpiredSession {
         session_id: "s9".into(),
         at: 650
     }));

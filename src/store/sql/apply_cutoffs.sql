@@ -1,10 +1,16 @@
--- Ends sessions where a cutoff reaches them, unless they already ended earlier: new
--- cutoffs meeting stored sessions, and the batch's sessions meeting stored cutoffs (the
--- stored row may know the user when the event did not).
+-- Ends sessions where a cutoff reaches them, unless an ending event ended them earlier:
+-- new cutoffs (per user, $1/$2; per realm, $4/$5) meeting stored sessions, and the
+-- batch's sessions ($3) meeting stored cutoffs (the stored row may know the user when the
+-- event did not). An inferred end gives way.
 WITH new_cutoffs AS (
     SELECT c.* FROM session_cutoffs c
     JOIN UNNEST($1::text[], $2::text[]) AS n(user_id, ver)
       ON c.user_id = n.user_id AND c.ver = n.ver
+),
+new_realm_cutoffs AS (
+    SELECT c.* FROM realm_cutoffs c
+    JOIN UNNEST($4::text[], $5::text[]) AS n(realm_id, ver)
+      ON c.realm_id = n.realm_id AND c.ver = n.ver
 ),
 candidates AS (
     SELECT t.id, t.end_ver, c.at, c.reason, c.ver
@@ -15,9 +21,18 @@ candidates AS (
     FROM user_sessions t
     JOIN session_cutoffs c ON c.user_id = t.user_id AND t.started_at <= c.at
     WHERE t.id = ANY($3::text[])
+    UNION ALL
+    SELECT t.id, t.end_ver, c.at, 'admin', c.ver
+    FROM new_realm_cutoffs c
+    JOIN user_sessions t ON t.realm_id = c.realm_id AND t.started_at <= c.at
+    UNION ALL
+    SELECT t.id, t.end_ver, c.at, 'admin', c.ver
+    FROM user_sessions t
+    JOIN realm_cutoffs c ON c.realm_id = t.realm_id AND t.started_at <= c.at
+    WHERE t.id = ANY($3::text[])
 )
 UPDATE user_sessions s
-SET ended_at = c.at, end_reason = c.reason, end_ver = c.ver
+SET ended_at = c.at, end_reason = c.reason, end_ver = c.ver, end_inferred = false
 FROM (
     SELECT DISTINCT ON (id) id, at, reason, ver
     FROM candidates

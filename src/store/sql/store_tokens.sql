@@ -1,5 +1,6 @@
--- Sealed tokens: kept unless the user was deleted or disabled, the session ended, or
--- (offline) the grant was revoked at or after the token's time. On a conflict the newer
+-- Sealed tokens: kept unless the user was deleted, disabled or logged out (or the whole
+-- realm), the session ended (an offline token outlives the expiry of its browser
+-- session), or (offline) the grant was revoked at or after the token's time. On a conflict the newer
 -- message (by version) owns the sealed token and the row's identity; metadata is merged,
 -- newer values winning, and gains `updatedAt`.
 INSERT INTO auth_vault AS v (id, realm_id, user_id, token_type, session_id, client_id,
@@ -11,8 +12,11 @@ SELECT gen_random_uuid(), n.realm_id, n.user_id, n.token_type, n.session_id,
 FROM {rows}
 WHERE NOT EXISTS (SELECT 1 FROM session_cutoffs c
                   WHERE c.user_id = n.user_id AND c.at >= ms_ts(n.issued_at))
+  AND NOT EXISTS (SELECT 1 FROM realm_cutoffs c
+                  WHERE c.realm_id = n.realm_id AND c.at >= ms_ts(n.issued_at))
   AND NOT EXISTS (SELECT 1 FROM user_sessions s
-                  WHERE s.id = n.session_id AND s.ended_at >= ms_ts(n.issued_at))
+                  WHERE s.id = n.session_id AND s.ended_at >= ms_ts(n.issued_at)
+                    AND NOT (n.token_type = 'offline' AND s.end_reason = 'expired'))
   AND NOT (n.token_type = 'offline' AND EXISTS (
       SELECT 1 FROM grant_revocations g
       WHERE g.user_id = n.user_id AND g.client_id = n.client_id

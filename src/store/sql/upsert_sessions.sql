@@ -1,10 +1,12 @@
--- Client and address: the first writer wins; the earliest start and the earliest end
--- win; refreshes add up.
+-- Client and address: the first writer wins; the earliest start and the earliest ending
+-- event win; refreshes add up; the latest activity wins; remember-me, once said, stays.
+-- An end inferred from the expiry (no version) gives way to any ending event.
 INSERT INTO user_sessions AS s (id, realm_id, user_id, client_id, client_ver, ip_address,
-    ip_ver, started_at, last_refresh_at, refresh_count, ended_at, end_reason, end_ver)
+    ip_ver, started_at, last_refresh_at, refresh_count, last_activity_at, remember_me,
+    ended_at, end_reason, end_ver)
 SELECT n.id, n.realm_id, n.user_id, n.client_id, n.client_ver, n.ip_address, n.ip_ver,
-    ms_ts(n.started_at), ms_ts(n.last_refresh_at), n.refresh_count, ms_ts(n.ended_at),
-    n.end_reason, n.end_ver
+    ms_ts(n.started_at), ms_ts(n.last_refresh_at), n.refresh_count,
+    ms_ts(n.last_activity_at), n.remember_me, ms_ts(n.ended_at), n.end_reason, n.end_ver
 FROM {rows}
 ON CONFLICT (id) DO UPDATE SET
     user_id = COALESCE(s.user_id, EXCLUDED.user_id),
@@ -17,8 +19,13 @@ ON CONFLICT (id) DO UPDATE SET
     started_at = LEAST(s.started_at, EXCLUDED.started_at),
     last_refresh_at = GREATEST(s.last_refresh_at, EXCLUDED.last_refresh_at),
     refresh_count = s.refresh_count + EXCLUDED.refresh_count,
-    ended_at = CASE WHEN EXCLUDED.end_ver < s.end_ver OR s.end_ver IS NULL
+    last_activity_at = GREATEST(s.last_activity_at, EXCLUDED.last_activity_at),
+    remember_me = s.remember_me OR EXCLUDED.remember_me,
+    ended_at = CASE WHEN EXCLUDED.end_ver < s.end_ver
+                         OR (s.end_ver IS NULL AND EXCLUDED.end_ver IS NOT NULL)
                     THEN EXCLUDED.ended_at ELSE s.ended_at END,
-    end_reason = CASE WHEN EXCLUDED.end_ver < s.end_ver OR s.end_ver IS NULL
+    end_reason = CASE WHEN EXCLUDED.end_ver < s.end_ver
+                           OR (s.end_ver IS NULL AND EXCLUDED.end_ver IS NOT NULL)
                       THEN EXCLUDED.end_reason ELSE s.end_reason END,
+    end_inferred = s.end_inferred AND EXCLUDED.end_ver IS NULL,
     end_ver = LEAST(s.end_ver, EXCLUDED.end_ver)

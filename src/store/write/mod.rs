@@ -22,8 +22,11 @@ pub async fn write_plan(
     }
     lock_users(tx, plan).await?;
     sessions::insert_cutoffs(tx, plan).await?;
+    sessions::insert_realm_cutoffs(tx, plan).await?;
     sessions::upsert(tx, plan).await?;
     sessions::apply_cutoffs(tx, plan).await?;
+    sessions::follow_expiry(tx, plan).await?;
+    sessions::mark_stale_policies(tx, plan).await?;
     tokens::revoke(tx, &plan.revocations).await?;
     tokens::store(tx, plan, sealed).await?;
     tokens::follow_refreshes(tx, plan).await?;
@@ -32,14 +35,20 @@ pub async fn write_plan(
     Ok(())
 }
 
-/// Makes a transaction that adds cutoffs for a user wait for (or hold off) any other
-/// that writes that user's sessions, so a session and a cutoff written concurrently
-/// always meet. Session writers share the lock. Keys are taken in sorted order to rule
+/// Makes a transaction that adds cutoffs for a user (or realm) wait for (or hold off)
+/// any other that writes that user's (or realm's) sessions, so a session and a cutoff
+/// written concurrently always meet. Session writers share the lock. Keys are taken in sorted order to rule
 /// out deadlocks between batches.
 async fn lock_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     let mut keys: BTreeMap<i64, bool> = BTreeMap::new();
-    for (user, mode) in plan.user_locks() {
-        let exclusive = keys.entry(lock_key(user)).or_default();
+    let users = plan.user_locks().into_iter().map(|(u, m)| (lock_key(u), m));
+    // NUL cannot occur in a text id, so a realm's key never equals a user's.
+    let realms = plan
+        .realm_locks()
+        .into_iter()
+        .map(|(r, m)| (lock_key(&format!("realm\0{r}")), m));
+    for (key, mode) in users.chain(realms) {
+        let exclusive = keys.entry(key).or_default();
         *exclusive |= mode == LockMode::Exclusive;
     }
     if keys.is_empty() {

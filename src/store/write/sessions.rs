@@ -1,4 +1,5 @@
-//! `user_sessions` and `session_cutoffs`.
+//! `user_sessions`, `session_cutoffs`, `realm_cutoffs`, and what the expiry of sessions
+//! needs on the apply path.
 
 use crate::core::plan::{Plan, SessionChange, SessionEnd, Versioned};
 use crate::store::rows::Rows;
@@ -6,6 +7,7 @@ use crate::store::Tx;
 
 const UPSERT: &str = include_str!("../sql/upsert_sessions.sql");
 const APPLY_CUTOFFS: &str = include_str!("../sql/apply_cutoffs.sql");
+const FOLLOW_EXPIRY: &str = include_str!("../sql/follow_expiry.sql");
 
 pub async fn insert_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     let cutoffs = &plan.cutoffs;
@@ -25,6 +27,56 @@ pub async fn insert_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Er
     .build()
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+pub async fn insert_realm_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    let cutoffs = &plan.realm_cutoffs;
+    if cutoffs.is_empty() {
+        return Ok(());
+    }
+    let rows = Rows::new()
+        .text("realm_id", cutoffs.iter().map(|c| Some(c.realm_id.as_str())))
+        .int8("at", cutoffs.iter().map(|c| Some(c.at)))
+        .text("ver", cutoffs.iter().map(|c| Some(c.version.as_str())));
+    rows.query(
+        "INSERT INTO realm_cutoffs (realm_id, at, ver)
+         SELECT n.realm_id, ms_ts(n.at), n.ver FROM {rows}
+         ON CONFLICT DO NOTHING",
+    )
+    .build()
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Realms whose policy an admin changed are read again by the next expiry pass.
+pub async fn mark_stale_policies(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    if plan.stale_policies.is_empty() {
+        return Ok(());
+    }
+    let realms: Vec<&str> = plan.stale_policies.iter().map(|r| r.as_str()).collect();
+    sqlx::query(
+        "UPDATE realm_session_policies SET stale = true
+         WHERE realm_id = ANY($1::text[]) AND source = 'admin_api' AND NOT stale",
+    )
+    .bind(&realms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Works out the batch's sessions' expiry again (their activity may have moved it) and
+/// lets an inferred end follow.
+pub async fn follow_expiry(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+    if plan.sessions.is_empty() {
+        return Ok(());
+    }
+    let sessions: Vec<&str> = plan.sessions.iter().map(|s| s.id.as_str()).collect();
+    sqlx::query(FOLLOW_EXPIRY)
+        .bind(&sessions)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -74,6 +126,11 @@ pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
             "refresh_count",
             sessions.iter().map(|s| Some(s.refresh_count)),
         )
+        .int8(
+            "last_activity_at",
+            sessions.iter().map(|s| s.last_activity_at),
+        )
+        .bool("remember_me", sessions.iter().map(|s| Some(s.remember_me)))
         .int8("ended_at", sessions.iter().map(|s| end(s).map(|e| e.at)))
         .text(
             "end_reason",
@@ -90,16 +147,24 @@ pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
 /// Ends the sessions that new cutoffs reach, and the batch's sessions that stored
 /// cutoffs reach.
 pub async fn apply_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
-    if plan.cutoffs.is_empty() && plan.sessions.is_empty() {
+    if plan.cutoffs.is_empty() && plan.realm_cutoffs.is_empty() && plan.sessions.is_empty() {
         return Ok(());
     }
     let users: Vec<&str> = plan.cutoffs.iter().map(|c| c.user_id.as_str()).collect();
     let versions: Vec<&str> = plan.cutoffs.iter().map(|c| c.version.as_str()).collect();
     let sessions: Vec<&str> = plan.sessions.iter().map(|s| s.id.as_str()).collect();
+    let realms: Vec<&str> = plan.realm_cutoffs.iter().map(|c| c.realm_id.as_str()).collect();
+    let realm_versions: Vec<&str> = plan
+        .realm_cutoffs
+        .iter()
+        .map(|c| c.version.as_str())
+        .collect();
     sqlx::query(APPLY_CUTOFFS)
         .bind(&users)
         .bind(&versions)
         .bind(&sessions)
+        .bind(&realms)
+        .bind(&realm_versions)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -105,11 +105,17 @@ fn pairs<'a>(name: &'static str, items: &'a [(&'a str, i64)]) -> Rows<'a> {
 /// records grant revocations so tokens learnt about later are not kept either.
 pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), sqlx::Error> {
     let mut sessions = Vec::new();
+    let mut expired = Vec::new();
+    let mut realms = Vec::new();
     let mut users = Vec::new();
     let mut grants = Vec::new();
     for revocation in revocations {
         match revocation {
             Revocation::Session { session_id, at } => sessions.push((session_id.as_str(), *at)),
+            Revocation::ExpiredSession { session_id, at } => {
+                expired.push((session_id.as_str(), *at))
+            }
+            Revocation::Realm { realm_id, at } => realms.push((realm_id.as_str(), *at)),
             Revocation::User { user_id, at } => users.push((user_id.as_str(), *at)),
             Revocation::OfflineGrant {
                 user_id,
@@ -118,13 +124,20 @@ pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), s
             } => grants.push((user_id.as_str(), client_id.as_str(), *at)),
         }
     }
-    for (column, items) in [("session_id", &sessions), ("user_id", &users)] {
+    let every_type = "";
+    let refresh_only = "AND v.token_type = 'refresh'";
+    for (column, items, only) in [
+        ("session_id", &sessions, every_type),
+        ("session_id", &expired, refresh_only),
+        ("realm_id", &realms, every_type),
+        ("user_id", &users, every_type),
+    ] {
         if items.is_empty() {
             continue;
         }
         let sql = format!(
             "DELETE FROM auth_vault v USING {{rows}}
-             WHERE v.{column} = n.{column} AND v.issued_at <= ms_ts(n.at)"
+             WHERE v.{column} = n.{column} AND v.issued_at <= ms_ts(n.at) {only}"
         );
         pairs(column, items)
             .query(&sql)

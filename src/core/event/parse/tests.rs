@@ -36,6 +36,7 @@ fn envelope_user_event() {
             client_id: Some("web-app".into()),
             ip_address: Some("203.0.113.7".into()),
             username: Some("alice".into()),
+            remember_me: false,
         }
     );
 }

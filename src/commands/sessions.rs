@@ -1,0 +1,50 @@
+//! `keycloak-sync sessions expire`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::report::finish_one;
+use crate::config::Settings;
+use crate::jobs::expiry::{expire, learn_policies, PolicyRead};
+use crate::keycloak::AdminClient;
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// End every open session more than sessions.expiry_margin_secs past the time its
+    /// realm's policy says Keycloak expires it (policies from sessions.realm_policies and
+    /// the Admin API, read first).
+    Expire {
+        /// Count what would end; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this realm (its id or its name).
+        #[arg(long)]
+        realm: Option<String>,
+    },
+}
+
+pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    let Command::Expire { dry_run, realm } = command;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    let admin = match settings.keycloak.url {
+        Some(_) => Some(AdminClient::new(&settings.keycloak)?),
+        None => None,
+    };
+    let policies = if dry_run {
+        Default::default()
+    } else {
+        learn_policies(&store, admin.as_ref(), &settings.sessions, PolicyRead::All).await?
+    };
+    let report = expire(
+        &store,
+        &settings.sessions,
+        realm.as_deref(),
+        dry_run,
+        policies,
+    )
+    .await?;
+    Ok(finish_one(report))
+}
