@@ -177,12 +177,17 @@ fn spawn_session_expiry(
     let full_every = (settings.sessions.policy_refresh.as_secs() / every.as_secs().max(1)).max(1);
     let (store, sessions) = (store.clone(), settings.sessions.clone());
     let mut passes = 0u64;
-    tasks.spawn(periodically(Duration::ZERO, every, shutdown.clone(), move || {
-        let full = passes % full_every == 0;
-        passes += 1;
-        let (store, admin, sessions) = (store.clone(), admin.clone(), sessions.clone());
-        async move { scheduled_pass(&store, admin.as_deref(), &sessions, full).await }
-    }));
+    tasks.spawn(periodically(
+        Duration::ZERO,
+        every,
+        shutdown.clone(),
+        move || {
+            let full = passes % full_every == 0;
+            passes += 1;
+            let (store, admin, sessions) = (store.clone(), admin.clone(), sessions.clone());
+            async move { scheduled_pass(&store, admin.as_deref(), &sessions, full).await }
+        },
+    ));
     Ok(())
 }
 

@@ -16,7 +16,7 @@ pub enum Command {
     /// realm's policy says Keycloak expires it (policies from sessions.realm_policies and
     /// the Admin API, read first).
     Expire {
-        /// Count what would end; write nothing.
+        /// Count what would end under the policies already stored; write nothing.
         #[arg(long)]
         dry_run: bool,
         /// Only this realm (its id or its name).

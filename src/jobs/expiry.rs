@@ -62,7 +62,11 @@ pub async fn learn_policies(
                 continue;
             }
         };
-        if settings.realm_policies.iter().any(|(id, _)| *id == realm_id) {
+        if settings
+            .realm_policies
+            .iter()
+            .any(|(id, _)| *id == realm_id)
+        {
             continue;
         }
         if read == PolicyRead::Stale && !stale.contains(&realm_id) {
@@ -75,7 +79,13 @@ pub async fn learn_policies(
             ));
             continue;
         };
-        let policy = stored(settings, &realm_id, Some(realm), policy, PolicySource::AdminApi);
+        let policy = stored(
+            settings,
+            &realm_id,
+            Some(realm),
+            policy,
+            PolicySource::AdminApi,
+        );
         report.sessions_moved += store
             .set_session_policy(&policy, settings.expire_batch)
             .await?
@@ -198,7 +208,11 @@ pub async fn scheduled_pass(
     settings: &SessionsSettings,
     full: bool,
 ) {
-    let read = if full { PolicyRead::All } else { PolicyRead::Stale };
+    let read = if full {
+        PolicyRead::All
+    } else {
+        PolicyRead::Stale
+    };
     let result = async {
         let policies = learn_policies(store, admin, settings, read).await?;
         expire(store, settings, None, false, policies).await

@@ -170,12 +170,11 @@ impl AdminClient {
                 "realm {realm:?} does not exist (keycloak.realms)"
             )));
         };
-        let policy = SessionPolicy::from_realm(&rep).map_err(|problem| {
-            KeycloakError::BadResponse {
+        let policy =
+            SessionPolicy::from_realm(&rep).map_err(|problem| KeycloakError::BadResponse {
                 request: self.request_name(&path),
                 problem,
-            }
-        })?;
+            })?;
         Ok((self.realm_id(realm).await?, policy))
     }
 

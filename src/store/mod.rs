@@ -6,8 +6,8 @@
 mod apply;
 mod checkpoint;
 mod enrichment;
-mod expiry;
 mod error;
+mod expiry;
 mod ids;
 mod inbox;
 mod reconcile;
@@ -18,8 +18,8 @@ mod write;
 pub use apply::{ApplyError, EventResult};
 pub use checkpoint::BackfillWindow;
 pub use enrichment::EnrichmentClaim;
-pub use expiry::{ExpiryPass, PolicySource, StoredPolicy};
 pub use error::{is_transient, until_database_answers};
+pub use expiry::{ExpiryPass, PolicySource, StoredPolicy};
 pub use reconcile::ReconcileRun;
 
 use std::str::FromStr;

@@ -34,6 +34,9 @@ pub struct FakeState {
     pub sessions: HashMap<String, Vec<String>>,
     pub events: Vec<Value>,
     pub admin_events: Vec<Value>,
+    /// Fields `GET /admin/realms/{realm}` adds to the realm's id and name (its session
+    /// timeouts, when the service account may view the realm).
+    pub realm_fields: serde_json::Map<String, Value>,
     /// Every admin request answers 503.
     pub down: bool,
     /// Event-list requests at or past this offset answer 500.
@@ -180,7 +183,13 @@ impl Respond for Responder {
             ResponseTemplate::new(200).set_body_json(Value::Array(slice))
         };
         match rest {
-            [] => ResponseTemplate::new(200).set_body_json(json!({"id": REALM_ID, "realm": REALM})),
+            [] => {
+                let mut realm = json!({"id": REALM_ID, "realm": REALM});
+                if let Value::Object(fields) = &mut realm {
+                    fields.extend(state.realm_fields.clone());
+                }
+                ResponseTemplate::new(200).set_body_json(realm)
+            }
             ["users"] => page(
                 state
                     .users

@@ -7,6 +7,7 @@ mod bench_admin;
 mod daemon;
 mod deploy;
 mod enrich;
+mod expiry;
 mod keycloak;
 mod keycloak_fake;
 mod order;

@@ -36,7 +36,10 @@ pub async fn insert_realm_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sq
         return Ok(());
     }
     let rows = Rows::new()
-        .text("realm_id", cutoffs.iter().map(|c| Some(c.realm_id.as_str())))
+        .text(
+            "realm_id",
+            cutoffs.iter().map(|c| Some(c.realm_id.as_str())),
+        )
         .int8("at", cutoffs.iter().map(|c| Some(c.at)))
         .text("ver", cutoffs.iter().map(|c| Some(c.version.as_str())));
     rows.query(
@@ -153,7 +156,11 @@ pub async fn apply_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Err
     let users: Vec<&str> = plan.cutoffs.iter().map(|c| c.user_id.as_str()).collect();
     let versions: Vec<&str> = plan.cutoffs.iter().map(|c| c.version.as_str()).collect();
     let sessions: Vec<&str> = plan.sessions.iter().map(|s| s.id.as_str()).collect();
-    let realms: Vec<&str> = plan.realm_cutoffs.iter().map(|c| c.realm_id.as_str()).collect();
+    let realms: Vec<&str> = plan
+        .realm_cutoffs
+        .iter()
+        .map(|c| c.realm_id.as_str())
+        .collect();
     let realm_versions: Vec<&str> = plan
         .realm_cutoffs
         .iter()
