@@ -132,6 +132,10 @@ impl History {
             88 => self.delete(index, slot),
             89 => self.revoke_grant(index),
             90 => self.admin_ignored(),
+            91 if has_session => self.session_expired(index),
+            92 => self.admin_logout(index),
+            93 if self.rng.random_bool(0.2) => self.realm_event("ACTION", "logout-all"),
+            94 => self.realm_event("UPDATE", ""),
             _ if enabled => self.login(index),
             _ => self.admin_update(index),
         }
@@ -170,12 +174,45 @@ impl History {
         let session = self.uuid();
         self.users[index].sessions.push(session.clone());
         let id = self.users[index].id.clone();
-        let details = json!({
+        let mut details = json!({
             "username": self.users[index].username,
             "auth_method": "openid-connect",
             "redirect_uri": "https://app.example.com/cb",
         });
+        if self.rng.random_bool(0.2) {
+            details["remember_me"] = json!("true");
+        }
         self.user_event("LOGIN", Some(&id), Some(&session), details)
+    }
+
+    /// USER_SESSION_DELETED as Keycloak 26.5's expiry task reports it.
+    fn session_expired(&mut self, index: usize) -> String {
+        let session = self.pick_session(index);
+        self.users[index].sessions.retain(|s| *s != session);
+        let id = self.users[index].id.clone();
+        self.user_event(
+            "USER_SESSION_DELETED",
+            Some(&id),
+            Some(&session),
+            json!({"reason": "expired"}),
+        )
+    }
+
+    /// An admin logging the user out (`POST users/{id}/logout`).
+    fn admin_logout(&mut self, index: usize) -> String {
+        self.users[index].sessions.clear();
+        let path = format!("users/{}/logout", self.users[index].id);
+        self.admin_event("USER", "ACTION", &path, None)
+    }
+
+    /// A REALM admin event (`logout-all`, or an update of the realm's settings).
+    fn realm_event(&mut self, operation: &str, path: &str) -> String {
+        if path == "logout-all" {
+            for user in &mut self.users {
+                user.sessions.clear();
+            }
+        }
+        self.admin_event("REALM", operation, path, None)
     }
 
     fn pick_session(&mut self, index: usize) -> String {

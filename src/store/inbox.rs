@@ -1,4 +1,4 @@
-//! The inbox (`processed_events`): which event ids have been applied.
+//! The inbox (`processed_events`): which event keys have been applied.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -21,6 +21,10 @@ pub async fn record<'e>(
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let rows = Rows::new()
         .text("id", sorted.iter().map(|e| Some(e.id.as_str())))
+        .text(
+            "message_id",
+            sorted.iter().map(|e| Some(e.message_id.as_str())),
+        )
         .text("kind", sorted.iter().map(|e| Some(e.kind.as_str())))
         .text("type", sorted.iter().map(|e| Some(e.type_name.as_str())))
         .text("realm_id", sorted.iter().map(|e| Some(e.realm_id.as_str())))

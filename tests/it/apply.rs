@@ -431,7 +431,7 @@ async fn unknown_events_are_recorded_as_ignored() {
     .await;
     assert_eq!(outcomes, vec![Outcome::Ignored, Outcome::Ignored]);
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT event_id, kind, type, outcome FROM processed_events ORDER BY event_id",
+        "SELECT message_id, kind, type, outcome FROM processed_events ORDER BY message_id",
     )
     .fetch_all(store.pool())
     .await
@@ -631,7 +631,7 @@ async fn the_inbox_forgets_only_entries_older_than_the_retention() {
     apply(&store, &events).await;
     sqlx::query(
         "UPDATE processed_events SET processed_at = now() - interval '40 days'
-         WHERE event_id IN ('e0', 'e1', 'e2', 'e3', 'e4')",
+         WHERE message_id IN ('e0', 'e1', 'e2', 'e3', 'e4')",
     )
     .execute(store.pool())
     .await
@@ -649,7 +649,7 @@ async fn the_inbox_forgets_only_entries_older_than_the_retention() {
     assert_eq!(
         count(
             &store,
-            "SELECT count(*) FROM processed_events WHERE event_id = 'e0'"
+            "SELECT count(*) FROM processed_events WHERE message_id = 'e0'"
         )
         .await,
         0
@@ -725,7 +725,7 @@ async fn valid_events_without_what_their_effect_needs_are_recorded_as_ignored() 
     assert_eq!(
         count(
             &store,
-            "SELECT count(*) FROM processed_events WHERE event_id = 'fb1' AND outcome = 'ignored'"
+            "SELECT count(*) FROM processed_events WHERE message_id = 'fb1' AND outcome = 'ignored'"
         )
         .await,
         1
@@ -831,4 +831,65 @@ async fn a_session_deleted_by_keycloaks_expiry_ends_as_expired_unless_it_ended_e
             "reversed: {reversed}"
         );
     }
+}
+
+/// One Keycloak event counts once whichever path brought it: the provider's envelope
+/// (Keycloak's id, 26.2+), the aznamier queue (no id), a REST backfill with and without
+/// id, in any order; the first copy's own id is kept beside the key.
+#[tokio::test]
+async fn one_keycloak_event_counts_once_whatever_path_brought_it() {
+    let envelope = r#"{"schema":1,"kind":"user","id":"kc-26-id","time":1732270000123,"realmId":"r","realmName":"acme","type":"LOGIN","clientId":"web","userId":"u1","sessionId":"s1","ipAddress":"203.0.113.7","details":{"username":"alice","auth_method":"openid-connect"}}"#;
+    let aznamier = r#"{"@class":"com.github.aznamier.keycloak.event.provider.EventClientNotificationMqMsg","time":1732270000123,"type":"LOGIN","realmId":"r","clientId":"web","userId":"u1","sessionId":"s1","ipAddress":"203.0.113.7","details":{"auth_method":"openid-connect","username":"alice"}}"#;
+    let rest_with_id = r#"{"id":"kc-26-id","time":1732270000123,"type":"LOGIN","realmId":"r","clientId":"web","userId":"u1","sessionId":"s1","ipAddress":"203.0.113.7","error":null,"details":{"username":"alice","auth_method":"openid-connect"}}"#;
+    let rest_without_id = r#"{"time":1732270000123,"type":"LOGIN","realmId":"r","clientId":"web","userId":"u1","sessionId":"s1","ipAddress":"203.0.113.7","details":{"username":"alice","auth_method":"openid-connect"}}"#;
+    let admin_envelope = r#"{"schema":1,"kind":"admin","id":"kc-adm","time":1732270000200,"realmId":"r","resourceType":"USER","operationType":"UPDATE","resourcePath":"users/u1","authDetails":{"realmId":"master","userId":"adm"},"representation":"{\"firstName\":\"Alice\"}"}"#;
+    let admin_aznamier = r#"{"@class":"com.github.aznamier.keycloak.event.provider.EventAdminNotificationMqMsg","time":1732270000200,"realmId":"r","authDetails":{"realmId":"master","clientId":"security-admin-console","userId":"adm","ipAddress":"10.1.1.1"},"resourceType":"USER","operationType":"UPDATE","resourcePath":"users/u1","representation":"{\"firstName\":\"Alice\"}"}"#;
+    let paths = [envelope, aznamier, rest_with_id, rest_without_id];
+    for first in 0..paths.len() {
+        let db = TestDb::new().await;
+        let store = db.store().await;
+        let mut order: Vec<&str> = paths.iter().cycle().skip(first).take(4).copied().collect();
+        order.extend([admin_aznamier, admin_envelope]);
+        for line in &order {
+            apply(&store, &[event(line)]).await;
+        }
+        let alice = user(&store, "u1").await;
+        assert_eq!(alice.login_count, 1, "first path {first}");
+        assert_eq!(alice.first_name.as_deref(), Some("Alice"));
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM processed_events").await,
+            2,
+            "one inbox row per Keycloak event"
+        );
+        let kept: String =
+            sqlx::query_scalar("SELECT message_id FROM processed_events WHERE type = 'LOGIN'")
+                .fetch_one(store.pool())
+                .await
+                .expect("inbox");
+        assert_eq!(kept, event(order[0]).message_id.as_str());
+    }
+}
+
+/// Events recorded before content keys (the message id was the key) stay duplicates.
+#[tokio::test]
+async fn an_event_recorded_under_its_message_id_before_content_keys_stays_a_duplicate() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    sqlx::query(
+        "INSERT INTO processed_events (event_id, kind, type, realm_id, event_time, outcome)
+         VALUES ('legacy-1', 'user', 'LOGIN', 'r', now(), 'applied')",
+    )
+    .execute(store.pool())
+    .await
+    .expect("legacy row");
+    let outcomes = apply(
+        &store,
+        &[
+            ue("legacy-1", 1000, "LOGIN", ""),
+            ue("new-1", 2000, "LOGIN", ""),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes, vec![Outcome::Duplicate, Outcome::Applied]);
+    assert_eq!(user(&store, "u1").await.login_count, 1);
 }

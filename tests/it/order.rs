@@ -1,9 +1,18 @@
 //! Order independence and idempotence, as a property over generated histories: any
 //! permutation, with duplicates, cut into random batches and applied by concurrent
-//! workers, leaves exactly the rows that applying each event once in time order leaves.
+//! workers — with an expiry pass running meanwhile, so activity arrives after inferred
+//! ends — leaves exactly the rows that applying each event once in time order and then
+//! one expiry pass leaves (same policy, same clock).
 
+use std::time::Duration;
+
+use keycloak_sync::config::SessionsSettings;
 use keycloak_sync::core::event::Event;
-use keycloak_sync::core::sample::{history, SampleOptions};
+use keycloak_sync::core::ids::RealmId;
+use keycloak_sync::core::sample::{history, SampleOptions, REALM_ID};
+use keycloak_sync::core::session_policy::SessionPolicy;
+use keycloak_sync::jobs::expiry::{expire, learn_policies, PolicyRead};
+use keycloak_sync::store::Store;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -70,6 +79,40 @@ fn deliveries(events: &[Event], scenario: &Scenario) -> Vec<Vec<Event>> {
     batches
 }
 
+/// The sample realm's policy, known before any event, as configuration gives it.
+fn expiry_settings() -> SessionsSettings {
+    SessionsSettings {
+        expire_interval: None,
+        expiry_margin: Duration::from_secs(300),
+        idle_grace: Duration::from_secs(120),
+        policy_refresh: Duration::from_secs(3600),
+        realm_policies: vec![(
+            RealmId::from(REALM_ID),
+            SessionPolicy {
+                idle: 1800,
+                max_lifespan: 36_000,
+                idle_remember_me: 86_400,
+                max_lifespan_remember_me: 604_800,
+            },
+        )],
+        expire_batch: 50,
+    }
+}
+
+async fn store_with_policy(db: &TestDb, schema: &str) -> Store {
+    let store = db.store_in(schema).await;
+    learn_policies(&store, None, &expiry_settings(), PolicyRead::All)
+        .await
+        .expect("policy");
+    store
+}
+
+async fn expiry_pass(store: &Store) {
+    expire(store, &expiry_settings(), None, false, Default::default())
+        .await
+        .expect("expiry pass");
+}
+
 async fn check(db: &TestDb, case: usize, scenario: &Scenario) -> Result<(), TestCaseError> {
     let options = SampleOptions {
         events: scenario.events,
@@ -80,15 +123,16 @@ async fn check(db: &TestDb, case: usize, scenario: &Scenario) -> Result<(), Test
     };
     let events: Vec<Event> = history(options).map(|line| event(&line)).collect();
 
-    let reference = db.store_in(&format!("reference_{case}")).await;
+    let reference = store_with_policy(db, &format!("reference_{case}")).await;
     for event in &events {
         reference
             .apply(std::slice::from_ref(event))
             .await
             .expect("apply in order");
     }
+    expiry_pass(&reference).await;
 
-    let shuffled = db.store_in(&format!("shuffled_{case}")).await;
+    let shuffled = store_with_policy(db, &format!("shuffled_{case}")).await;
     let batches = deliveries(&events, scenario);
     let mut workers = Vec::new();
     for worker in 0..scenario.workers {
@@ -105,9 +149,21 @@ async fn check(db: &TestDb, case: usize, scenario: &Scenario) -> Result<(), Test
             }
         }));
     }
+    // Passes while the workers apply: later activity meets inferred ends.
+    let passes = {
+        let store = shuffled.clone();
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                expiry_pass(&store).await;
+                tokio::task::yield_now().await;
+            }
+        })
+    };
     for worker in workers {
         worker.await.expect("worker");
     }
+    passes.await.expect("passes");
+    expiry_pass(&shuffled).await;
 
     let (want_users, want_sessions) = full_rows(&reference).await;
     let (got_users, got_sessions) = full_rows(&shuffled).await;

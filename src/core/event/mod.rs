@@ -22,8 +22,14 @@ pub const MAX_EPOCH_MS: i64 = 999_999_999_999_999;
 /// One Keycloak event (or application token message), whichever shape it arrived in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    /// Idempotency key: the publisher's id, or one derived from the content.
+    /// Idempotency key. For a Keycloak event, derived from what every path carries
+    /// (provider envelope, aznamier queue, REST backfill), so one Keycloak event counts
+    /// once whichever brought it; for a token message, its id. It also breaks ties
+    /// between events of the same millisecond, alike on every path.
     pub id: EventId,
+    /// The message's own id: Keycloak's or the publisher's, or, without one, derived from
+    /// the message's whole content. Kept beside the key (`processed_events.message_id`).
+    pub message_id: EventId,
     /// Epoch milliseconds at which Keycloak recorded the event.
     pub time: i64,
     pub realm_id: RealmId,

@@ -17,6 +17,7 @@ use crate::core::ids::{ClientId, EventId, RealmId, SessionId, UserId};
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// Namespace of the ids derived from content, so they never collide with other v5 ids.
+const CONTENT_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6b63_7379_6e63_4e01_8000_6b65_7973_0001);
 const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b63_7379_6e63_4e00_8000_6576_656e_7473);
 
 /// Which publisher's format a message arrived in.
@@ -248,6 +249,7 @@ fn read_token(fields: &Fields, id: String) -> Result<Event, ParseError> {
         metadata: fields.object("metadata")?.cloned().unwrap_or_default(),
     };
     Ok(Event {
+        message_id: EventId::new(id.clone()),
         id: EventId::new(id),
         time: fields.required_epoch_ms("time")?,
         realm_id: fields.required_id("realmId")?.into(),
@@ -260,13 +262,15 @@ fn read_token(fields: &Fields, id: String) -> Result<Event, ParseError> {
 
 impl RawEvent {
     fn into_event(self, id: Option<String>, shape: Shape) -> Result<Event, ParseError> {
-        let id = EventId::new(match id {
+        let message_id = EventId::new(match id {
             Some(id) => id,
             None => self.derived_id(),
         });
+        let id = EventId::new(self.content_key());
         match self {
             RawEvent::User(raw) => Ok(Event {
                 id,
+                message_id,
                 time: raw.time,
                 realm_id: RealmId::new(raw.realm_id.as_str()),
                 kind: Kind::User,
@@ -276,6 +280,7 @@ impl RawEvent {
             }),
             RawEvent::Admin(raw) => Ok(Event {
                 id,
+                message_id,
                 time: raw.time,
                 realm_id: RealmId::new(raw.realm_id.as_str()),
                 kind: Kind::Admin,
@@ -286,8 +291,64 @@ impl RawEvent {
         }
     }
 
-    /// Same content ⇒ same id, whichever shape carried it, so redeliveries of id-less
-    /// messages still deduplicate.
+    /// The idempotency key: the event's content as every path carries it alike (the
+    /// provider's envelope, the aznamier plugin's JSON and the REST
+    /// `EventRepresentation` / `AdminEventRepresentation`), leaving out what one of them
+    /// may lack or word differently: Keycloak's id (26.2+ only), the envelope's realm
+    /// name, admin auth details other than the acting user.
+    fn content_key(&self) -> String {
+        let mut canonical = Vec::new();
+        let mut put = |field: &str| {
+            // Length-prefixed, so no two field lists give the same bytes.
+            canonical.extend_from_slice(format!("{}:", field.len()).as_bytes());
+            canonical.extend_from_slice(field.as_bytes());
+        };
+        let opt = |value: &Option<String>| value.clone().unwrap_or_default();
+        match self {
+            RawEvent::User(raw) => {
+                for field in [
+                    "user".to_string(),
+                    raw.time.to_string(),
+                    raw.realm_id.clone(),
+                    raw.event_type.clone(),
+                    opt(&raw.user_id),
+                    opt(&raw.session_id),
+                    opt(&raw.client_id),
+                    opt(&raw.ip_address),
+                    opt(&raw.error),
+                ] {
+                    put(&field);
+                }
+                for (key, value) in &raw.details {
+                    put(key);
+                    put(value);
+                }
+            }
+            RawEvent::Admin(raw) => {
+                for field in [
+                    "admin".to_string(),
+                    raw.time.to_string(),
+                    raw.realm_id.clone(),
+                    raw.resource_type.clone(),
+                    raw.operation_type.clone(),
+                    opt(&raw.resource_path),
+                    raw.auth_details.get("userId").cloned().unwrap_or_default(),
+                    opt(&raw.error),
+                    opt(&raw.representation),
+                ] {
+                    put(&field);
+                }
+                for (key, value) in &raw.details {
+                    put(key);
+                    put(value);
+                }
+            }
+        }
+        Uuid::new_v5(&CONTENT_KEY_NAMESPACE, &canonical).to_string()
+    }
+
+    /// Same content ⇒ same id, so redeliveries of id-less messages still deduplicate
+    /// (what the inbox recorded before content keys).
     fn derived_id(&self) -> String {
         let canonical = match self {
             RawEvent::User(raw) => serde_json::to_vec(raw),

@@ -22,7 +22,7 @@ const ENVELOPE_LOGIN: &str = r#"{"schema":1,"kind":"user","id":"3f1d0a52-9c1e-4c
 #[test]
 fn envelope_user_event() {
     let event = ok(ENVELOPE_LOGIN);
-    assert_eq!(event.id, "3f1d0a52-9c1e-4c55-9a49-0d6f0b8f3a10");
+    assert_eq!(event.message_id, "3f1d0a52-9c1e-4c55-9a49-0d6f0b8f3a10");
     assert_eq!(event.time, 1_732_270_000_123);
     assert_eq!(event.realm_id, "0c6f6a0e-realm");
     assert_eq!(event.kind, Kind::User);
@@ -194,7 +194,7 @@ fn keycloak_rest_representations() {
         r#"{"id":"0a1b2c3d-rest","time":1732270000001,"type":"REGISTER","realmId":"r1","clientId":"web-app","userId":"u1","sessionId":"s1","ipAddress":"198.51.100.1","details":{"username":"bob","email":"bob@example.com","first_name":"Bob","last_name":"Brown","register_method":"form"}}"#,
     );
     assert_eq!(user.shape, Shape::KeycloakRest);
-    assert_eq!(user.id, "0a1b2c3d-rest");
+    assert_eq!(user.message_id, "0a1b2c3d-rest");
     assert_eq!(
         user.action,
         Action::Register {
