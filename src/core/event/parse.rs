@@ -418,6 +418,13 @@ fn user_action(raw: &RawUser) -> Action {
                     email: detail("updated_email"),
                     first_name: detail("updated_first_name"),
                     last_name: detail("updated_last_name"),
+                    // Keycloak's UPDATE_PROFILE and ACCOUNT profile contexts reset
+                    // emailVerified when the email changes. UPDATE_EMAIL may come from the
+                    // verified-link path (which sets it true) or not: left to the profile
+                    // read the event asks for.
+                    email_verified: (raw.event_type == "UPDATE_PROFILE"
+                        && raw.details.contains_key("updated_email"))
+                    .then_some(false),
                     ..Profile::default()
                 },
             },

@@ -583,3 +583,32 @@ fn admin_user_actions_are_logouts_and_consent_revocations() {
         Action::Ignore(Ignored::NoEffect)
     );
 }
+
+/// Keycloak's `DefaultUserProfile` resets emailVerified when the email changes in the
+/// UPDATE_PROFILE and ACCOUNT contexts; UPDATE_EMAIL through the verified link sets it
+/// true, so that event leaves it to the profile read.
+#[test]
+fn an_email_change_through_update_profile_unverifies_the_email() {
+    let changed = ok(
+        r#"{"time":1,"type":"UPDATE_PROFILE","realmId":"r","userId":"u1","details":{"context":"ACCOUNT","previous_email":"a@x","updated_email":"b@x"}}"#,
+    );
+    let Action::UpdateProfile { profile, .. } = changed.action else {
+        panic!("{:?}", changed.action);
+    };
+    assert_eq!(profile.email.as_deref(), Some("b@x"));
+    assert_eq!(profile.email_verified, Some(false));
+    let names_only = ok(
+        r#"{"time":1,"type":"UPDATE_PROFILE","realmId":"r","userId":"u1","details":{"updated_first_name":"B"}}"#,
+    );
+    let Action::UpdateProfile { profile, .. } = names_only.action else {
+        panic!("{:?}", names_only.action);
+    };
+    assert_eq!(profile.email_verified, None);
+    let update_email = ok(
+        r#"{"time":1,"type":"UPDATE_EMAIL","realmId":"r","userId":"u1","details":{"previous_email":"a@x","updated_email":"b@x"}}"#,
+    );
+    let Action::UpdateProfile { profile, .. } = update_email.action else {
+        panic!("{:?}", update_email.action);
+    };
+    assert_eq!(profile.email_verified, None);
+}
