@@ -278,7 +278,16 @@ impl History {
         let id = self.users[index].id.clone();
         let stamp = self.rng.random_range(0..1000);
         let details = if self.rng.random_bool(0.5) {
-            json!({"updated_first_name": format!("First{stamp}"), "updated_last_name": format!("Last{stamp}"), "context": "ACCOUNT"})
+            let mut details = json!({"updated_first_name": format!("First{stamp}"), "updated_last_name": format!("Last{stamp}"), "context": "ACCOUNT"});
+            // Attributes as Keycloak's attribute change listener reports them: values
+            // joined by `::`, a removal as a `previous_` detail alone.
+            if stamp % 3 == 0 {
+                details["updated_department"] = json!(format!("d{}::x", stamp % 7));
+            }
+            if stamp % 5 == 0 {
+                details["previous_phone"] = json!("p0");
+            }
+            details
         } else {
             json!({"updated_email": format!("{}+{stamp}@example.com", self.users[index].username), "context": "ACCOUNT"})
         };
@@ -307,10 +316,12 @@ impl History {
         rep.insert("username".into(), json!(self.users[index].username));
         let stamp = self.rng.random_range(0..1000);
         rep.insert("firstName".into(), json!(format!("Admin{stamp}")));
-        rep.insert(
-            "attributes".into(),
-            json!({"department": [format!("d{}", stamp % 7)]}),
-        );
+        let attributes = if stamp % 2 == 0 {
+            json!({"department": [format!("d{}", stamp % 7)], "phone": [format!("p{stamp}")]})
+        } else {
+            json!({"department": [format!("d{}", stamp % 7)]})
+        };
+        rep.insert("attributes".into(), attributes);
         if self.rng.random_bool(0.35) {
             let enabled = !self.users[index].enabled;
             self.users[index].enabled = enabled;
@@ -347,11 +358,13 @@ impl History {
     fn admin_end_session(&mut self, index: usize) -> String {
         let session = self.pick_session(index);
         self.users[index].sessions.retain(|s| *s != session);
+        // As RealmAdminResource records it (24+): whether the offline session went too.
+        let offline = session.bytes().last().is_some_and(|b| b % 2 == 0);
         self.admin_event(
             "USER_SESSION",
             "DELETE",
             &format!("sessions/{session}"),
-            None,
+            Some(json!({ "offline": offline })),
         )
     }
 

@@ -20,7 +20,7 @@ use crate::core::event::read_admin_user;
 use crate::core::ids::{RealmId, RealmName, UserId};
 use crate::core::plan::{profile_differences, Observation, Version};
 use crate::keycloak::{AdminClient, KeycloakError};
-use crate::store::{ReconcileRun, Store, StoreError};
+use crate::store::{ListedSessions, ReconcileRun, Store, StoreError};
 use crate::telemetry::metrics;
 use crate::telemetry::progress::{Progress, Unit};
 
@@ -33,6 +33,30 @@ const SESSION_GRACE_MS: i64 = 60_000;
 const CONCURRENCY: usize = 4;
 /// Missing users confirmed (and deleted) per step.
 const CONFIRM_CHUNK: i64 = 200;
+/// Above this many sessions in Keycloak, sessions are read per user whatever it costs in
+/// requests: the per-client listing keeps every listed session in memory (16 bytes each).
+const MAX_LISTED_SESSIONS: u64 = 4_000_000;
+
+/// How a reconcile read Keycloak's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionSource {
+    /// `GET …/users/{id}/sessions` for each user with active sessions here.
+    #[default]
+    PerUser,
+    /// `GET …/clients/{id}/user-sessions`, paged, for each client with sessions; then per
+    /// user only for the users with a session no client listed (which confirms the end
+    /// exactly as the per-user way would).
+    PerClient,
+}
+
+impl fmt::Display for SessionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SessionSource::PerUser => "per user",
+            SessionSource::PerClient => "per client",
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ReconcileOptions {
@@ -83,6 +107,9 @@ pub struct ReconcileReport {
     /// Users whose sessions were compared, and local sessions Keycloak no longer has.
     pub session_users: u64,
     pub sessions_ended: u64,
+    /// How sessions were read, and the Admin API requests it took.
+    pub session_source: SessionSource,
+    pub session_requests: u64,
     pub elapsed: Duration,
 }
 
@@ -94,7 +121,7 @@ impl fmt::Display for ReconcileReport {
             f,
             "reconcile summary: realm {}{}: Keycloak listed {} users; {} {}, {} {}, {} unchanged, {} unreadable; \
              {} of {} local users missing from Keycloak: {} {}, {} still present{}; \
-             sessions of {} users compared: {} {} ({:.1}s)",
+             sessions of {} users compared ({}, {} requests): {} {} ({:.1}s)",
             self.realm,
             if self.dry_run { " (dry run)" } else { "" },
             self.listed,
@@ -115,6 +142,8 @@ impl fmt::Display for ReconcileReport {
                 ""
             },
             self.session_users,
+            self.session_source,
+            self.session_requests,
             self.sessions_ended,
             verb("sessions ended", "sessions to end"),
             self.elapsed.as_secs_f64(),
@@ -365,10 +394,16 @@ impl Sweep<'_> {
         };
         let checked_at = crate::now_ms();
         let started_before = checked_at - SESSION_GRACE_MS;
-        let users = self
+        let mut users = self
             .store
             .users_with_active_sessions(self.realm_id, started_before, sample)
             .await?;
+        if sample.is_none() {
+            if let Some(unlisted) = self.users_no_client_lists(&users, started_before).await? {
+                users = unlisted;
+            }
+        }
+        self.report.session_requests += users.len() as u64;
         let bar = Progress::new(
             self.options.progress,
             format!("{}: sessions", self.realm),
@@ -396,6 +431,69 @@ impl Sweep<'_> {
         }
         bar.finish();
         Ok(())
+    }
+
+    /// Reads the realm's sessions client by client when that takes fewer requests than
+    /// one per user, and returns the users with an active session here that no client
+    /// listed; `None` to read per user (cheaper, too many sessions to hold, or Keycloak
+    /// refuses client-session-stats to a service account without view-realm).
+    async fn users_no_client_lists(
+        &mut self,
+        users: &[UserId],
+        started_before: i64,
+    ) -> Result<Option<Vec<UserId>>, ReconcileError> {
+        if users.is_empty() {
+            return Ok(None);
+        }
+        let counts = match self.keycloak.client_session_counts(self.realm).await {
+            Ok(counts) => counts,
+            Err(KeycloakError::Refused { message, .. }) => {
+                tracing::info!(realm = %self.realm, %message, "client session counts refused: reading sessions per user");
+                self.report.session_requests += 1;
+                return Ok(None);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.report.session_requests += 1;
+        let max = u64::from(self.keycloak.page_size().max(1));
+        let total: u64 = counts.iter().map(|c| c.active).sum();
+        // A short page ends each client's listing.
+        let pages: u64 = counts.iter().map(|c| c.active / max + 1).sum();
+        if pages >= users.len() as u64 || total > MAX_LISTED_SESSIONS {
+            return Ok(None);
+        }
+        self.report.session_source = SessionSource::PerClient;
+        let bar = Progress::new(
+            self.options.progress,
+            format!("{}: sessions by client", self.realm),
+            Some(total),
+            Unit::Items("sessions"),
+        );
+        let mut listed = ListedSessions::default();
+        for client in counts.iter().filter(|c| c.active > 0) {
+            let mut first = 0u64;
+            loop {
+                let page = self
+                    .keycloak
+                    .client_sessions(self.realm, &client.id, first, max as u32)
+                    .await?;
+                self.report.session_requests += 1;
+                for (session, _user) in &page {
+                    listed.insert(session);
+                }
+                bar.inc(page.len() as u64);
+                if (page.len() as u64) < max {
+                    break;
+                }
+                first += max;
+            }
+        }
+        bar.finish();
+        let unlisted = self
+            .store
+            .users_with_unlisted_sessions(self.realm_id, started_before, &listed)
+            .await?;
+        Ok(Some(unlisted))
     }
 
     async fn ended_sessions(

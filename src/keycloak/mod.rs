@@ -40,6 +40,13 @@ struct AccessToken {
     renew_at: Instant,
 }
 
+/// A client (by Keycloak's internal id) and its number of active sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSessions {
+    pub id: String,
+    pub active: u64,
+}
+
 /// The Admin API client. Its `Debug` shows neither the client secret nor tokens.
 pub struct AdminClient {
     http: reqwest::Client,
@@ -277,6 +284,68 @@ impl AdminClient {
         Ok(Some(
             sessions.into_iter().map(|s| SessionId::new(s.id)).collect(),
         ))
+    }
+
+    /// `GET …/client-session-stats`: each client with active sessions, by its internal id,
+    /// and how many (Keycloak gives the counts as strings). Needs view-realm.
+    pub async fn client_session_counts(
+        &self,
+        realm: &RealmName,
+    ) -> Result<Vec<ClientSessions>, KeycloakError> {
+        let path = ["admin", "realms", realm, "client-session-stats"];
+        let bad = |problem: String| KeycloakError::BadResponse {
+            request: self.request_name(&path),
+            problem,
+        };
+        let mut counts = Vec::new();
+        for (index, entry) in self.get_list(realm, &path, &[]).await?.iter().enumerate() {
+            let id = entry.get("id").and_then(Value::as_str);
+            let active = match entry.get("active") {
+                Some(Value::String(text)) => text.parse::<u64>().ok(),
+                Some(Value::Number(n)) => n.as_u64(),
+                _ => None,
+            };
+            match (id, active) {
+                (Some(id), Some(active)) => counts.push(ClientSessions {
+                    id: id.to_string(),
+                    active,
+                }),
+                _ => {
+                    return Err(bad(format!(
+                        "entry {index}: expected an id and an active session count"
+                    )))
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// One page of `GET …/clients/{id}/user-sessions`: (session, user) pairs.
+    pub async fn client_sessions(
+        &self,
+        realm: &RealmName,
+        client: &str,
+        first: u64,
+        max: u32,
+    ) -> Result<Vec<(SessionId, UserId)>, KeycloakError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Session {
+            id: String,
+            user_id: String,
+        }
+        let query = [("first", first.to_string()), ("max", max.to_string())];
+        let path = ["admin", "realms", realm, "clients", client, "user-sessions"];
+        let page = self.get_list(realm, &path, &query).await?;
+        let sessions: Vec<Session> =
+            serde_json::from_value(Value::Array(page)).map_err(|e| KeycloakError::BadResponse {
+                request: self.request_name(&path),
+                problem: format!("expected a list of sessions with ids and user ids: {e}"),
+            })?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| (SessionId::new(s.id), UserId::new(s.user_id)))
+            .collect())
     }
 
     /// One page of stored events, oldest first where Keycloak supports it (26.2+).

@@ -20,7 +20,7 @@ pub use checkpoint::BackfillWindow;
 pub use enrichment::EnrichmentClaim;
 pub use error::{is_transient, until_database_answers};
 pub use expiry::{ExpiryPass, PolicySource, StoredPolicy};
-pub use reconcile::ReconcileRun;
+pub use reconcile::{ListedSessions, ReconcileRun};
 
 use std::str::FromStr;
 use std::sync::Arc;

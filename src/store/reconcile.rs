@@ -13,6 +13,33 @@ use crate::core::event::Profile;
 use crate::core::ids::{RealmId, SessionId, UserId};
 use crate::core::plan::StoredProfile;
 
+/// Session ids Keycloak listed, kept as 128-bit digests (16 bytes each, whatever the
+/// id's length) so that millions fit in little memory; a collision is out of reach.
+#[derive(Debug, Default)]
+pub struct ListedSessions(std::collections::HashSet<u128>);
+
+impl ListedSessions {
+    pub fn insert(&mut self, session: &SessionId) {
+        self.0.insert(digest(session));
+    }
+
+    pub fn contains(&self, session: &SessionId) -> bool {
+        self.0.contains(&digest(session))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn digest(session: &SessionId) -> u128 {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, session.as_bytes()).as_u128()
+}
+
 /// Advisory-lock class of reconcile runs (the second key is the realm id's hash).
 const RECONCILE_LOCK_CLASS: i32 = 0x6b63_7301;
 
@@ -97,7 +124,7 @@ impl Store {
                         enabled: row.6,
                         attributes: row.7.map(|Json(map)| map),
                         created_at: row.8,
-                        complete: false,
+                        ..Profile::default()
                     },
                     deleted: row.9,
                 };
@@ -128,6 +155,33 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::from_sqlx)
+    }
+
+    /// Users of the realm with an active session that had started before `started_before`
+    /// (epoch ms) and that `listed` does not hold. Rows are streamed: memory is the set
+    /// and the users found, whatever the number of sessions.
+    pub async fn users_with_unlisted_sessions(
+        &self,
+        realm_id: &RealmId,
+        started_before: i64,
+        listed: &ListedSessions,
+    ) -> Result<Vec<UserId>, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query_as::<_, (SessionId, UserId)>(
+            "SELECT id, user_id FROM user_sessions
+             WHERE realm_id = $1 AND ended_at IS NULL AND user_id IS NOT NULL
+               AND started_at < ms_ts($2)",
+        )
+        .bind(realm_id)
+        .bind(started_before)
+        .fetch(&self.pool);
+        let mut users = std::collections::BTreeSet::new();
+        while let Some((session, user)) = rows.try_next().await.map_err(StoreError::from_sqlx)? {
+            if !listed.contains(&session) {
+                users.insert(user);
+            }
+        }
+        Ok(users.into_iter().collect())
     }
 
     /// A user's active sessions that had started before `started_before` (epoch ms).

@@ -235,6 +235,97 @@ async fn profile_and_email_updates_and_verification() {
     assert_eq!(users(&store).await, vec![expected]);
 }
 
+/// Keycloak's EventAuditingAttributeChangeListener reports each changed attribute as
+/// `updated_<name>` (values joined by `::`) and `previous_<name>`; an attribute that was
+/// removed has no `updated_` detail. Per key, the latest of those and of the whole maps
+/// admin events carry wins, in any order and any batching.
+#[tokio::test]
+async fn attribute_changes_in_details_are_last_writer_wins_per_key() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let history = |user: &str, with_late_whole_map: bool| {
+        let profile = |id: &str, time: i64, details: &str| {
+            event(&format!(
+                r#"{{"schema":1,"kind":"user","id":"{id}-{user}","time":{time},"realmId":"r","type":"UPDATE_PROFILE","clientId":"account-console","userId":"{user}","details":{details}}}"#
+            ))
+        };
+        let whole = |id: &str, time: i64, attributes: &str| {
+            let rep =
+                serde_json::to_string(&format!(r#"{{"id":"{user}","attributes":{attributes}}}"#))
+                    .expect("string");
+            event(&format!(
+                r#"{{"schema":1,"kind":"admin","id":"{id}-{user}","time":{time},"realmId":"r","resourceType":"USER","operationType":"UPDATE","resourcePath":"users/{user}","representation":{rep}}}"#
+            ))
+        };
+        let mut events = vec![
+            whole(
+                "a1",
+                100,
+                r#"{"department":["sales"],"phone":["123"],"locale":["en"]}"#,
+            ),
+            whole(
+                "a2",
+                150,
+                r#"{"department":["hr"],"phone":["456"],"locale":["de"]}"#,
+            ),
+            profile(
+                "p0",
+                50,
+                r#"{"updated_locale":"fr","previous_locale":"en"}"#,
+            ),
+            profile(
+                "p1",
+                200,
+                r#"{"context":"ACCOUNT","updated_department":"eng::ops","previous_department":"hr","previous_phone":"456"}"#,
+            ),
+            profile("p2", 300, r#"{"updated_title":"Dr"}"#),
+        ];
+        if with_late_whole_map {
+            events.push(whole("a3", 250, r#"{"department":["x"],"locale":["it"]}"#));
+        }
+        events
+    };
+    let orders: [&[usize]; 5] = [
+        &[0, 1, 2, 3, 4, 5],
+        &[5, 4, 3, 2, 1, 0],
+        &[3, 0, 4, 2, 5, 1],
+        &[4, 3, 5, 1, 0, 2],
+        &[2, 5, 0, 3, 1, 4],
+    ];
+    let mut case = 0;
+    for late in [false, true] {
+        let expected = if late {
+            serde_json::json!({"department": ["x"], "locale": ["it"], "title": ["Dr"]})
+        } else {
+            serde_json::json!({"department": ["eng", "ops"], "locale": ["de"], "title": ["Dr"]})
+        };
+        for order in orders {
+            for batched in [false, true] {
+                case += 1;
+                let user_id = format!("u{case}");
+                let events = history(&user_id, late);
+                let ordered: Vec<Event> = order
+                    .iter()
+                    .filter_map(|&i| events.get(i).cloned())
+                    .collect();
+                if batched {
+                    apply(&store, &ordered[..2]).await;
+                    apply(&store, &ordered[2..]).await;
+                } else {
+                    for event in ordered {
+                        apply(&store, &[event]).await;
+                    }
+                }
+                assert_eq!(
+                    user(&store, &user_id).await.attributes,
+                    Some(expected.clone()),
+                    "late whole map: {late}, order {order:?}, batched: {batched}"
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn admin_create_and_update_set_the_profile() {
     let db = TestDb::new().await;

@@ -24,6 +24,8 @@ pub fn realm() -> RealmName {
 pub const REALM_ID: &str = "0c6f5d2e-acme-realm-id";
 pub const CLIENT_ID: &str = "keycloak-sync";
 pub const CLIENT_SECRET: &str = "s3cret-never-printed";
+/// Internal id of the client `web`.
+pub const WEB_CLIENT: &str = "5b0e-web-client-id";
 
 #[derive(Default)]
 pub struct FakeState {
@@ -32,6 +34,10 @@ pub struct FakeState {
     /// Found by id but left out of the listing (as if created while it was paged).
     pub unlisted: HashSet<String>,
     pub sessions: HashMap<String, Vec<String>>,
+    /// Sessions (ids) no client session holds: listed per user, never per client.
+    pub clientless: HashSet<String>,
+    /// `client-session-stats` answers 403 (a service account without view-realm).
+    pub no_view_realm: bool,
     pub events: Vec<Value>,
     pub admin_events: Vec<Value>,
     /// Fields `GET /admin/realms/{realm}` adds to the realm's id and name (its session
@@ -222,6 +228,28 @@ impl Respond for Responder {
                     .collect();
                 ResponseTemplate::new(200).set_body_json(Value::Array(sessions))
             }
+            // Every session with a client session belongs to client `web` (internal id
+            // WEB_CLIENT): its count as a string, as RealmAdminResource gives it.
+            ["client-session-stats"] => {
+                if state.no_view_realm {
+                    return ResponseTemplate::new(403)
+                        .set_body_json(json!({"error": "HTTP 403 Forbidden"}));
+                }
+                let active = client_sessions(&state).len();
+                let stats = if active == 0 {
+                    json!([])
+                } else {
+                    json!([{"id": WEB_CLIENT, "clientId": "web", "active": active.to_string(), "offline": "0"}])
+                };
+                ResponseTemplate::new(200).set_body_json(stats)
+            }
+            ["clients", WEB_CLIENT, "user-sessions"] => {
+                let sessions: Vec<Value> = client_sessions(&state)
+                    .into_iter()
+                    .map(|(user, s)| json!({"id": s, "username": user, "userId": user, "ipAddress": "203.0.113.9", "start": 1, "lastAccess": 2, "clients": {WEB_CLIENT: "web"}}))
+                    .collect();
+                page(sessions.iter().collect())
+            }
             [list @ ("events" | "admin-events")] => {
                 if state
                     .fail_events_from
@@ -253,6 +281,18 @@ impl Respond for Responder {
             _ => ResponseTemplate::new(404).set_body_json(json!({"error": "Not Found"})),
         }
     }
+}
+
+/// (user, session) of every session a client session holds, in a stable order.
+fn client_sessions(state: &FakeState) -> Vec<(String, String)> {
+    let mut sessions: Vec<(String, String)> = state
+        .sessions
+        .iter()
+        .flat_map(|(user, ids)| ids.iter().map(move |s| (user.clone(), s.clone())))
+        .filter(|(_, s)| !state.clientless.contains(s))
+        .collect();
+    sessions.sort();
+    sessions
 }
 
 fn token(state: &mut FakeState, request: &Request) -> ResponseTemplate {

@@ -2,7 +2,9 @@
 //! mass-delete guard, sessions, dry runs.
 
 use keycloak_sync::config::SessionCheck;
-use keycloak_sync::jobs::reconcile::{reconcile_realm, ReconcileError, ReconcileOptions};
+use keycloak_sync::jobs::reconcile::{
+    reconcile_realm, ReconcileError, ReconcileOptions, SessionSource,
+};
 use keycloak_sync::store::Store;
 use serde_json::json;
 
@@ -227,6 +229,70 @@ async fn sessions_keycloak_no_longer_has_end_as_expired() {
         .await
         .expect("reconcile");
     assert_eq!((report.session_users, report.sessions_ended), (1, 1));
+}
+
+/// Many users with sessions and few clients: one listing per client costs fewer requests
+/// than one per user. Users with a session no client lists are then asked one by one, so
+/// a session Keycloak holds without a client session is not ended.
+#[tokio::test]
+async fn sessions_are_read_per_client_when_that_takes_fewer_requests() {
+    let (_db, store, fake) = setup().await;
+    keycloak_users(&fake, 30);
+    let mut local = Vec::new();
+    {
+        let mut state = fake.state();
+        for i in 1..=30 {
+            let user_id = format!("u{i:02}");
+            local.push(event(&login(&user_id, &format!("s-live-{i:02}"))));
+            local.push(event(&login(&user_id, &format!("s-gone-{i:02}"))));
+            state
+                .sessions
+                .insert(user_id, vec![format!("s-live-{i:02}")]);
+        }
+        // Keycloak still has it, but no client lists it.
+        state.clientless.insert("s-live-07".to_string());
+    }
+    apply(&store, &local).await;
+    let with_sessions = ReconcileOptions {
+        sessions: SessionCheck::All,
+        ..options(50.0)
+    };
+    let report = reconcile_realm(&store, &fake.client(10), &realm(), &with_sessions)
+        .await
+        .expect("reconcile");
+    assert_eq!(report.session_source, SessionSource::PerClient, "{report}");
+    assert_eq!(report.sessions_ended, 30);
+    // Every user has a session no client lists (the 30 gone ones): each is confirmed.
+    assert_eq!(report.session_users, 30);
+    // Stats, 29 sessions in pages of 10 (3 pages), then 30 users.
+    assert_eq!(report.session_requests, 1 + 3 + 30);
+    assert!(report.to_string().contains("per client"), "{report}");
+    for i in 1..=30 {
+        assert!(
+            session(&store, &format!("s-live-{i:02}")).await.is_active,
+            "s-live-{i:02}"
+        );
+        let gone = session(&store, &format!("s-gone-{i:02}")).await;
+        assert_eq!(gone.end_reason.as_deref(), Some("expired"), "s-gone-{i:02}");
+    }
+    assert_eq!(fake.requests_to("/user-sessions").len(), 3);
+
+    // Once reconciled, only users with an unlisted session are asked again: here the
+    // one whose live session no client holds.
+    let report = reconcile_realm(&store, &fake.client(10), &realm(), &with_sessions)
+        .await
+        .expect("second reconcile");
+    assert_eq!(report.session_source, SessionSource::PerClient);
+    assert_eq!((report.session_users, report.sessions_ended), (1, 0));
+    assert!(session(&store, "s-live-07").await.is_active);
+
+    // Without view-realm, Keycloak refuses the counts: per user, as before.
+    fake.state().no_view_realm = true;
+    let report = reconcile_realm(&store, &fake.client(10), &realm(), &with_sessions)
+        .await
+        .expect("reconcile without view-realm");
+    assert_eq!(report.session_source, SessionSource::PerUser);
+    assert_eq!(report.session_users, 30);
 }
 
 #[tokio::test]

@@ -271,12 +271,17 @@ async fn every_revocation_rule_holds_in_both_arrival_orders() {
     let admin_disable = event(
         r#"{"schema":1,"kind":"admin","id":"ad","time":2000,"realmId":"r","resourceType":"USER","operationType":"UPDATE","resourcePath":"users/u1","representation":"{\"enabled\":false}"}"#,
     );
+    // The online session: its offline session, and so its offline tokens, stay.
     let admin_end = event(
         r#"{"schema":1,"kind":"admin","id":"ae","time":2000,"realmId":"r","resourceType":"USER_SESSION","operationType":"DELETE","resourcePath":"sessions/s1"}"#,
     );
+    let admin_end_offline = event(
+        r#"{"schema":1,"kind":"admin","id":"ao","time":2000,"realmId":"r","resourceType":"USER_SESSION","operationType":"DELETE","resourcePath":"sessions/s1","representation":"{\"offline\":true}"}"#,
+    );
     let rules: Vec<(&str, Event, &str)> = vec![
         ("logout", user_event("lo", 2000, "LOGOUT", ""), "refresh"),
-        ("admin session end", admin_end, "offline"),
+        ("admin session end", admin_end, "refresh"),
+        ("admin offline session end", admin_end_offline, "offline"),
         (
             "account deletion",
             user_event("da", 2000, "DELETE_ACCOUNT", ""),
@@ -319,7 +324,10 @@ async fn every_revocation_rule_holds_in_both_arrival_orders() {
             // A token issued after the revocation in another session is unaffected by
             // session-level rules, and by user-level ones if the user is back (not
             // tested here); a grant revocation only covers tokens issued before it.
-            if rule == "revoke grant" || rule == "logout" || rule == "admin session end" {
+            if matches!(
+                rule,
+                "revoke grant" | "logout" | "admin session end" | "admin offline session end"
+            ) {
                 apply(
                     &store,
                     &[token(
@@ -499,4 +507,72 @@ async fn rotation_while_writing_moves_every_row_to_the_active_key_and_resumes() 
         "{text}"
     );
     assert!(!text.contains("rewritten"), "{text}");
+}
+
+/// Keycloak's admin `DELETE sessions/{id}` removes the online session only: the offline
+/// session of the same id keeps its tokens. With `isOffline=true` (representation
+/// `{"offline":true}`) it revokes the offline session and ends the online one with it.
+/// Without a representation (older Keycloak, or representations off) it is taken as the
+/// online deletion, which is all older versions could do. Either order, same vault.
+#[tokio::test]
+async fn an_admin_session_delete_drops_offline_tokens_only_for_the_offline_session() {
+    let delete = |id: &str, session: &str, offline: Option<bool>| {
+        let rep = offline
+            .map(|o| format!(r#","representation":"{{\"offline\":{o}}}""#))
+            .unwrap_or_default();
+        event(&format!(
+            r#"{{"schema":1,"kind":"admin","id":"{id}","time":2000,"realmId":"r","resourceType":"USER_SESSION","operationType":"DELETE","resourcePath":"sessions/{session}"{rep}}}"#
+        ))
+    };
+    let login = |id: &str, session: &str| {
+        event(&format!(
+            r#"{{"schema":1,"kind":"user","id":"{id}","time":1000,"realmId":"r","type":"LOGIN","clientId":"web","userId":"u1","sessionId":"{session}"}}"#
+        ))
+    };
+    let tok = |id: &str, kind: &str, session: &str| {
+        token(id, 1100, kind, ("u1", session, "web"), "opaque", "{}")
+    };
+    let history = vec![
+        login("l1", "s1"),
+        login("l2", "s2"),
+        login("l3", "s3"),
+        tok("t1r", "refresh", "s1"),
+        tok("t1o", "offline", "s1"),
+        tok("t2o", "offline", "s2"),
+        tok("t3o", "offline", "s3"),
+        delete("d1", "s1", Some(false)),
+        delete("d2", "s2", Some(true)),
+        delete("d3", "s3", None),
+    ];
+    for reversed in [false, true] {
+        let db = TestDb::new().await;
+        let store = vault_store(&db, "k1").await;
+        let mut events = history.clone();
+        if reversed {
+            events.reverse();
+        }
+        for event in events {
+            apply(&store, &[event]).await;
+        }
+        let vault: Vec<String> =
+            sqlx::query_scalar("SELECT session_id || ':' || token_type FROM auth_vault ORDER BY 1")
+                .fetch_all(store.pool())
+                .await
+                .expect("vault");
+        assert_eq!(
+            vault,
+            vec!["s1:offline", "s3:offline"],
+            "reversed: {reversed}"
+        );
+        let ends: Vec<(String, Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT id, ts_ms(ended_at), end_reason FROM user_sessions ORDER BY id")
+                .fetch_all(store.pool())
+                .await
+                .expect("sessions");
+        let admin_end = |s: &str| (s.to_string(), Some(2000), Some("admin".to_string()));
+        assert_eq!(
+            ends,
+            vec![admin_end("s1"), admin_end("s2"), admin_end("s3")]
+        );
+    }
 }

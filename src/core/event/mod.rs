@@ -9,6 +9,7 @@ mod parse;
 pub use fields::kind_of as json_kind;
 pub use parse::{parse_message, read_admin_user, ParseError, Shape};
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 pub use super::ids::{ClientId, EventId, RealmId, RealmName, SessionId, UserId};
@@ -147,9 +148,12 @@ pub enum Action {
         user_id: UserId,
         client_id: ClientId,
     },
-    /// Admin USER_SESSION DELETE.
+    /// Admin USER_SESSION DELETE (`sessions/{id}`). Keycloak removes the online session;
+    /// with `isOffline=true` (representation `{"offline":true}`, 24+) it revokes the
+    /// offline session of that id and the online one with it.
     EndSession {
         session_id: SessionId,
+        offline: bool,
     },
     /// USER_SESSION_DELETED (Keycloak 26.5+): its expiry task removed the session, timed
     /// out or made invalid (remember-me switched off), possibly minutes after the fact.
@@ -261,7 +265,10 @@ pub struct Profile {
     pub last_name: Option<String>,
     pub email_verified: Option<bool>,
     pub enabled: Option<bool>,
+    /// The whole attribute map (a representation): keys it lacks are removed.
     pub attributes: Option<Map<String, Value>>,
+    /// Single attributes an event changed, each to its values or, `None`, removed.
+    pub attribute_changes: BTreeMap<String, Option<Vec<String>>>,
     /// Epoch ms (`createdTimestamp`).
     pub created_at: Option<i64>,
     /// Read whole from the Admin API: a name or email it leaves out is empty, not unknown.

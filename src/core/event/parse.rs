@@ -425,6 +425,7 @@ fn user_action(raw: &RawUser) -> Action {
                     email_verified: (raw.event_type == "UPDATE_PROFILE"
                         && raw.details.contains_key("updated_email"))
                     .then_some(false),
+                    attribute_changes: attribute_changes(&raw.details),
                     ..Profile::default()
                 },
             },
@@ -445,6 +446,35 @@ fn user_action(raw: &RawUser) -> Action {
         })
     };
     action().unwrap_or_else(Action::Ignore)
+}
+
+/// Attributes a profile update changed, as Keycloak's EventAuditingAttributeChangeListener
+/// reports them: `updated_<name>` holds the new values joined by `::` (a value that itself
+/// contains `::` cannot be told apart: Keycloak's format); `previous_<name>` without
+/// `updated_<name>` is an attribute removed (Keycloak drops empty details). Names the
+/// listener reports as profile fields are not attributes.
+fn attribute_changes(details: &BTreeMap<String, String>) -> BTreeMap<String, Option<Vec<String>>> {
+    const PROFILE_FIELDS: [&str; 4] = ["username", "email", "first_name", "last_name"];
+    // Details of other flows that share the prefixes.
+    const NOT_ATTRIBUTES: [&str; 2] = ["user", "refresh_token_id"];
+    let mut changes = BTreeMap::new();
+    for (key, value) in details {
+        let (name, change) = if let Some(name) = key.strip_prefix("updated_") {
+            (name, Some(value.split("::").map(str::to_string).collect()))
+        } else if let Some(name) = key.strip_prefix("previous_") {
+            if details.contains_key(&format!("updated_{name}")) {
+                continue;
+            }
+            (name, None)
+        } else {
+            continue;
+        };
+        if name.is_empty() || PROFILE_FIELDS.contains(&name) || NOT_ATTRIBUTES.contains(&name) {
+            continue;
+        }
+        changes.insert(name.to_string(), change);
+    }
+    changes
 }
 
 fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
@@ -509,10 +539,27 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
         ("USER_SESSION", "DELETE") => match path.iter().rposition(|s| *s == "sessions") {
             Some(i) if i + 1 < path.len() => Ok(Action::EndSession {
                 session_id: SessionId::from(path[i + 1]),
+                offline: raw
+                    .representation
+                    .as_deref()
+                    .is_some_and(deletes_offline_session),
             }),
             _ => Ok(Action::Ignore(Ignored::Missing("resourcePath"))),
         },
         _ => Ok(Action::Ignore(Ignored::NoEffect)),
+    }
+}
+
+/// Keycloak's RealmAdminResource records `{"offline": <isOffline>}` as the representation
+/// of a session deletion; anything else (absent on older versions) is the online session.
+fn deletes_offline_session(representation: &str) -> bool {
+    match serde_json::from_str::<Value>(representation) {
+        Ok(Value::Object(rep)) => match rep.get("offline") {
+            Some(Value::Bool(offline)) => *offline,
+            Some(Value::String(offline)) => offline == "true",
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -551,7 +598,7 @@ fn read_user_object(rep: &Fields) -> Result<RepresentedUser, ParseError> {
             enabled: rep.bool("enabled")?,
             attributes: rep.object("attributes")?.cloned(),
             created_at: rep.epoch_ms("createdTimestamp")?,
-            complete: false,
+            ..Profile::default()
         },
     })
 }

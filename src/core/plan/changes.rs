@@ -1,5 +1,6 @@
 //! What a plan holds: the merged change to each row.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -44,6 +45,9 @@ pub struct UserChange {
     pub email_verified: Option<Versioned<bool>>,
     pub enabled: Option<Versioned<bool>>,
     pub attributes: Option<Versioned<Map<String, Value>>>,
+    /// Single attributes changed by events, last writer wins per key; they override the
+    /// whole map where they are newer than it (merged so in SQL).
+    pub attribute_updates: BTreeMap<String, Versioned<Option<Vec<String>>>>,
     pub created_at: Option<i64>,
     pub last_login_at: Option<i64>,
     pub login_count: i64,
@@ -73,6 +77,21 @@ impl UserChange {
         }
         if let Some(attributes) = &profile.attributes {
             last_writer(&mut self.attributes, attributes.clone(), version);
+        }
+        for (name, values) in &profile.attribute_changes {
+            let newer = Versioned {
+                value: values.clone(),
+                version: version.clone(),
+            };
+            match self.attribute_updates.entry(name.clone()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(newer);
+                }
+                Entry::Occupied(mut slot) if *version > slot.get().version => {
+                    slot.insert(newer);
+                }
+                Entry::Occupied(_) => {}
+            }
         }
         if let Some(created) = profile.created_at {
             min_opt(&mut self.created_at, created);
@@ -132,15 +151,13 @@ pub struct RealmCutoff {
 /// Vault rows to delete: those issued at or before `at`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Revocation {
+    /// The online session ended: its refresh tokens die with it. Its offline tokens
+    /// belong to the offline session of the same id, which Keycloak keeps unless
+    /// `offline` says that one ended too.
     Session {
         session_id: SessionId,
         at: i64,
-    },
-    /// The session timed out: its refresh tokens die with it, but its offline tokens
-    /// belong to the offline session, which Keycloak keeps.
-    ExpiredSession {
-        session_id: SessionId,
-        at: i64,
+        offline: bool,
     },
     /// The realm's not-before moved: every token of the realm issued by then is void.
     Realm {

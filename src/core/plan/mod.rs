@@ -95,12 +95,14 @@ impl Planner {
         session
     }
 
+    /// Ends the online session; `offline`: the offline session of the same id too.
     fn end_session(
         &mut self,
         stamp: &Stamp,
         session_id: &SessionId,
         user_id: Option<&UserId>,
         reason: EndReason,
+        offline: bool,
     ) {
         let session = self.session(stamp, session_id, user_id);
         if session
@@ -114,10 +116,10 @@ impl Planner {
                 version: stamp.version.clone(),
             });
         }
-        let (session_id, at) = (session_id.clone(), stamp.time);
-        self.revocations.push(match reason {
-            EndReason::Expired => Revocation::ExpiredSession { session_id, at },
-            _ => Revocation::Session { session_id, at },
+        self.revocations.push(Revocation::Session {
+            session_id: session_id.clone(),
+            at: stamp.time,
+            offline,
         });
     }
 
@@ -170,7 +172,7 @@ impl Planner {
                 user_id,
                 session_id,
                 ..
-            } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Expired),
+            } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Expired, false),
         }
     }
 
@@ -274,7 +276,7 @@ impl Planner {
             Action::Logout {
                 user_id,
                 session_id,
-            } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Logout),
+            } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Logout, true),
             Action::RefreshToken {
                 user_id,
                 session_id,
@@ -318,10 +320,11 @@ impl Planner {
             Action::SessionExpired {
                 user_id,
                 session_id,
-            } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Expired),
-            Action::EndSession { session_id } => {
-                self.end_session(&stamp, session_id, None, EndReason::Admin)
-            }
+            } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Expired, false),
+            Action::EndSession {
+                session_id,
+                offline,
+            } => self.end_session(&stamp, session_id, None, EndReason::Admin, *offline),
             Action::LogoutRealm => self.logout_realm(&stamp),
             Action::RealmUpdated => self.stale_policies.push(event.realm_id.clone()),
             Action::StoreToken(message) => self.keep_token(TokenChange {

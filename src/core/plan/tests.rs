@@ -124,7 +124,8 @@ fn the_earliest_end_wins_and_logout_revokes_session_tokens() {
     assert_eq!((end.at, end.reason), (800, EndReason::Logout));
     assert!(plan.revocations.contains(&Revocation::Session {
         session_id: "s1".into(),
-        at: 800
+        at: 800,
+        offline: true,
     }));
 }
 
@@ -315,9 +316,10 @@ fn a_disabled_user_read_whole_or_gone_ends_sessions_like_events_do() {
     let end = plan.sessions[0].end.as_ref().expect("ended");
     assert_eq!((end.at, end.reason), (650, EndReason::Expired));
     // A session Keycloak no longer has timed out: only its refresh tokens die with it.
-    assert!(plan.revocations.contains(&Revocation::ExpiredSession {
+    assert!(plan.revocations.contains(&Revocation::Session {
         session_id: "s9".into(),
-        at: 650
+        at: 650,
+        offline: false,
     }));
 }
 

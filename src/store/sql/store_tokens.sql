@@ -1,6 +1,7 @@
 -- Sealed tokens: kept unless the user was deleted, disabled or logged out (or the whole
--- realm), the session ended (an offline token outlives the expiry of its browser
--- session), or (offline) the grant was revoked at or after the token's time. On a conflict the newer
+-- realm), or at or after the token's time: (refresh) its session ended, (offline) its
+-- offline session ended or the grant was revoked. An offline token outlives the end of
+-- the browser session, as the offline session does in Keycloak. On a conflict the newer
 -- message (by version) owns the sealed token and the row's identity; metadata is merged,
 -- newer values winning, and gains `updatedAt`.
 INSERT INTO auth_vault AS v (id, realm_id, user_id, token_type, session_id, client_id,
@@ -14,9 +15,12 @@ WHERE NOT EXISTS (SELECT 1 FROM session_cutoffs c
                   WHERE c.user_id = n.user_id AND c.at >= ms_ts(n.issued_at))
   AND NOT EXISTS (SELECT 1 FROM realm_cutoffs c
                   WHERE c.realm_id = n.realm_id AND c.at >= ms_ts(n.issued_at))
-  AND NOT EXISTS (SELECT 1 FROM user_sessions s
-                  WHERE s.id = n.session_id AND s.ended_at >= ms_ts(n.issued_at)
-                    AND NOT (n.token_type = 'offline' AND s.end_reason = 'expired'))
+  AND NOT (n.token_type = 'refresh' AND EXISTS (
+      SELECT 1 FROM user_sessions s
+      WHERE s.id = n.session_id AND s.ended_at >= ms_ts(n.issued_at)))
+  AND NOT (n.token_type = 'offline' AND EXISTS (
+      SELECT 1 FROM offline_session_ends o
+      WHERE o.session_id = n.session_id AND o.at >= ms_ts(n.issued_at)))
   AND NOT (n.token_type = 'offline' AND EXISTS (
       SELECT 1 FROM grant_revocations g
       WHERE g.user_id = n.user_id AND g.client_id = n.client_id

@@ -1,19 +1,34 @@
 -- Profile fields: last writer wins by version (one assignment pair per field, written in
--- users.rs where the placeholder below stands). Counters add, instants take the earliest
--- or latest, deletion keeps the earliest: the same commutative rules as the planner.
+-- users.rs where the placeholder below stands); attributes per key, the whole map from
+-- representations overlaid with the single changes newer than it. Counters add, instants
+-- take the earliest or latest, deletion keeps the earliest: the same commutative rules as
+-- the planner.
 INSERT INTO users AS u (id, realm_id, username, username_ver, email, email_ver,
     first_name, first_name_ver, last_name, last_name_ver, email_verified,
-    email_verified_ver, enabled, enabled_ver, attributes, attributes_ver, created_at,
+    email_verified_ver, enabled, enabled_ver, attributes, attributes_ver,
+    attribute_updates, created_at,
     last_login_at, login_count, last_login_error_at, login_error_count, deleted_at,
     read_ver)
 SELECT n.id, n.realm_id, n.username, n.username_ver, n.email, n.email_ver,
     n.first_name, n.first_name_ver, n.last_name, n.last_name_ver, n.email_verified,
-    n.email_verified_ver, n.enabled, n.enabled_ver, n.attributes::jsonb,
-    n.attributes_ver, ms_ts(n.created_at), ms_ts(n.last_login_at), n.login_count,
+    n.email_verified_ver, n.enabled, n.enabled_ver,
+    overlay_attributes(n.attributes::jsonb,
+        newer_attribute_updates(NULL, n.attribute_updates::jsonb, n.attributes_ver)),
+    n.attributes_ver,
+    newer_attribute_updates(NULL, n.attribute_updates::jsonb, n.attributes_ver),
+    ms_ts(n.created_at), ms_ts(n.last_login_at), n.login_count,
     ms_ts(n.last_login_error_at), n.login_error_count, ms_ts(n.deleted_at), n.read_ver
 FROM {rows}
 ON CONFLICT (id) DO UPDATE SET
     {last_writer_wins},
+    attributes = overlay_attributes(
+        CASE WHEN EXCLUDED.attributes_ver > COALESCE(u.attributes_ver, '')
+             THEN EXCLUDED.attributes ELSE u.attributes END,
+        newer_attribute_updates(u.attribute_updates, EXCLUDED.attribute_updates,
+                                GREATEST(u.attributes_ver, EXCLUDED.attributes_ver))),
+    attributes_ver = GREATEST(u.attributes_ver, EXCLUDED.attributes_ver),
+    attribute_updates = newer_attribute_updates(u.attribute_updates, EXCLUDED.attribute_updates,
+                                                GREATEST(u.attributes_ver, EXCLUDED.attributes_ver)),
     created_at = LEAST(u.created_at, EXCLUDED.created_at),
     last_login_at = GREATEST(u.last_login_at, EXCLUDED.last_login_at),
     login_count = u.login_count + EXCLUDED.login_count,

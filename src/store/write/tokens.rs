@@ -105,16 +105,22 @@ fn pairs<'a>(name: &'static str, items: &'a [(&'a str, i64)]) -> Rows<'a> {
 /// records grant revocations so tokens learnt about later are not kept either.
 pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), sqlx::Error> {
     let mut sessions = Vec::new();
-    let mut expired = Vec::new();
+    let mut online = Vec::new();
     let mut realms = Vec::new();
     let mut users = Vec::new();
     let mut grants = Vec::new();
     for revocation in revocations {
         match revocation {
-            Revocation::Session { session_id, at } => sessions.push((session_id.as_str(), *at)),
-            Revocation::ExpiredSession { session_id, at } => {
-                expired.push((session_id.as_str(), *at))
-            }
+            Revocation::Session {
+                session_id,
+                at,
+                offline: true,
+            } => sessions.push((session_id.as_str(), *at)),
+            Revocation::Session {
+                session_id,
+                at,
+                offline: false,
+            } => online.push((session_id.as_str(), *at)),
             Revocation::Realm { realm_id, at } => realms.push((realm_id.as_str(), *at)),
             Revocation::User { user_id, at } => users.push((user_id.as_str(), *at)),
             Revocation::OfflineGrant {
@@ -128,7 +134,7 @@ pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), s
     let refresh_only = "AND v.token_type = 'refresh'";
     for (column, items, only) in [
         ("session_id", &sessions, every_type),
-        ("session_id", &expired, refresh_only),
+        ("session_id", &online, refresh_only),
         ("realm_id", &realms, every_type),
         ("user_id", &users, every_type),
     ] {
@@ -141,6 +147,19 @@ pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), s
         );
         pairs(column, items)
             .query(&sql)
+            .build()
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !sessions.is_empty() {
+        // An offline token learnt about later is refused by this record; a refresh token
+        // by the session's end.
+        pairs("session_id", &sessions)
+            .query(
+                "INSERT INTO offline_session_ends (session_id, at)
+                 SELECT n.session_id, ms_ts(n.at) FROM {rows}
+                 ON CONFLICT DO NOTHING",
+            )
             .build()
             .execute(&mut **tx)
             .await?;

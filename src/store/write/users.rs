@@ -2,19 +2,19 @@
 
 use std::sync::LazyLock;
 
-use crate::core::plan::{Plan, Versioned};
+use crate::core::plan::{Plan, UserChange, Versioned};
 use crate::store::rows::Rows;
 use crate::store::Tx;
 
-/// Profile fields merged last-writer-wins, each with a `<field>_ver` column.
-const LAST_WRITER_WINS: [&str; 7] = [
+/// Profile fields merged last-writer-wins, each with a `<field>_ver` column. `attributes`
+/// is merged per key in `upsert_users.sql`.
+const LAST_WRITER_WINS: [&str; 6] = [
     "username",
     "email",
     "first_name",
     "last_name",
     "email_verified",
     "enabled",
-    "attributes",
 ];
 
 static UPSERT: LazyLock<String> = LazyLock::new(|| {
@@ -44,6 +44,20 @@ fn split<T, U>(
         .unzip()
 }
 
+/// `{"<name>": {"value": [..] | null, "ver": "<version>"}}`, as `users.attribute_updates`
+/// keeps them.
+fn attribute_updates(user: &UserChange) -> String {
+    let updates: serde_json::Map<String, serde_json::Value> = user
+        .attribute_updates
+        .iter()
+        .map(|(name, change)| {
+            let entry = serde_json::json!({"value": change.value, "ver": change.version.as_str()});
+            (name.clone(), entry)
+        })
+        .collect();
+    serde_json::Value::Object(updates).to_string()
+}
+
 pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     let users = &plan.users;
     if users.is_empty() {
@@ -58,6 +72,7 @@ pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     let (attributes, attributes_ver) = split(users.iter().map(|u| u.attributes.clone()), |m| {
         Some(serde_json::Value::Object(m).to_string())
     });
+    let attribute_updates: Vec<String> = users.iter().map(attribute_updates).collect();
     let rows = Rows::new()
         .text("id", users.iter().map(|u| Some(u.id.as_str())))
         .text("realm_id", users.iter().map(|u| Some(u.realm_id.as_str())))
@@ -78,6 +93,7 @@ pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
         .text("enabled_ver", enabled_ver.iter().map(Option::as_ref))
         .text("attributes", attributes.iter().map(Option::as_ref))
         .text("attributes_ver", attributes_ver.iter().map(Option::as_ref))
+        .text("attribute_updates", attribute_updates.iter().map(Some))
         .int8("created_at", users.iter().map(|u| u.created_at))
         .int8("last_login_at", users.iter().map(|u| u.last_login_at))
         .int8("login_count", users.iter().map(|u| Some(u.login_count)))

@@ -188,6 +188,35 @@ fn aznamier_admin_event() {
     );
 }
 
+/// RealmAdminResource records `{"offline": <isOffline>}` as a session deletion's
+/// representation (Keycloak 24+); older versions record none and delete online sessions.
+#[test]
+fn admin_session_deletion_says_whether_the_offline_session_went() {
+    let delete = |rep: &str| {
+        ok(&format!(
+            r#"{{"time":1,"realmId":"r","operationType":"DELETE","resourceType":"USER_SESSION","resourcePath":"sessions/s1"{rep}}}"#
+        ))
+        .action
+    };
+    let ends = |offline| Action::EndSession {
+        session_id: "s1".into(),
+        offline,
+    };
+    assert_eq!(
+        delete(r#","representation":"{\"offline\":true}""#),
+        ends(true)
+    );
+    assert_eq!(
+        delete(r#","representation":"{\"offline\":\"true\"}""#),
+        ends(true)
+    );
+    assert_eq!(
+        delete(r#","representation":"{\"offline\":false}""#),
+        ends(false)
+    );
+    assert_eq!(delete(""), ends(false));
+}
+
 #[test]
 fn keycloak_rest_representations() {
     let user = ok(
@@ -217,7 +246,8 @@ fn keycloak_rest_representations() {
     assert_eq!(
         admin.action,
         Action::EndSession {
-            session_id: "s-77".into()
+            session_id: "s-77".into(),
+            offline: false,
         }
     );
 }
