@@ -12,23 +12,36 @@ INSERT INTO users AS u (id, realm_id, username, username_ver, email, email_ver,
 SELECT n.id, n.realm_id, n.username, n.username_ver, n.email, n.email_ver,
     n.first_name, n.first_name_ver, n.last_name, n.last_name_ver, n.email_verified,
     n.email_verified_ver, n.enabled, n.enabled_ver,
-    overlay_attributes(n.attributes::jsonb,
-        newer_attribute_updates(NULL, n.attribute_updates::jsonb, n.attributes_ver)),
+    CASE WHEN n.attribute_updates = '{}' THEN n.attributes::jsonb
+         ELSE overlay_attributes(n.attributes::jsonb,
+                  newer_attribute_updates(NULL, n.attribute_updates::jsonb, n.attributes_ver))
+    END,
     n.attributes_ver,
-    newer_attribute_updates(NULL, n.attribute_updates::jsonb, n.attributes_ver),
+    CASE WHEN n.attribute_updates = '{}' THEN '{}'::jsonb
+         ELSE newer_attribute_updates(NULL, n.attribute_updates::jsonb, n.attributes_ver)
+    END,
     ms_ts(n.created_at), ms_ts(n.last_login_at), n.login_count,
     ms_ts(n.last_login_error_at), n.login_error_count, ms_ts(n.deleted_at), n.read_ver
 FROM {rows}
 ON CONFLICT (id) DO UPDATE SET
     {last_writer_wins},
-    attributes = overlay_attributes(
-        CASE WHEN EXCLUDED.attributes_ver > COALESCE(u.attributes_ver, '')
-             THEN EXCLUDED.attributes ELSE u.attributes END,
-        newer_attribute_updates(u.attribute_updates, EXCLUDED.attribute_updates,
-                                GREATEST(u.attributes_ver, EXCLUDED.attributes_ver))),
+    -- Most rows have no single changes: the plain last-writer-wins, without the merge.
+    attributes = CASE
+        WHEN u.attribute_updates = '{}' AND EXCLUDED.attribute_updates = '{}' THEN
+            CASE WHEN EXCLUDED.attributes_ver > COALESCE(u.attributes_ver, '')
+                 THEN EXCLUDED.attributes ELSE u.attributes END
+        ELSE overlay_attributes(
+            CASE WHEN EXCLUDED.attributes_ver > COALESCE(u.attributes_ver, '')
+                 THEN EXCLUDED.attributes ELSE u.attributes END,
+            newer_attribute_updates(u.attribute_updates, EXCLUDED.attribute_updates,
+                                    GREATEST(u.attributes_ver, EXCLUDED.attributes_ver)))
+    END,
     attributes_ver = GREATEST(u.attributes_ver, EXCLUDED.attributes_ver),
-    attribute_updates = newer_attribute_updates(u.attribute_updates, EXCLUDED.attribute_updates,
-                                                GREATEST(u.attributes_ver, EXCLUDED.attributes_ver)),
+    attribute_updates = CASE
+        WHEN u.attribute_updates = '{}' AND EXCLUDED.attribute_updates = '{}' THEN '{}'::jsonb
+        ELSE newer_attribute_updates(u.attribute_updates, EXCLUDED.attribute_updates,
+                                     GREATEST(u.attributes_ver, EXCLUDED.attributes_ver))
+    END,
     created_at = LEAST(u.created_at, EXCLUDED.created_at),
     last_login_at = GREATEST(u.last_login_at, EXCLUDED.last_login_at),
     login_count = u.login_count + EXCLUDED.login_count,
