@@ -59,6 +59,7 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
         health: health.clone(),
         store: store.clone(),
         metrics,
+        ping_lock: Default::default(),
     };
     // Graceful: on shutdown the endpoints stop taking connections and finish the answers
     // in hand while the batch in hand drains.

@@ -109,6 +109,9 @@ impl History {
         let has_session = !self.users[index].sessions.is_empty();
         let enabled = self.users[index].enabled;
         let roll = self.rng.random_range(0..100 + self.options.everyday_weight);
+        // Realm-wide admin actions are rare in production (an admin signing everyone out,
+        // editing the realm's settings): the production-like mix makes them rarer still.
+        let realm_rarity = 10.0 / (10.0 + f64::from(self.options.everyday_weight));
         if roll >= 100 {
             return match roll % 3 {
                 0 if enabled => self.login(index),
@@ -134,8 +137,10 @@ impl History {
             90 => self.admin_ignored(),
             91 if has_session => self.session_expired(index),
             92 => self.admin_logout(index),
-            93 if self.rng.random_bool(0.2) => self.realm_event("ACTION", "logout-all"),
-            94 => self.realm_event("UPDATE", ""),
+            93 if self.rng.random_bool(0.2 * realm_rarity) => {
+                self.realm_event("ACTION", "logout-all")
+            }
+            94 if self.rng.random_bool(realm_rarity) => self.realm_event("UPDATE", ""),
             _ if enabled => self.login(index),
             _ => self.admin_update(index),
         }

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use crate::store::{MayPass, Store};
 use crate::telemetry::health::Health;
 
 /// A loop silent for longer than this is reported stuck by `/healthz`.
@@ -27,6 +27,8 @@ pub struct Endpoints {
     pub health: Arc<Health>,
     pub store: Store,
     pub metrics: PrometheusHandle,
+    /// One database check at a time, however many probes wait for it.
+    pub ping_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn router(endpoints: Endpoints) -> Router {
@@ -58,15 +60,37 @@ async fn healthz(State(endpoints): State<Endpoints>) -> Response {
     }
 }
 
+/// The database is asked at most this often, whatever the rate of probes.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
 async fn readyz(State(endpoints): State<Endpoints>) -> Response {
     let mut reasons = Vec::new();
-    let database = tokio::time::timeout(PING_TIMEOUT, endpoints.store.ping()).await;
-    let database_up = matches!(database, Ok(Ok(())));
-    endpoints.health.set_database_up(database_up);
-    match database {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => reasons.push(format!("database: {error}")),
-        Err(_) => reasons.push("database: no answer within 2 s".to_string()),
+    let health = &endpoints.health;
+    let ping = match health.recent_ping(PING_EVERY) {
+        Some(result) => result,
+        None => {
+            let _one_at_a_time = endpoints.ping_lock.lock().await;
+            match health.recent_ping(PING_EVERY) {
+                Some(result) => result,
+                None => {
+                    let result =
+                        match tokio::time::timeout(PING_TIMEOUT, endpoints.store.ping()).await {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(error)) => Err(error.summary()),
+                            Err(_) => Err("no answer within 2 s"),
+                        };
+                    health.record_ping(result);
+                    result
+                }
+            }
+        }
+    };
+    if let Err(reason) = ping {
+        reasons.push(format!("database: {reason}"));
+    }
+    match health.database_fault() {
+        Some(fault) => reasons.push(format!("database: {fault}; the batch in hand waits")),
+        None => health.set_database_up(ping.is_ok()),
     }
     if !endpoints.health.consumer_attached() {
         reasons.push("queue consumer not attached".to_string());

@@ -21,10 +21,11 @@ use crate::vault::{KeyRing, RowIdentity, SealError};
 /// database), look for the event at fault (bisect), or stop (the vault).
 #[derive(Debug, Error)]
 pub enum ApplyError {
-    /// The database is unreachable or kept failing for a reason that may pass.
-    #[error("database unavailable: {0}")]
+    /// The database is unreachable or kept failing for a reason that is not the events'.
+    #[error("database unavailable ({summary}): {0}", summary = super::fault_summary(.0))]
     Unavailable(#[source] sqlx::Error),
-    /// The database rejects the batch: some event of it cannot be applied.
+    /// The database refuses an event's data (SQLSTATE class 22 or 23): some event of the
+    /// batch cannot be applied.
     #[error("database rejected the event: {0}")]
     Rejected(#[source] sqlx::Error),
     /// Token messages but no key ring (a deployment fault, not the event's).
@@ -75,8 +76,9 @@ impl Store {
         let first = first_of_each_id(events);
         let sealed = seal_tokens(&first, self.vault.as_deref())?;
         let outcomes = with_backoff(self.retry_max, "apply a batch", || async {
+            let legacy = self.legacy_inbox().await?;
             let mut tx = self.pool.begin().await?;
-            let fresh = apply_in(&mut tx, &first, &sealed, self.enrich).await?;
+            let fresh = apply_in(&mut tx, &first, &sealed, self.enrich, legacy).await?;
             tx.commit().await?;
             Ok(fresh)
         })
@@ -87,7 +89,9 @@ impl Store {
     /// Like [`apply`](Self::apply), but events the batch cannot hold are found and
     /// rejected one by one — token messages without a vault at once, events the database
     /// rejects by splitting the batch — and the rest is applied. Only an unavailable
-    /// database or a sealing failure fails the call as a whole.
+    /// database or a sealing failure fails the call as a whole; so does a batch of
+    /// several events that the database refuses every one of, the same way: that is a
+    /// fault of the database (a constraint or trigger added to it), not of each event.
     pub async fn apply_isolating(&self, events: &[Event]) -> Result<Vec<EventResult>, ApplyError> {
         let mut results: Vec<Option<EventResult>> = vec![None; events.len()];
         let mut admitted = Vec::with_capacity(events.len());
@@ -98,6 +102,8 @@ impl Store {
                 admitted.push(i);
             }
         }
+        let mut refused: Vec<sqlx::Error> = Vec::new();
+        let admitted_count = admitted.len();
         let mut pending: Vec<Vec<usize>> = vec![admitted];
         while let Some(part) = pending.pop() {
             if part.is_empty() {
@@ -113,6 +119,7 @@ impl Store {
                 Err(ApplyError::Rejected(error)) if part.len() == 1 => {
                     tracing::warn!(event_id = %events[part[0]].id, %error, "event cannot be applied");
                     results[part[0]] = Some(Err(Rejection::Database(error.to_string())));
+                    refused.push(error);
                 }
                 Err(ApplyError::Rejected(_)) => {
                     let (left, right) = part.split_at(part.len() / 2);
@@ -123,10 +130,28 @@ impl Store {
                 Err(other) => return Err(other),
             }
         }
+        if admitted_count >= 2 && refused.len() == admitted_count && all_alike(&refused) {
+            if let Some(error) = refused.pop() {
+                return Err(ApplyError::Unavailable(error));
+            }
+        }
         Ok(results
             .into_iter()
             .map(|r| r.unwrap_or(Err(Rejection::Database("not applied".into()))))
             .collect())
+    }
+
+    async fn legacy_inbox(&self) -> Result<bool, sqlx::Error> {
+        self.legacy_inbox
+            .get_or_try_init(|| async {
+                sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM processed_events WHERE message_id IS NULL)",
+                )
+                .fetch_one(&self.pool)
+                .await
+            })
+            .await
+            .copied()
     }
 
     /// Applies what the Admin API said (enrichment, reconcile) in one transaction.
@@ -142,6 +167,19 @@ impl Store {
         })
         .await
     }
+}
+
+/// Whether the database refused each event with the same SQLSTATE and constraint.
+fn all_alike(errors: &[sqlx::Error]) -> bool {
+    let key = |error: &sqlx::Error| match error {
+        sqlx::Error::Database(db) => Some((
+            db.code().map(|c| c.into_owned()),
+            db.constraint().map(str::to_string),
+        )),
+        _ => None,
+    };
+    let first = errors.first().map(key);
+    errors.iter().all(|e| Some(key(e)) == first)
 }
 
 /// The first event of each id: later copies in the same batch are duplicates.
@@ -186,14 +224,16 @@ fn seal_tokens<'e>(
 }
 
 /// The apply path inside a caller's transaction: returns the ids the inbox had not seen.
-/// With `enrich`, users the events leave incomplete are queued in the same transaction.
+/// With `enrich`, users the events leave incomplete are queued in the same transaction;
+/// with `legacy_inbox`, events recorded under their message id count as seen.
 pub async fn apply_in<'e>(
     tx: &mut Tx<'_>,
     first: &[&'e Event],
     sealed: &SealedTokens<'_>,
     enrich: bool,
+    legacy_inbox: bool,
 ) -> Result<HashSet<&'e str>, sqlx::Error> {
-    let fresh = inbox::record(tx, first).await?;
+    let fresh = inbox::record(tx, first, legacy_inbox).await?;
     let plan = plan(
         first
             .iter()

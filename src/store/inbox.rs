@@ -11,11 +11,16 @@ use crate::core::event::Event;
 use crate::core::outcome::Outcome;
 
 const RECORD: &str = include_str!("sql/record_inbox.sql");
+/// What [`RECORD`] checks for rows recorded before content keys.
+const LEGACY_CHECK: &str = "WHERE n.message_id = n.id OR NOT EXISTS (
+    SELECT 1 FROM processed_events p WHERE p.event_id = n.message_id)";
 
-/// Inserts every event into the inbox and returns the ids it did not hold yet.
+/// Inserts every event into the inbox and returns the ids it did not hold yet. With
+/// `legacy`, an event recorded under its message id (before content keys) is not new.
 pub async fn record<'e>(
     tx: &mut Tx<'_>,
     events: &[&'e Event],
+    legacy: bool,
 ) -> Result<HashSet<&'e str>, sqlx::Error> {
     let mut sorted: Vec<&Event> = events.to_vec();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
@@ -33,7 +38,8 @@ pub async fn record<'e>(
             "outcome",
             sorted.iter().map(|e| Some(Outcome::of_new(e).as_str())),
         );
-    let query = rows.query(RECORD);
+    let sql = RECORD.replace("{legacy_check}", if legacy { LEGACY_CHECK } else { "" });
+    let query = rows.query(&sql);
     let inserted: HashSet<String> = query
         .build()
         .fetch_all(&mut **tx)

@@ -18,7 +18,7 @@ mod write;
 pub use apply::{ApplyError, EventResult};
 pub use checkpoint::BackfillWindow;
 pub use enrichment::EnrichmentClaim;
-pub use error::{is_transient, until_database_answers};
+pub use error::{fault_summary, is_event_fault, is_transient, until_database_answers, MayPass};
 pub use expiry::{ExpiryPass, PolicySource, StoredPolicy};
 pub use reconcile::{ListedSessions, ReconcileRun};
 
@@ -42,9 +42,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The database could not be reached or kept failing for a reason that may pass.
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable ({summary}): {0}", summary = fault_summary(.0))]
     Unavailable(#[source] sqlx::Error),
-    /// A failure that retrying will not fix (constraint, bad SQL, bad data).
+    /// A failure that retrying will not fix: the data was refused, or the configuration
+    /// is malformed.
     #[error("database error: {0}")]
     Permanent(#[source] sqlx::Error),
     #[error("invalid schema name {0:?}")]
@@ -74,6 +75,9 @@ pub struct Store {
     vault: Option<Arc<KeyRing>>,
     /// Whether users that events leave incomplete are queued for reading from Keycloak.
     enrich: bool,
+    /// Whether the inbox holds rows keyed by message id (recorded before content keys),
+    /// which the inbox must still recognise; asked once, as none are written any more.
+    legacy_inbox: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl Store {
@@ -108,6 +112,7 @@ impl Store {
             retry_max: settings.retry_max,
             vault: None,
             enrich: false,
+            legacy_inbox: Arc::default(),
         })
     }
 

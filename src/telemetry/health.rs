@@ -2,6 +2,7 @@
 //! its job right now (database reachable, consumer attached).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -11,6 +12,11 @@ pub struct Health {
     heartbeat_ms: AtomicU64,
     consumer_attached: AtomicBool,
     database_up: AtomicBool,
+    /// Why the apply path holds its batch (the database refuses it for a reason that is
+    /// not the events'); cleared by the next commit.
+    database_fault: Mutex<Option<&'static str>>,
+    /// The last readiness check of the database, and when it was made.
+    last_ping: Mutex<Option<(Instant, Result<(), &'static str>)>>,
 }
 
 impl Default for Health {
@@ -20,6 +26,8 @@ impl Default for Health {
             heartbeat_ms: AtomicU64::new(0),
             consumer_attached: AtomicBool::new(false),
             database_up: AtomicBool::new(false),
+            database_fault: Mutex::new(None),
+            last_ping: Mutex::new(None),
         }
     }
 }
@@ -47,11 +55,42 @@ impl Health {
     }
 
     pub fn set_database_up(&self, up: bool) {
+        if up {
+            if let Ok(mut fault) = self.database_fault.lock() {
+                *fault = None;
+            }
+        }
         self.database_up.store(up, Ordering::Relaxed);
         crate::telemetry::metrics::database_up(up);
     }
 
+    /// The apply path cannot commit, for `reason` (in words, no driver text).
+    pub fn set_database_fault(&self, reason: &'static str) {
+        if let Ok(mut fault) = self.database_fault.lock() {
+            *fault = Some(reason);
+        }
+        self.set_database_up(false);
+    }
+
+    pub fn database_fault(&self) -> Option<&'static str> {
+        self.database_fault.lock().ok().and_then(|f| *f)
+    }
+
     pub fn database_up(&self) -> bool {
         self.database_up.load(Ordering::Relaxed)
+    }
+
+    /// The last database check if it is younger than `max_age`: probes then cost the
+    /// database nothing, however often they come.
+    pub fn recent_ping(&self, max_age: Duration) -> Option<Result<(), &'static str>> {
+        let last = self.last_ping.lock().ok()?;
+        last.filter(|(at, _)| at.elapsed() < max_age)
+            .map(|(_, result)| result)
+    }
+
+    pub fn record_ping(&self, result: Result<(), &'static str>) {
+        if let Ok(mut last) = self.last_ping.lock() {
+            *last = Some((Instant::now(), result));
+        }
     }
 }

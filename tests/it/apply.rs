@@ -653,7 +653,9 @@ async fn revocations_remove_vault_rows_issued_before_them() {
 }
 
 /// A batch the database refuses as a whole is split until the culprit is found; the
-/// rest is applied and the culprit comes back with the database's reason.
+/// rest is applied and the culprit comes back with the database's reason. (The trigger
+/// refuses the data as a constraint would, SQLSTATE 23514: only data errors are the
+/// event's fault.)
 #[tokio::test]
 async fn a_batch_rejected_by_the_database_is_split_to_find_the_culprit() {
     let db = TestDb::new().await;
@@ -661,7 +663,9 @@ async fn a_batch_rejected_by_the_database_is_split_to_find_the_culprit() {
     sqlx::query(
         "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
-             IF NEW.username = 'poison' THEN RAISE EXCEPTION 'refusing user %', NEW.id; END IF;
+             IF NEW.username = 'poison' THEN
+                 RAISE EXCEPTION 'refusing user %', NEW.id USING ERRCODE = 'check_violation';
+             END IF;
              RETURN NEW;
          END $$",
     )

@@ -8,6 +8,7 @@ mod daemon;
 mod deploy;
 mod enrich;
 mod expiry;
+mod faults;
 mod keycloak;
 mod keycloak_fake;
 mod order;

@@ -1,0 +1,161 @@
+//! Infrastructure faults are not the events' fault: a database that refuses writes for a
+//! reason of its own (read-only after a failover, …) makes the daemon hold its batch and
+//! report not ready, and the commands stop naming the fault; no event is refused.
+
+use std::process::Command;
+use std::time::Duration;
+
+use keycloak_sync::store::ApplyError;
+use sqlx::{Connection, PgConnection};
+
+use crate::support::*;
+
+const REGISTER: &str = r#"{"schema":1,"kind":"user","id":"reg-1","time":1000,"realmId":"r","realmName":"acme","type":"REGISTER","userId":"u1","details":{"username":"alice","email":"alice@example.com"}}"#;
+const LOGIN: &str = r#"{"schema":1,"kind":"user","id":"login-1","time":2000,"realmId":"r","realmName":"acme","type":"LOGIN","clientId":"web","userId":"u1","sessionId":"s1","details":{"username":"alice"}}"#;
+
+/// Makes the test's database read-only, as a standby is after a failover: new sessions
+/// start read-only and the open ones are closed so that the pool reconnects.
+async fn set_read_only(db: &TestDb, read_only: bool) {
+    let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
+    let value = if read_only { "on" } else { "off" };
+    sqlx::query(&format!(
+        "ALTER DATABASE {} SET default_transaction_read_only = {value}",
+        db.name
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("alter database");
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&db.name)
+    .execute(&mut admin)
+    .await
+    .expect("terminate sessions");
+}
+
+#[tokio::test]
+async fn a_read_only_database_refuses_no_event() {
+    let db = TestDb::new().await;
+    let store = db.store().await.with_retry_max(Duration::from_millis(1500));
+    set_read_only(&db, true).await;
+    let events = [event(REGISTER), event(LOGIN)];
+    match store.apply_isolating(&events).await {
+        Err(error @ ApplyError::Unavailable(_)) => {
+            assert!(error.to_string().contains("read-only"), "{error}");
+        }
+        other => panic!("a read-only database must hold the batch, got {other:?}"),
+    }
+    set_read_only(&db, false).await;
+    let results = store
+        .apply_isolating(&events)
+        .await
+        .expect("applies once writable");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(user(&store, "u1").await.login_count, 1);
+}
+
+#[tokio::test]
+async fn replay_stops_naming_the_fault_and_rejects_nothing() {
+    let db = TestDb::new().await;
+    db.store().await;
+    let dir = std::env::temp_dir().join(format!("kcs-faults-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("events.jsonl");
+    std::fs::write(&file, format!("{REGISTER}\n{LOGIN}\n")).expect("write");
+    let rejects = dir.join("rejects.jsonl");
+    set_read_only(&db, true).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_keycloak-sync"))
+        .arg("replay")
+        .arg(&file)
+        .arg("--rejects")
+        .arg(&rejects)
+        .env("KEYCLOAK_SYNC__DATABASE__URL", &db.url)
+        .env("KEYCLOAK_SYNC__DATABASE__RETRY_MAX_SECS", "2")
+        .env("KEYCLOAK_SYNC__LOG__LEVEL", "warn")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run replay");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("read-only"), "the fault is named: {stderr}");
+    let rejected = std::fs::read_to_string(&rejects).unwrap_or_default();
+    assert!(rejected.is_empty(), "nothing refused: {rejected}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_daemon_holds_its_batch_while_the_database_is_read_only() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    let daemon = Daemon::start(&db.url, &amqp, &names, &[]);
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    set_read_only(&db, true).await;
+    publish(&amqp, &names.exchange, &[REGISTER.into(), LOGIN.into()]).await;
+    let not_ready = wait_until(Duration::from_secs(20), || async {
+        daemon
+            .get("/readyz")
+            .await
+            .is_some_and(|(status, body)| status == 503 && body.contains("read-only"))
+    })
+    .await;
+    assert!(
+        not_ready,
+        "readyz names the fault; log:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        queue_depth(&amqp, &names.dlq).await,
+        0,
+        "nothing dead-lettered"
+    );
+    set_read_only(&db, false).await;
+    let applied = wait_until(Duration::from_secs(30), || async {
+        count(&store, "SELECT count(*) FROM processed_events").await == 2
+    })
+    .await;
+    assert!(
+        applied,
+        "applied once writable; log:\n{}",
+        daemon.log_text()
+    );
+    daemon.wait_ready(Duration::from_secs(10)).await;
+    assert_eq!(queue_depth(&amqp, &names.dlq).await, 0);
+    assert_eq!(queue_depth(&amqp, &names.queue).await, 0);
+}
+
+/// A constraint the database gained refuses what it refuses: one event among others is
+/// the event's fault (rejected, the rest applied); every event of a batch refused the
+/// same way is the database's (the batch is held, nothing refused).
+#[tokio::test]
+async fn a_batch_refused_whole_the_same_way_is_the_databases_fault() {
+    let db = TestDb::new().await;
+    let store = db.store().await.with_retry_max(Duration::from_millis(500));
+    sqlx::query("ALTER TABLE users ADD CONSTRAINT no_mallory CHECK (username <> 'mallory')")
+        .execute(store.pool())
+        .await
+        .expect("constraint");
+    let register = |id: &str, user: &str, name: &str| {
+        event(&format!(
+            r#"{{"schema":1,"kind":"user","id":"{id}","time":1000,"realmId":"r","type":"REGISTER","userId":"{user}","details":{{"username":"{name}"}}}}"#
+        ))
+    };
+    let mixed = [register("a", "u1", "mallory"), register("b", "u2", "bob")];
+    let results = store
+        .apply_isolating(&mixed)
+        .await
+        .expect("applies the rest");
+    assert!(results[0].is_err() && results[1].is_ok(), "{results:?}");
+
+    let all_refused = [
+        register("c", "u3", "mallory"),
+        register("d", "u4", "mallory"),
+    ];
+    match store.apply_isolating(&all_refused).await {
+        Err(ApplyError::Unavailable(_)) => {}
+        other => panic!("every event refused alike holds the batch, got {other:?}"),
+    }
+}
