@@ -1,16 +1,18 @@
 -- Ends sessions where a cutoff reaches them, unless an ending event ended them earlier:
 -- new cutoffs (per user, $1/$2; per realm, $4/$5) meeting stored sessions, and the
 -- batch's sessions ($3) meeting stored cutoffs (the stored row may know the user when the
--- event did not). An inferred end gives way.
+-- event did not). An inferred end gives way. A realm's new cutoffs are rare (an admin
+-- signing everyone out) and reach the whole realm: sessions.rs leaves that branch out of
+-- batches without one, so the planner never weighs it.
 WITH new_cutoffs AS (
     SELECT c.* FROM session_cutoffs c
     JOIN UNNEST($1::text[], $2::text[]) AS n(user_id, ver)
       ON c.user_id = n.user_id AND c.ver = n.ver
 ),
-new_realm_cutoffs AS (
-    SELECT c.* FROM realm_cutoffs c
-    JOIN UNNEST($4::text[], $5::text[]) AS n(realm_id, ver)
-      ON c.realm_id = n.realm_id AND c.ver = n.ver
+-- The batch's sessions, read once for both kinds of stored cutoffs.
+batch AS MATERIALIZED (
+    SELECT id, user_id, realm_id, started_at, end_ver FROM user_sessions
+    WHERE id = ANY($3::text[])
 ),
 candidates AS (
     SELECT t.id, t.end_ver, c.at, c.reason, c.ver
@@ -18,18 +20,13 @@ candidates AS (
     JOIN user_sessions t ON t.user_id = c.user_id AND t.started_at <= c.at
     UNION ALL
     SELECT t.id, t.end_ver, c.at, c.reason, c.ver
-    FROM user_sessions t
+    FROM batch t
     JOIN session_cutoffs c ON c.user_id = t.user_id AND t.started_at <= c.at
-    WHERE t.id = ANY($3::text[])
     UNION ALL
     SELECT t.id, t.end_ver, c.at, 'admin', c.ver
-    FROM new_realm_cutoffs c
-    JOIN user_sessions t ON t.realm_id = c.realm_id AND t.started_at <= c.at
-    UNION ALL
-    SELECT t.id, t.end_ver, c.at, 'admin', c.ver
-    FROM user_sessions t
+    FROM batch t
     JOIN realm_cutoffs c ON c.realm_id = t.realm_id AND t.started_at <= c.at
-    WHERE t.id = ANY($3::text[])
+    {new_realm_cutoffs}
 )
 UPDATE user_sessions s
 SET ended_at = c.at, end_reason = c.reason, end_ver = c.ver, end_inferred = false

@@ -8,6 +8,15 @@ use crate::store::Tx;
 const UPSERT: &str = include_str!("../sql/upsert_sessions.sql");
 const APPLY_CUTOFFS: &str = include_str!("../sql/apply_cutoffs.sql");
 const FOLLOW_EXPIRY: &str = include_str!("../sql/follow_expiry.sql");
+/// The branch of [`APPLY_CUTOFFS`] for a batch with realm cutoffs ($4/$5).
+const NEW_REALM_CUTOFFS: &str = "UNION ALL
+    SELECT t.id, t.end_ver, c.at, 'admin', c.ver
+    FROM realm_cutoffs c
+    JOIN UNNEST($4::text[], $5::text[]) AS n(realm_id, ver)
+      ON c.realm_id = n.realm_id AND c.ver = n.ver
+    JOIN user_sessions t ON t.realm_id = c.realm_id AND t.started_at <= c.at
+    -- A session an event ended before the cutoff keeps that end (its version is older).
+     AND (t.end_ver IS NULL OR t.ended_at >= c.at)";
 
 pub async fn insert_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     let cutoffs = &plan.cutoffs;
@@ -166,7 +175,15 @@ pub async fn apply_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Err
         .iter()
         .map(|c| c.version.as_str())
         .collect();
-    sqlx::query(APPLY_CUTOFFS)
+    let sql = APPLY_CUTOFFS.replace(
+        "{new_realm_cutoffs}",
+        if realms.is_empty() {
+            ""
+        } else {
+            NEW_REALM_CUTOFFS
+        },
+    );
+    sqlx::query(&sql)
         .bind(&users)
         .bind(&versions)
         .bind(&sessions)
