@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (Debian packages) and starts a private Postgres and RabbitMQ on loopback, with
-# their data under .local/ of this checkout. Safe to run again: what is installed or already
-# running is left alone.
+# their data under .local/ of this checkout, and two PgBouncers in front of that Postgres
+# (transaction and session pooling, as managed offerings run them). Safe to run again:
+# what is installed or already running is left alone.
 #
 #   scripts/services.sh up      install if needed, start, wait until both answer
 #   scripts/services.sh down    stop both
@@ -9,8 +10,11 @@
 #   scripts/services.sh env     print the environment variables that point at them
 #   scripts/services.sh stop-postgres|start-postgres|stop-rabbitmq|start-rabbitmq
 #                               take one service away and back (outage drills, tests)
+#   scripts/services.sh restart-pgbouncer
+#                               restart the transaction-mode PgBouncer (fault drills)
 #
-# Ports can be moved with KCS_PG_PORT and KCS_AMQP_PORT, the data with KCS_STATE_DIR.
+# Ports can be moved with KCS_PG_PORT and KCS_AMQP_PORT, the data with KCS_STATE_DIR; the
+# PgBouncers listen on KCS_PG_PORT+1 (transaction mode) and KCS_PG_PORT+2 (session mode).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +23,8 @@ pg_port=${KCS_PG_PORT:-54329}
 amqp_port=${KCS_AMQP_PORT:-56729}
 dist_port=$((amqp_port + 1000))
 mgmt_port=$((amqp_port + 1))
+bouncer_tx_port=$((pg_port + 1))
+bouncer_session_port=$((pg_port + 2))
 node="keycloak-sync-${amqp_port}@localhost"
 pg_bin=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1 || true)
 
@@ -36,6 +42,7 @@ install_packages() {
   command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -112,6 +119,57 @@ EOF
   rabbitmqctl -n "$node" await_startup >/dev/null
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start_pgbouncer MODE PORT: a PgBouncer (Debian's, 1.18) in pool mode MODE in front of
+# the Postgres above, for every database name, as the postgres user.
+start_pgbouncer() {
+  local mode=$1 port=$2 dir="$state/pgbouncer-$1"
+  if port_open "$port"; then
+    log "pgbouncer ($mode pooling) already running on 127.0.0.1:$port"
+    return
+  fi
+  mkdir -p "$dir"
+  echo '"postgres" ""' >"$dir/users.txt"
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=$pg_port
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+pool_mode = $mode
+max_client_conn = 500
+default_pool_size = 20
+ignore_startup_parameters = extra_float_digits,search_path,options
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  chown -R postgres: "$dir"
+  log "starting pgbouncer ($mode pooling) on 127.0.0.1:$port"
+  as_user postgres pgbouncer -d "$dir/pgbouncer.ini"
+  for _ in $(seq 1 50); do
+    port_open "$port" && return
+    sleep 0.1
+  done
+  log "pgbouncer did not start; see $dir/pgbouncer.log"
+  exit 1
+}
+
+stop_pgbouncer() {
+  local pidfile="$state/pgbouncer-$1/pgbouncer.pid"
+  if [ -s "$pidfile" ]; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+}
+
 print_env() {
   cat <<EOF
 export KEYCLOAK_SYNC__DATABASE__URL=postgres://postgres@127.0.0.1:$pg_port/keycloak_sync
@@ -119,6 +177,8 @@ export KEYCLOAK_SYNC__AMQP__URL=amqp://guest:guest@127.0.0.1:$amqp_port/%2f
 export KCS_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$pg_port/postgres
 export KCS_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$amqp_port/%2f
 export KCS_RABBITMQ_NODE=$node
+export KCS_TEST_PGBOUNCER_TX_URL=postgres://postgres@127.0.0.1:$bouncer_tx_port/postgres
+export KCS_TEST_PGBOUNCER_SESSION_URL=postgres://postgres@127.0.0.1:$bouncer_session_port/postgres
 EOF
 }
 
@@ -127,12 +187,16 @@ case "${1:-up}" in
     install_packages
     start_postgres
     start_rabbitmq
+    start_pgbouncer transaction "$bouncer_tx_port"
+    start_pgbouncer session "$bouncer_session_port"
     as_user postgres psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -tAc \
       "SELECT 1 FROM pg_database WHERE datname = 'keycloak_sync'" | grep -q 1 ||
       as_user postgres psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE keycloak_sync" >/dev/null
     log "ready"
     ;;
   down)
+    stop_pgbouncer transaction
+    stop_pgbouncer session
     if pg_running; then as_user postgres "$pg_bin/pg_ctl" -D "$state/postgres/data" -m fast -w stop >/dev/null; fi
     if amqp_running; then rabbitmqctl -n "$node" stop >/dev/null || true; fi
     log "stopped"
@@ -140,14 +204,20 @@ case "${1:-up}" in
   status)
     pg_running && echo "postgres: running on 127.0.0.1:$pg_port" || echo "postgres: stopped"
     amqp_running && echo "rabbitmq: running on 127.0.0.1:$amqp_port" || echo "rabbitmq: stopped"
+    port_open "$bouncer_tx_port" && echo "pgbouncer (transaction): running on 127.0.0.1:$bouncer_tx_port" || echo "pgbouncer (transaction): stopped"
+    port_open "$bouncer_session_port" && echo "pgbouncer (session): running on 127.0.0.1:$bouncer_session_port" || echo "pgbouncer (session): stopped"
     ;;
   env) print_env ;;
   stop-postgres) as_user postgres "$pg_bin/pg_ctl" -D "$state/postgres/data" -m fast -w stop >/dev/null ;;
   start-postgres) start_postgres ;;
   stop-rabbitmq) rabbitmqctl -n "$node" stop_app >/dev/null ;;
   start-rabbitmq) rabbitmqctl -n "$node" start_app >/dev/null ;;
+  restart-pgbouncer)
+    stop_pgbouncer transaction
+    start_pgbouncer transaction "$bouncer_tx_port"
+    ;;
   *)
-    echo "usage: $0 up|down|status|env|stop-postgres|start-postgres|stop-rabbitmq|start-rabbitmq" >&2
+    echo "usage: $0 up|down|status|env|stop-postgres|start-postgres|stop-rabbitmq|start-rabbitmq|restart-pgbouncer" >&2
     exit 2
     ;;
 esac

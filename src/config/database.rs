@@ -21,7 +21,21 @@ const RETRY_MAX: Key = Key::new(
     "how long transient errors are retried",
 );
 
-pub const KEYS: &[Key] = &[URL, SCHEMA, MAX_CONNECTIONS, CONNECT_TIMEOUT, RETRY_MAX];
+const PREPARED_STATEMENTS: Key = Key::new(
+    "database.prepared_statements",
+    Some("true"),
+    Shown::Plain,
+    "false behind a pooler in transaction mode that cannot keep them (PgBouncer before 1.21)",
+);
+
+pub const KEYS: &[Key] = &[
+    URL,
+    SCHEMA,
+    MAX_CONNECTIONS,
+    CONNECT_TIMEOUT,
+    RETRY_MAX,
+    PREPARED_STATEMENTS,
+];
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
@@ -31,6 +45,10 @@ pub struct DatabaseSettings {
     pub connect_timeout: Duration,
     /// How long one operation keeps retrying transient database errors.
     pub retry_max: Duration,
+    /// Whether statements are prepared by name and kept per connection. A pooler in
+    /// transaction mode runs each transaction on any server connection, where a name
+    /// prepared elsewhere is unknown: there, every statement is prepared unnamed, afresh.
+    pub prepared_statements: bool,
 }
 
 impl DatabaseSettings {
@@ -50,6 +68,7 @@ impl DatabaseSettings {
             max_connections: values.at_least(&MAX_CONNECTIONS, 1)?,
             connect_timeout: values.secs(&CONNECT_TIMEOUT)?,
             retry_max: values.secs(&RETRY_MAX)?,
+            prepared_statements: values.get(&PREPARED_STATEMENTS)?,
         })
     }
 }

@@ -218,9 +218,15 @@ pub async fn reconcile_realm(
             ..ReconcileReport::default()
         },
     };
-    sweep.profiles(&mut run).await?;
-    sweep.deletions(&mut run).await?;
-    run.finish().await?;
+    let swept = async {
+        sweep.profiles(&mut run).await?;
+        sweep.deletions(&mut run).await
+    }
+    .await;
+    // The lease goes whether the sweep finished or failed, so the next run may start.
+    let finished = run.finish().await;
+    swept?;
+    finished?;
     sweep.sessions().await?;
     let mut report = sweep.report;
     report.elapsed = started.elapsed();

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use super::error::with_backoff;
 use super::write::{write_plan, SealedTokens};
-use super::{enrichment, inbox, Store, StoreError, Tx};
+use super::{enrichment, inbox, query_scalar, Store, StoreError, Tx};
 use crate::core::event::{Action, Event};
 use crate::core::ids::EventId;
 use crate::core::intake::Rejection;
@@ -77,7 +77,7 @@ impl Store {
         let sealed = seal_tokens(&first, self.vault.as_deref())?;
         let outcomes = with_backoff(self.retry_max, "apply a batch", || async {
             let legacy = self.legacy_inbox().await?;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             let fresh = apply_in(&mut tx, &first, &sealed, self.enrich, legacy).await?;
             tx.commit().await?;
             Ok(fresh)
@@ -144,11 +144,14 @@ impl Store {
     async fn legacy_inbox(&self) -> Result<bool, sqlx::Error> {
         self.legacy_inbox
             .get_or_try_init(|| async {
-                sqlx::query_scalar(
+                let mut tx = self.begin().await?;
+                let legacy = query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM processed_events WHERE message_id IS NULL)",
                 )
-                .fetch_one(&self.pool)
-                .await
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok::<bool, sqlx::Error>(legacy)
             })
             .await
             .copied()
@@ -161,7 +164,7 @@ impl Store {
         }
         let plan = plan_observations(observations);
         with_backoff(self.retry_max, "apply what Keycloak says", || async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             write_plan(&mut tx, &plan, &SealedTokens::new()).await?;
             tx.commit().await
         })

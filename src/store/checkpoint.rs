@@ -1,7 +1,7 @@
 //! Backfill progress (`backfill_checkpoints`): the offset in Keycloak's list of stored
 //! events each window has been applied up to.
 
-use super::{error as retry, Store, StoreError};
+use super::{error as retry, query, query_scalar, Store, StoreError};
 use crate::core::event::EventStream;
 use crate::core::ids::RealmName;
 
@@ -24,7 +24,8 @@ impl BackfillWindow {
 impl Store {
     /// Where the window's last run stopped: the next offset to read.
     pub async fn backfill_position(&self, window: &BackfillWindow) -> Result<u64, StoreError> {
-        let next: Option<i64> = sqlx::query_scalar(
+        let mut tx = self.begin().await.map_err(StoreError::from_sqlx)?;
+        let next: Option<i64> = query_scalar(
             "SELECT next_first FROM backfill_checkpoints
              WHERE realm_name = $1 AND stream = $2 AND since_ms = $3 AND until_ms = $4",
         )
@@ -32,9 +33,10 @@ impl Store {
         .bind(window.stream.path())
         .bind(window.since_ms)
         .bind(window.until_key())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
         Ok(next.unwrap_or(0).max(0) as u64)
     }
 
@@ -49,7 +51,8 @@ impl Store {
         let next_first = i64::try_from(next_first).unwrap_or(i64::MAX);
         let fetched = i64::try_from(fetched).unwrap_or(i64::MAX);
         retry::with_backoff(self.retry_max, "save the backfill position", || async {
-            sqlx::query(
+            let mut tx = self.begin().await?;
+            query(
                 "INSERT INTO backfill_checkpoints AS c
                      (realm_name, stream, since_ms, until_ms, next_first, fetched, finished_at)
                  VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END)
@@ -66,9 +69,9 @@ impl Store {
             .bind(next_first)
             .bind(fetched)
             .bind(finished)
-            .execute(&self.pool)
-            .await
-            .map(drop)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
         })
         .await
     }

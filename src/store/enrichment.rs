@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::rows::Rows;
 use super::write::{write_plan, SealedTokens};
-use super::{error as retry, Store, StoreError, Tx};
+use super::{error as retry, query, query_as, query_scalar, Store, StoreError, Tx};
 use crate::core::ids::{RealmId, UserId};
 use crate::core::plan::{plan_observations, EnrichmentRequest, Observation, Version};
 
@@ -46,7 +46,8 @@ impl Store {
         lease: Duration,
     ) -> Result<Vec<EnrichmentClaim>, StoreError> {
         retry::with_backoff(self.retry_max, "claim users to enrich", || async {
-            let rows: Vec<(UserId, RealmId, String, i32)> = sqlx::query_as(
+            let mut tx = self.begin().await?;
+            let rows: Vec<(UserId, RealmId, String, i32)> = query_as(
                 "UPDATE enrichment_queue q
                  SET attempts = q.attempts + 1,
                      next_attempt_at = now() + make_interval(secs => $2)
@@ -60,8 +61,9 @@ impl Store {
             )
             .bind(limit)
             .bind(lease.as_secs_f64())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(rows
                 .into_iter()
                 .map(|(user_id, realm_id, version, attempts)| EnrichmentClaim {
@@ -84,7 +86,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let plan = plan_observations([observation]);
         retry::with_backoff(self.retry_max, "apply an enriched profile", || async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             write_plan(&mut tx, &plan, &SealedTokens::new()).await?;
             finish(&mut tx, claim).await?;
             tx.commit().await
@@ -96,7 +98,7 @@ impl Store {
     /// realm).
     pub async fn drop_enrichment(&self, claim: &EnrichmentClaim) -> Result<(), StoreError> {
         retry::with_backoff(self.retry_max, "finish an enrichment", || async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             finish(&mut tx, claim).await?;
             tx.commit().await
         })
@@ -111,7 +113,8 @@ impl Store {
         error: &str,
     ) -> Result<(), StoreError> {
         retry::with_backoff(self.retry_max, "postpone an enrichment", || async {
-            sqlx::query(
+            let mut tx = self.begin().await?;
+            query(
                 "UPDATE enrichment_queue
                  SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
                  WHERE user_id = $1",
@@ -119,19 +122,22 @@ impl Store {
             .bind(&claim.user_id)
             .bind(wait.as_secs_f64())
             .bind(error)
-            .execute(&self.pool)
-            .await
-            .map(drop)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
         })
         .await
     }
 
     /// Users waiting to be read (for the gauge and tests).
     pub async fn enrichment_backlog(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar("SELECT count(*) FROM enrichment_queue")
-            .fetch_one(&self.pool)
+        let mut tx = self.begin().await.map_err(StoreError::from_sqlx)?;
+        let backlog = query_scalar("SELECT count(*) FROM enrichment_queue")
+            .fetch_one(&mut *tx)
             .await
-            .map_err(StoreError::from_sqlx)
+            .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(backlog)
     }
 }
 
@@ -140,14 +146,14 @@ async fn finish(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     claim: &EnrichmentClaim,
 ) -> Result<(), sqlx::Error> {
-    let removed = sqlx::query("DELETE FROM enrichment_queue WHERE user_id = $1 AND ver = $2")
+    let removed = query("DELETE FROM enrichment_queue WHERE user_id = $1 AND ver = $2")
         .bind(&claim.user_id)
         .bind(claim.version.as_str())
         .execute(&mut **tx)
         .await?
         .rows_affected();
     if removed == 0 {
-        sqlx::query(
+        query(
             "UPDATE enrichment_queue SET attempts = 0, next_attempt_at = now(), last_error = NULL
              WHERE user_id = $1",
         )

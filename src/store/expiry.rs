@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::Store;
+use super::{query, query_scalar, Store};
 use crate::core::ids::{RealmId, RealmName};
 use crate::core::session_policy::Timeouts;
 
@@ -62,7 +62,8 @@ impl Store {
         batch: i64,
     ) -> Result<Option<u64>, sqlx::Error> {
         let t = policy.timeouts;
-        let changed: Option<bool> = sqlx::query_scalar(
+        let mut tx = self.begin().await?;
+        let changed: Option<bool> = query_scalar(
             "WITH old AS (
                  SELECT idle_secs, max_lifespan_secs, idle_remember_me_secs,
                      max_lifespan_remember_me_secs, idle_grace_secs, expiry_margin_secs
@@ -98,8 +99,9 @@ impl Store {
         .bind(policy.idle_grace_secs)
         .bind(policy.expiry_margin_secs)
         .bind(policy.source.as_str())
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         if changed != Some(true) {
             return Ok(None);
         }
@@ -114,43 +116,52 @@ impl Store {
         let mut after = String::new();
         let mut moved = 0;
         loop {
-            let ids: Vec<String> = sqlx::query_scalar(
+            let mut tx = self.begin().await?;
+            let ids: Vec<String> = query_scalar(
                 "SELECT id FROM user_sessions
                  WHERE realm_id = $1 AND id > $2 ORDER BY id LIMIT $3",
             )
             .bind(realm)
             .bind(&after)
             .bind(batch)
-            .fetch_all(self.pool())
+            .fetch_all(&mut *tx)
             .await?;
             let Some(last) = ids.last() else {
+                tx.commit().await?;
                 return Ok(moved);
             };
             after = last.clone();
-            moved += sqlx::query(FOLLOW_EXPIRY)
+            moved += query(FOLLOW_EXPIRY)
                 .bind(&ids)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            tx.commit().await?;
         }
     }
 
     /// Realms whose policy an admin changed since it was read.
     pub async fn stale_session_policies(&self) -> Result<Vec<RealmId>, sqlx::Error> {
-        sqlx::query_scalar("SELECT realm_id FROM realm_session_policies WHERE stale")
-            .fetch_all(self.pool())
-            .await
+        let mut tx = self.begin().await?;
+        let stale = query_scalar("SELECT realm_id FROM realm_session_policies WHERE stale")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(stale)
     }
 
     /// Open sessions of realms without a known policy (they never get an expiry).
     pub async fn sessions_without_policy(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
+        let mut tx = self.begin().await?;
+        let count = query_scalar(
             "SELECT count(*) FROM user_sessions s
              WHERE s.ended_at IS NULL AND NOT EXISTS (
                  SELECT 1 FROM realm_session_policies p WHERE p.realm_id = s.realm_id)",
         )
-        .fetch_one(self.pool())
-        .await
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(count)
     }
 
     /// One batch of the expiry pass: ends up to `batch` open sessions whose expiry lies
@@ -162,8 +173,9 @@ impl Store {
         batch: i64,
         dry_run: bool,
     ) -> Result<ExpiryPass, sqlx::Error> {
+        let mut tx = self.begin().await?;
         if dry_run {
-            let due: i64 = sqlx::query_scalar(
+            let due: i64 = query_scalar(
                 "SELECT count(*) FROM user_sessions s
                  JOIN realm_session_policies p ON p.realm_id = s.realm_id
                  WHERE s.ended_at IS NULL
@@ -171,15 +183,15 @@ impl Store {
                    AND ($1::text IS NULL OR s.realm_id = $1 OR p.realm_name = $1)",
             )
             .bind(realm)
-            .fetch_one(self.pool())
+            .fetch_one(&mut *tx)
             .await?;
+            tx.commit().await?;
             return Ok(ExpiryPass {
                 ended: u64::try_from(due).unwrap_or_default(),
                 ..ExpiryPass::default()
             });
         }
-        let mut tx = self.pool().begin().await?;
-        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        let ours: bool = query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(EXPIRY_LOCK)
             .fetch_one(&mut *tx)
             .await?;
@@ -189,7 +201,7 @@ impl Store {
                 ..ExpiryPass::default()
             });
         }
-        let row = sqlx::query(EXPIRE_BATCH)
+        let row = query(EXPIRE_BATCH)
             .bind(realm)
             .bind(batch)
             .fetch_one(&mut *tx)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::rows::Rows;
-use super::{error, Store, StoreError, Tx};
+use super::{error, query, Store, StoreError, Tx};
 use crate::core::event::Event;
 use crate::core::outcome::Outcome;
 
@@ -65,7 +65,8 @@ impl Store {
         let mut total = 0;
         loop {
             let deleted = error::with_backoff(self.retry_max, "prune the inbox", || async {
-                sqlx::query(
+                let mut tx = self.begin().await?;
+                let done = query(
                     "DELETE FROM processed_events WHERE event_id IN (
                          SELECT event_id FROM processed_events
                          WHERE processed_at < now() - make_interval(secs => $1)
@@ -73,9 +74,10 @@ impl Store {
                 )
                 .bind(older_than.as_secs_f64())
                 .bind(BATCH)
-                .execute(&self.pool)
-                .await
-                .map(|done| done.rows_affected())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
             })
             .await?;
             total += deleted;

@@ -23,11 +23,13 @@ pub use expiry::{ExpiryPass, PolicySource, StoredPolicy};
 pub use reconcile::{ListedSessions, ReconcileRun};
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::{FromRow, PgPool, Postgres, Transaction};
 use thiserror::Error;
 
 use crate::config::{is_identifier, DatabaseSettings};
@@ -38,6 +40,43 @@ use crate::vault::KeyRing;
 type Tx<'t> = Transaction<'t, Postgres>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+// Connection poolers in transaction mode (PgBouncer before 1.21, many managed offerings)
+// hand each transaction to whichever server connection is free. So every statement of
+// the store runs inside a transaction of its own (`Store::begin`, which also sets the
+// schema: such poolers drop the connection's startup options), and with
+// `database.prepared_statements = false` none is prepared by name (a name prepared on one
+// server connection is unknown on the next). The three functions below are the store's
+// only way to write a statement.
+
+/// Whether statements are prepared by name. Only ever turned off, by a store configured
+/// so; unnamed statements are right everywhere, named ones only where connections stay.
+static PREPARE_BY_NAME: AtomicBool = AtomicBool::new(true);
+
+fn by_name() -> bool {
+    PREPARE_BY_NAME.load(Ordering::Relaxed)
+}
+
+/// A statement.
+pub(crate) fn query(sql: &str) -> Query<'_, Postgres, PgArguments> {
+    sqlx::query(sql).persistent(by_name())
+}
+
+/// A statement whose rows are read as `O`.
+pub(crate) fn query_as<'q, O>(sql: &'q str) -> QueryAs<'q, Postgres, O, PgArguments>
+where
+    O: for<'r> FromRow<'r, PgRow>,
+{
+    sqlx::query_as(sql).persistent(by_name())
+}
+
+/// A statement whose first column is read as `O`.
+pub(crate) fn query_scalar<'q, O>(sql: &'q str) -> QueryScalar<'q, Postgres, O, PgArguments>
+where
+    (O,): for<'r> FromRow<'r, PgRow>,
+{
+    sqlx::query_scalar(sql).persistent(by_name())
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -75,6 +114,8 @@ pub struct Store {
     vault: Option<Arc<KeyRing>>,
     /// Whether users that events leave incomplete are queued for reading from Keycloak.
     enrich: bool,
+    /// `BEGIN` and the schema for this transaction, sent as one round trip.
+    begin_sql: Arc<str>,
     /// Whether the inbox holds rows keyed by message id (recorded before content keys),
     /// which the inbox must still recognise; asked once, as none are written any more.
     legacy_inbox: Arc<tokio::sync::OnceCell<bool>>,
@@ -98,10 +139,15 @@ impl Store {
         if !is_identifier(&settings.schema) {
             return Err(StoreError::Schema(settings.schema.clone()));
         }
-        let options = PgConnectOptions::from_str(settings.url.expose())
+        let mut options = PgConnectOptions::from_str(settings.url.expose())
             .map_err(StoreError::Permanent)?
             .application_name("keycloak-sync")
             .options([("search_path", settings.schema.as_str())]);
+        if !settings.prepared_statements {
+            PREPARE_BY_NAME.store(false, Ordering::Relaxed);
+            // Nor are the migrator's own statements kept across transactions.
+            options = options.statement_cache_capacity(0);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.connect_timeout)
@@ -112,6 +158,7 @@ impl Store {
             retry_max: settings.retry_max,
             vault: None,
             enrich: false,
+            begin_sql: format!("BEGIN; SET LOCAL search_path TO \"{}\"", settings.schema).into(),
             legacy_inbox: Arc::default(),
         })
     }
@@ -148,6 +195,11 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction on the store's schema: every statement runs in one (see `query`).
+    pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
+        self.pool.begin_with(self.begin_sql.to_string()).await
+    }
+
     pub fn schema(&self) -> &str {
         &self.schema
     }
@@ -159,34 +211,39 @@ impl Store {
         error::with_backoff(self.retry_max, "apply migrations", || self.migrate_once()).await
     }
 
+    /// All migrations in one transaction (each in a savepoint), under a transaction-level
+    /// lock: that is what a pooler in transaction mode keeps on one server connection.
     async fn migrate_once(&self) -> Result<(), sqlx::Error> {
         const MIGRATION_LOCK: i64 = 0x6b63_7379_6e63_0001;
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
+        let mut tx = self.begin().await?;
+        query("SELECT pg_advisory_xact_lock($1)")
             .bind(MIGRATION_LOCK)
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
-        let result = async {
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema))
-                .execute(&mut *conn)
-                .await?;
-            MIGRATOR.run(&mut *conn).await.map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(error) => error,
-                other => sqlx::Error::Migrate(Box::new(other)),
-            })
+        sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema))
+            .execute(&mut *tx)
+            .await?;
+        let migrator = sqlx::migrate::Migrator {
+            migrations: MIGRATOR.migrations.clone(),
+            ignore_missing: MIGRATOR.ignore_missing,
+            locking: false,
+            no_tx: MIGRATOR.no_tx,
+        };
+        migrator.run(&mut *tx).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(error) => error,
+            other => sqlx::Error::Migrate(Box::new(other)),
+        })?;
+        if !by_name() {
+            // The migrator prepares its own statements by name: drop them before the
+            // server connection goes back to the pooler.
+            sqlx::raw_sql("DEALLOCATE ALL").execute(&mut *tx).await?;
         }
-        .await;
-        let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *conn)
-            .await;
-        result?;
-        unlock.map(drop)
+        tx.commit().await
     }
 
     /// Whether the database answers (for readiness checks).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
+        sqlx::raw_sql("SELECT 1")
             .execute(&self.pool)
             .await
             .map(drop)

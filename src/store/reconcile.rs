@@ -1,14 +1,13 @@
-//! What a reconcile reads from Postgres. The ids Keycloak lists go into a temporary
-//! table on one held connection, so finding the users Keycloak no longer has takes one
-//! query and memory stays flat whatever the number of users.
+//! What a reconcile reads from Postgres. The ids Keycloak lists go into a table under
+//! the run's id, so finding the users Keycloak no longer has takes one query and memory
+//! stays flat whatever the number of users.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
 use sqlx::types::Json;
-use sqlx::Postgres;
 
-use super::{Store, StoreError};
+use super::{query, query_as, query_scalar, Store, StoreError};
 use crate::core::event::Profile;
 use crate::core::ids::{RealmId, SessionId, UserId};
 use crate::core::plan::StoredProfile;
@@ -40,14 +39,18 @@ fn digest(session: &SessionId) -> u128 {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, session.as_bytes()).as_u128()
 }
 
-/// Advisory-lock class of reconcile runs (the second key is the realm id's hash).
-const RECONCILE_LOCK_CLASS: i32 = 0x6b63_7301;
+/// How long a reconcile run holds its realm without showing progress (each page of users
+/// renews it): a run that died is taken over after that.
+const RECONCILE_LEASE: Duration = Duration::from_secs(600);
 
-/// One reconcile run of one realm: holds its connection, its temporary table and the
-/// advisory lock that keeps two runs of the same realm from overlapping.
+/// One reconcile run of one realm: the lease that keeps two runs of the same realm from
+/// overlapping, and the ids Keycloak listed (rows of `reconcile_listed` under its run id,
+/// so memory stays flat whatever the number of users, and every statement stands alone
+/// in its transaction, as poolers need).
 pub struct ReconcileRun {
-    conn: Option<PoolConnection<Postgres>>,
+    store: Store,
     realm_id: RealmId,
+    run_id: String,
 }
 
 type ProfileRow = (
@@ -64,36 +67,44 @@ type ProfileRow = (
 );
 
 impl Store {
-    /// Starts a run for `realm_id`; `None` if another run of that realm holds the lock.
+    /// Starts a run for `realm_id`; `None` if another run of that realm holds the lease.
     pub async fn begin_reconcile(
         &self,
         realm_id: &RealmId,
     ) -> Result<Option<ReconcileRun>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
-            .bind(RECONCILE_LOCK_CLASS)
-            .bind(realm_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        if !locked {
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let mut tx = self.begin().await.map_err(StoreError::from_sqlx)?;
+        let leased: Option<String> = query_scalar(
+            "INSERT INTO reconcile_leases AS l (realm_id, run_id, expires_at)
+             VALUES ($1, $2, now() + make_interval(secs => $3))
+             ON CONFLICT (realm_id) DO UPDATE
+                 SET run_id = EXCLUDED.run_id, expires_at = EXCLUDED.expires_at
+                 WHERE l.expires_at < now()
+             RETURNING run_id",
+        )
+        .bind(realm_id)
+        .bind(&run_id)
+        .bind(RECONCILE_LEASE.as_secs_f64())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        if leased.is_none() {
             return Ok(None);
         }
-        let mut run = ReconcileRun {
-            conn: Some(conn),
+        // What runs that ended without finishing (a crash) left behind.
+        query(
+            "DELETE FROM reconcile_listed s
+             WHERE NOT EXISTS (SELECT 1 FROM reconcile_leases l WHERE l.run_id = s.run_id)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(Some(ReconcileRun {
+            store: self.clone(),
             realm_id: realm_id.clone(),
-        };
-        let conn = run.conn()?;
-        for statement in [
-            "CREATE TEMP TABLE IF NOT EXISTS reconcile_seen (id text COLLATE \"C\" PRIMARY KEY)",
-            "TRUNCATE reconcile_seen",
-        ] {
-            sqlx::query(statement)
-                .execute(&mut **conn)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-        }
-        Ok(Some(run))
+            run_id,
+        }))
     }
 
     /// The stored profiles of those of `ids` that have a row.
@@ -101,16 +112,18 @@ impl Store {
         &self,
         ids: &[UserId],
     ) -> Result<HashMap<UserId, StoredProfile>, StoreError> {
-        let rows: Vec<ProfileRow> = sqlx::query_as(
+        let mut tx = self.begin().await.map_err(StoreError::from_sqlx)?;
+        let rows: Vec<ProfileRow> = query_as(
             "SELECT id, username, email, first_name, last_name, email_verified, enabled,
                     attributes, ts_ms(created_at),
                     deleted_at IS NOT NULL
              FROM users WHERE id = ANY($1)",
         )
         .bind(ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -142,7 +155,8 @@ impl Store {
         sample: Option<u64>,
     ) -> Result<Vec<UserId>, StoreError> {
         let limit = sample.map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        sqlx::query_scalar(
+        let mut tx = self.begin().await.map_err(StoreError::from_sqlx)?;
+        let users = query_scalar(
             "SELECT user_id FROM (
                  SELECT DISTINCT user_id FROM user_sessions
                  WHERE realm_id = $1 AND ended_at IS NULL AND user_id IS NOT NULL
@@ -152,9 +166,11 @@ impl Store {
         .bind(realm_id)
         .bind(started_before)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(StoreError::from_sqlx)
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(users)
     }
 
     /// Users of the realm with an active session that had started before `started_before`
@@ -167,20 +183,23 @@ impl Store {
         listed: &ListedSessions,
     ) -> Result<Vec<UserId>, StoreError> {
         use futures_util::TryStreamExt;
-        let mut rows = sqlx::query_as::<_, (SessionId, UserId)>(
+        let mut tx = self.begin().await.map_err(StoreError::from_sqlx)?;
+        let mut rows = query_as::<(SessionId, UserId)>(
             "SELECT id, user_id FROM user_sessions
              WHERE realm_id = $1 AND ended_at IS NULL AND user_id IS NOT NULL
                AND started_at < ms_ts($2)",
         )
         .bind(realm_id)
         .bind(started_before)
-        .fetch(&self.pool);
+        .fetch(&mut *tx);
         let mut users = std::collections::BTreeSet::new();
         while let Some((session, user)) = rows.try_next().await.map_err(StoreError::from_sqlx)? {
             if !listed.contains(&session) {
                 users.insert(user);
             }
         }
+        drop(rows);
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
         Ok(users.into_iter().collect())
     }
 
@@ -190,50 +209,64 @@ impl Store {
         user_id: &UserId,
         started_before: i64,
     ) -> Result<Vec<SessionId>, StoreError> {
-        sqlx::query_scalar(
+        let mut tx = self.begin().await.map_err(StoreError::from_sqlx)?;
+        let sessions = query_scalar(
             "SELECT id FROM user_sessions
              WHERE user_id = $1 AND ended_at IS NULL AND started_at < ms_ts($2)
              ORDER BY id",
         )
         .bind(user_id)
         .bind(started_before)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(StoreError::from_sqlx)
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(sessions)
     }
 }
 
 impl ReconcileRun {
-    fn conn(&mut self) -> Result<&mut PoolConnection<Postgres>, StoreError> {
-        self.conn
-            .as_mut()
-            .ok_or_else(|| StoreError::Permanent(sqlx::Error::PoolClosed))
-    }
-
-    /// Records ids Keycloak listed.
+    /// Records ids Keycloak listed, and keeps the lease.
     pub async fn saw(&mut self, ids: &[UserId]) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        sqlx::query("INSERT INTO reconcile_seen SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
-            .bind(ids)
-            .execute(&mut **conn)
-            .await
-            .map(drop)
-            .map_err(StoreError::from_sqlx)
+        let mut tx = self.store.begin().await.map_err(StoreError::from_sqlx)?;
+        query(
+            "INSERT INTO reconcile_listed (run_id, id) SELECT $1, unnest($2::text[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.run_id)
+        .bind(ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        query(
+            "UPDATE reconcile_leases SET expires_at = now() + make_interval(secs => $3)
+             WHERE realm_id = $1 AND run_id = $2",
+        )
+        .bind(&self.realm_id)
+        .bind(&self.run_id)
+        .bind(RECONCILE_LEASE.as_secs_f64())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)
     }
 
     /// Live local users of the realm that Keycloak did not list.
     pub async fn missing_count(&mut self) -> Result<i64, StoreError> {
-        let realm_id = self.realm_id.clone();
-        let conn = self.conn()?;
-        sqlx::query_scalar(
+        let mut tx = self.store.begin().await.map_err(StoreError::from_sqlx)?;
+        let count = query_scalar(
             "SELECT count(*) FROM users u
              WHERE u.realm_id = $1 AND u.deleted_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM reconcile_seen s WHERE s.id = u.id)",
+               AND NOT EXISTS (SELECT 1 FROM reconcile_listed s
+                               WHERE s.run_id = $2 AND s.id = u.id)",
         )
-        .bind(realm_id)
-        .fetch_one(&mut **conn)
+        .bind(&self.realm_id)
+        .bind(&self.run_id)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(StoreError::from_sqlx)
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(count)
     }
 
     /// The next `limit` missing users after `after` (keyset pagination by id).
@@ -242,47 +275,40 @@ impl ReconcileRun {
         after: &str,
         limit: i64,
     ) -> Result<Vec<UserId>, StoreError> {
-        let realm_id = self.realm_id.clone();
-        let conn = self.conn()?;
-        sqlx::query_scalar(
+        let mut tx = self.store.begin().await.map_err(StoreError::from_sqlx)?;
+        let ids = query_scalar(
             "SELECT u.id FROM users u
              WHERE u.realm_id = $1 AND u.deleted_at IS NULL AND u.id > $2
-               AND NOT EXISTS (SELECT 1 FROM reconcile_seen s WHERE s.id = u.id)
+               AND NOT EXISTS (SELECT 1 FROM reconcile_listed s
+                               WHERE s.run_id = $4 AND s.id = u.id)
              ORDER BY u.id LIMIT $3",
         )
-        .bind(realm_id)
+        .bind(&self.realm_id)
         .bind(after)
         .bind(limit)
-        .fetch_all(&mut **conn)
+        .bind(&self.run_id)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(StoreError::from_sqlx)
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(ids)
     }
 
-    /// Drops the table and the lock, and returns the connection to the pool.
-    pub async fn finish(mut self) -> Result<(), StoreError> {
-        let realm_id = self.realm_id.clone();
-        if let Some(mut conn) = self.conn.take() {
-            sqlx::query("DROP TABLE IF EXISTS reconcile_seen")
-                .execute(&mut *conn)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-            sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
-                .bind(RECONCILE_LOCK_CLASS)
-                .bind(realm_id)
-                .execute(&mut *conn)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ReconcileRun {
-    /// A run that ended early closes its connection instead of returning it to the pool
-    /// with the lock still held; the server then releases the lock and the table.
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            drop(conn.detach());
-        }
+    /// Forgets the listed ids and gives the lease up. A run that never gets here (the
+    /// process died) leaves its lease to expire after [`RECONCILE_LEASE`].
+    pub async fn finish(self) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await.map_err(StoreError::from_sqlx)?;
+        query("DELETE FROM reconcile_listed WHERE run_id = $1")
+            .bind(&self.run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        query("DELETE FROM reconcile_leases WHERE realm_id = $1 AND run_id = $2")
+            .bind(&self.realm_id)
+            .bind(&self.run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)
     }
 }

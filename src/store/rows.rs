@@ -100,7 +100,7 @@ pub struct RowsQuery<'a> {
 
 impl<'a> RowsQuery<'a> {
     pub fn build(&'a self) -> Query<'a, Postgres, PgArguments> {
-        let mut query = sqlx::query(&self.sql);
+        let mut query = super::query(&self.sql);
         for (_, column) in &self.rows.columns {
             query = match column {
                 Column::Text(values) => query.bind(values),

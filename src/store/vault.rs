@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 use thiserror::Error;
 
 use super::rows::Rows;
-use super::Store;
+use super::{query, query_as, query_scalar, Store};
 use secrecy::SecretString;
 
 use crate::core::event::TokenType;
@@ -55,10 +55,19 @@ impl StoredToken {
 }
 
 /// Read access and maintenance for the vault table of one store.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Vault {
-    pool: PgPool,
+    store: Store,
     keys: Arc<KeyRing>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("schema", &self.store.schema())
+            .field("keys", &self.keys)
+            .finish()
+    }
 }
 
 const SELECT_ROWS: &str = "SELECT id::text, realm_id, user_id, token_type, session_id, client_id,
@@ -69,7 +78,7 @@ const SELECT_ROWS: &str = "SELECT id::text, realm_id, user_id, token_type, sessi
 impl Vault {
     pub fn new(store: &Store, keys: Arc<KeyRing>) -> Vault {
         Vault {
-            pool: store.pool().clone(),
+            store: store.clone(),
             keys,
         }
     }
@@ -88,11 +97,13 @@ impl Vault {
             "{SELECT_ROWS} WHERE realm_id = $1 AND user_id = $2 AND token_type = 'refresh'
                AND (expires_at IS NULL OR expires_at > now())"
         );
-        let row = sqlx::query(&sql)
+        let mut tx = self.store.begin().await?;
+        let row = query(&sql)
             .bind(realm_id)
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.commit().await?;
         row.as_ref().map(|row| self.open_row(row)).transpose()
     }
 
@@ -107,11 +118,13 @@ impl Vault {
                AND (expires_at IS NULL OR expires_at > now())
              ORDER BY client_id, session_id"
         );
-        let rows = sqlx::query(&sql)
+        let mut tx = self.store.begin().await?;
+        let rows = query(&sql)
             .bind(realm_id)
             .bind(user_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         rows.iter().map(|row| self.open_row(row)).collect()
     }
 }
@@ -161,24 +174,28 @@ fn open_row(keys: &KeyRing, row: &sqlx::postgres::PgRow) -> Result<StoredToken, 
 
 /// Row counts by token type and key id: what `vault status` prints.
 pub async fn status(store: &Store) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT token_type, key_id, count(*) FROM auth_vault GROUP BY 1, 2 ORDER BY 1, 2",
-    )
-    .fetch_all(store.pool())
-    .await
+    let mut tx = store.begin().await?;
+    let counts =
+        query_as("SELECT token_type, key_id, count(*) FROM auth_vault GROUP BY 1, 2 ORDER BY 1, 2")
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(counts)
 }
 
 /// Deletes expired tokens in batches; returns how many.
 pub async fn purge_expired(store: &Store) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let mut tx = store.begin().await?;
+        let deleted = query(
             "DELETE FROM auth_vault WHERE id IN (
                  SELECT id FROM auth_vault WHERE expires_at <= now() LIMIT 5000)",
         )
-        .execute(store.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         total += deleted;
         if deleted == 0 {
             return Ok(total);
@@ -199,11 +216,13 @@ pub struct RotatedBatch {
 
 /// Rows not under the active key.
 pub async fn rows_to_rotate(store: &Store, keys: &KeyRing) -> Result<i64, VaultError> {
-    sqlx::query_scalar("SELECT count(*) FROM auth_vault WHERE key_id <> $1")
+    let mut tx = store.begin().await?;
+    let count = query_scalar("SELECT count(*) FROM auth_vault WHERE key_id <> $1")
         .bind(keys.active_id())
-        .fetch_one(store.pool())
-        .await
-        .map_err(VaultError::from)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(count)
 }
 
 /// Re-encrypts up to `batch` rows under a retired key of the ring, in one transaction.
@@ -220,10 +239,10 @@ pub async fn rotate_batch(
         .key_ids()
         .filter(|id| *id != keys.active_id())
         .collect();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     let sql =
         format!("{SELECT_ROWS} WHERE key_id = ANY($1::text[]) LIMIT $2 FOR UPDATE SKIP LOCKED");
-    let rows = sqlx::query(&sql)
+    let rows = query(&sql)
         .bind(&retired)
         .bind(batch)
         .fetch_all(&mut *tx)

@@ -13,6 +13,7 @@ mod keycloak;
 mod keycloak_fake;
 mod order;
 mod outage;
+mod poolers;
 mod reconcile;
 mod replay;
 mod spi;

@@ -54,6 +54,7 @@ impl TestDb {
             max_connections: 8,
             connect_timeout: Duration::from_secs(10),
             retry_max: Duration::from_secs(30),
+            prepared_statements: true,
         }
     }
 

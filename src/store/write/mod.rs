@@ -9,7 +9,7 @@ pub use tokens::SealedTokens;
 
 use std::collections::BTreeMap;
 
-use super::Tx;
+use super::{query, Tx};
 use crate::core::plan::{LockMode, Plan};
 
 pub async fn write_plan(
@@ -55,7 +55,7 @@ async fn lock_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
         return Ok(());
     }
     let (keys, exclusive): (Vec<i64>, Vec<bool>) = keys.into_iter().unzip();
-    sqlx::query(
+    query(
         "SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(k) ELSE pg_advisory_xact_lock_shared(k) END)
          FROM UNNEST($1::int8[], $2::bool[]) WITH ORDINALITY AS t(k, x, n)",
     )

@@ -3,7 +3,7 @@
 
 use crate::core::plan::{Plan, SessionChange, SessionEnd, Versioned};
 use crate::store::rows::Rows;
-use crate::store::Tx;
+use crate::store::{query, Tx};
 
 const UPSERT: &str = include_str!("../sql/upsert_sessions.sql");
 const APPLY_CUTOFFS: &str = include_str!("../sql/apply_cutoffs.sql");
@@ -68,7 +68,7 @@ pub async fn mark_stale_policies(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sql
         return Ok(());
     }
     let realms: Vec<&str> = plan.stale_policies.iter().map(|r| r.as_str()).collect();
-    sqlx::query(
+    query(
         "UPDATE realm_session_policies SET stale = true
          WHERE realm_id = ANY($1::text[]) AND source = 'admin_api' AND NOT stale",
     )
@@ -85,7 +85,7 @@ pub async fn follow_expiry(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Err
         return Ok(());
     }
     let sessions: Vec<&str> = plan.sessions.iter().map(|s| s.id.as_str()).collect();
-    sqlx::query(FOLLOW_EXPIRY)
+    query(FOLLOW_EXPIRY)
         .bind(&sessions)
         .execute(&mut **tx)
         .await?;
@@ -183,7 +183,7 @@ pub async fn apply_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Err
             NEW_REALM_CUTOFFS
         },
     );
-    sqlx::query(&sql)
+    query(&sql)
         .bind(&users)
         .bind(&versions)
         .bind(&sessions)

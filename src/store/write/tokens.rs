@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::core::event::TokenType;
 use crate::core::plan::{Plan, Revocation, TokenChange};
 use crate::store::rows::Rows;
-use crate::store::Tx;
+use crate::store::{query, Tx};
 use crate::vault::Sealed;
 
 const STORE: &str = include_str!("../sql/store_tokens.sql");
@@ -207,7 +207,7 @@ pub async fn follow_refreshes(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::
     }
     sessions.sort_unstable();
     sessions.dedup();
-    sqlx::query(
+    query(
         "UPDATE auth_vault v
          SET metadata = v.metadata || jsonb_build_object(
                  'refreshCount', s.refresh_count, 'lastRefresh', ts_ms(s.last_refresh_at)),
