@@ -32,6 +32,12 @@ const TOKEN_REALM: Key = Key::new(
 const TIMEOUT: Key = Key::new("keycloak.timeout_secs", Some("10"), Shown::Plain, "");
 const RETRY_MAX: Key = Key::new("keycloak.retry_max_secs", Some("30"), Shown::Plain, "");
 const PAGE_SIZE: Key = Key::new("keycloak.page_size", Some("100"), Shown::Plain, "");
+const CA_FILE: Key = Key::new(
+    "keycloak.ca_file",
+    None,
+    Shown::Plain,
+    "unset; PEM roots trusted besides the public ones",
+);
 const ENRICH: Key = Key::new(
     "keycloak.enrich",
     Some("true"),
@@ -52,6 +58,7 @@ pub const KEYS: &[Key] = &[
     PAGE_SIZE,
     ENRICH,
     ENRICH_CONCURRENCY,
+    CA_FILE,
 ];
 
 /// Keys whose environment value is a comma-separated list.
@@ -73,6 +80,9 @@ pub struct KeycloakSettings {
     /// Read users that events leave incomplete from the Admin API (needs `url`).
     pub enrich: bool,
     pub enrich_concurrency: usize,
+    /// PEM certificates trusted for the Admin API besides the public roots (a private
+    /// CA in front of Keycloak).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl KeycloakSettings {
@@ -112,6 +122,7 @@ impl KeycloakSettings {
             retry_max: values.secs(&RETRY_MAX)?,
             page_size: values.within(&PAGE_SIZE, 1..=10_000)?,
             enrich_concurrency: values.at_least(&ENRICH_CONCURRENCY, 1)?,
+            ca_file: values.optional::<String>(&CA_FILE)?.map(Into::into),
         })
     }
 }

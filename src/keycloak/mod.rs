@@ -97,7 +97,26 @@ impl AdminClient {
             base.set_path(&format!("{}/", base.path()));
         }
         crate::install_tls_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                KeycloakError::Config(format!("keycloak.ca_file {}: {e}", path.display()))
+            })?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                KeycloakError::Config(format!(
+                    "keycloak.ca_file {}: not PEM certificates: {e}",
+                    path.display()
+                ))
+            })?;
+            if roots.is_empty() {
+                return Err(KeycloakError::Config(format!(
+                    "keycloak.ca_file {}: holds no certificate",
+                    path.display()
+                )));
+            }
+            builder = builder.tls_certs_merge(roots);
+        }
+        let http = builder
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .user_agent(concat!("keycloak-sync/", env!("CARGO_PKG_VERSION")))

@@ -26,7 +26,30 @@ pub fn is_event_fault(error: &sqlx::Error) -> bool {
 /// privileges, a full disk, a statement timeout, a pooler that lost a prepared statement:
 /// the database is unavailable for now, and nothing is refused for it.
 pub fn is_transient(error: &sqlx::Error) -> bool {
-    !is_event_fault(error) && !matches!(error, sqlx::Error::Configuration(_))
+    !is_event_fault(error)
+        && !matches!(error, sqlx::Error::Configuration(_))
+        && !is_certificate_failure(error)
+}
+
+/// A TLS failure that waiting cannot fix: the server's certificate is not trusted by the
+/// configured root (`sslrootcert`), or is not valid for the host name (`verify-full`).
+pub fn is_certificate_failure(error: &sqlx::Error) -> bool {
+    // rustls reports it through the connection's I/O error, or as a TLS error.
+    let text = match error {
+        sqlx::Error::Tls(tls) => tls.to_string(),
+        sqlx::Error::Io(io) => io.to_string(),
+        _ => return false,
+    }
+    .to_ascii_lowercase();
+    [
+        "certificate",
+        "unknownissuer",
+        "notvalidforname",
+        "invalid peer",
+        "sslrootcert",
+    ]
+    .iter()
+    .any(|word| text.contains(word))
 }
 
 /// What is wrong with the database, in words for probes and logs (never the driver's
@@ -53,6 +76,9 @@ pub fn fault_summary(error: &sqlx::Error) -> &'static str {
             code if code.starts_with("22") || code.starts_with("23") => "the data was refused",
             _ => "database error",
         },
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) if is_certificate_failure(error) => {
+            "TLS: the server's certificate is not trusted or not valid for its host name"
+        }
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
             "connection failure"
         }

@@ -139,6 +139,8 @@ impl Store {
         if !is_identifier(&settings.schema) {
             return Err(StoreError::Schema(settings.schema.clone()));
         }
+        // `sslmode`, `sslrootcert`, `sslcert` and `sslkey` come from the URL (rustls).
+        crate::install_tls_provider();
         let mut options = PgConnectOptions::from_str(settings.url.expose())
             .map_err(StoreError::Permanent)?
             .application_name("keycloak-sync")

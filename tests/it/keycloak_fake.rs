@@ -120,6 +120,7 @@ pub fn settings_for(url: &str, page_size: u32) -> KeycloakSettings {
         page_size,
         enrich: true,
         enrich_concurrency: 2,
+        ca_file: None,
     }
 }
 

@@ -18,4 +18,5 @@ mod reconcile;
 mod replay;
 mod spi;
 mod support;
+mod tls;
 mod vault;
