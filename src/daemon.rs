@@ -78,6 +78,7 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
             intake: Intake {
                 max_message_bytes: settings.limits.max_message_bytes,
                 vault_enabled: settings.vault.keys.is_some(),
+                max_clock_skew: settings.limits.max_clock_skew,
             },
             health,
             shutdown: shutdown.clone(),

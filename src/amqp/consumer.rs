@@ -148,7 +148,12 @@ impl Consumer {
                 deadline = None;
                 continue;
             }
-            let wait_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + TICK);
+            // A batch that is due but finds every worker busy waits for a worker, not for
+            // its (past) deadline: that would turn the loop without end.
+            let wait_until = match deadline {
+                Some(at) if !due => at,
+                _ => tokio::time::Instant::now() + TICK,
+            };
             tokio::select! {
                 biased;
                 Some(done) = applying.next(), if !applying.is_empty() => self.settle(broker, done?).await?,

@@ -1,5 +1,7 @@
 //! `[limits]`: what input is accepted at all.
 
+use std::time::Duration;
+
 use super::key::{Key, Shown, Values};
 use super::ConfigError;
 
@@ -10,18 +12,30 @@ const MAX_MESSAGE_BYTES: Key = Key::new(
     "",
 );
 
-pub const KEYS: &[Key] = &[MAX_MESSAGE_BYTES];
+const MAX_CLOCK_SKEW: Key = Key::new(
+    "limits.max_clock_skew_secs",
+    Some("300"),
+    Shown::Plain,
+    "events timed further in the future are rejected; 0: no limit",
+);
+
+pub const KEYS: &[Key] = &[MAX_MESSAGE_BYTES, MAX_CLOCK_SKEW];
 
 #[derive(Debug, Clone)]
 pub struct LimitsSettings {
     /// Larger messages are rejected unread.
     pub max_message_bytes: usize,
+    /// An event timed further ahead of this host's clock is rejected: it would win every
+    /// last-writer-wins and outlive every revocation until its time came.
+    pub max_clock_skew: Option<Duration>,
 }
 
 impl LimitsSettings {
     pub(super) fn read(values: &Values) -> Result<Self, ConfigError> {
+        let skew = values.secs(&MAX_CLOCK_SKEW)?;
         Ok(LimitsSettings {
             max_message_bytes: values.at_least(&MAX_MESSAGE_BYTES, 1024)?,
+            max_clock_skew: (!skew.is_zero()).then_some(skew),
         })
     }
 }

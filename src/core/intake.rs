@@ -1,6 +1,8 @@
 //! The front of the apply path shared by every input: parse a message and decide
 //! whether this deployment can take it.
 
+use std::time::Duration;
+
 use crate::core::event::{parse_message, Action, Event, ParseError};
 
 /// Why a message is rejected; its text goes to the rejects file or the dead-letter headers.
@@ -12,6 +14,12 @@ pub enum Rejection {
         "token message rejected: no vault key ring is configured (vault.keys, vault.active_key)"
     )]
     NoVault,
+    #[error(
+        "event time is {ahead_secs} s ahead of this host's clock, beyond \
+         limits.max_clock_skew_secs ({limit_secs} s): a wrong clock or a forged time would \
+         win every later change"
+    )]
+    FromTheFuture { ahead_secs: i64, limit_secs: u64 },
     #[error("{0}")]
     Database(String),
 }
@@ -22,6 +30,7 @@ impl Rejection {
         match self {
             Rejection::Parse(_) => "invalid",
             Rejection::NoVault => "no_vault",
+            Rejection::FromTheFuture { .. } => "future_time",
             Rejection::Database(_) => "database",
         }
     }
@@ -33,14 +42,72 @@ pub struct Intake {
     pub max_message_bytes: usize,
     /// Token messages are rejected (not ignored, so they can be replayed later) without a vault.
     pub vault_enabled: bool,
+    /// How far ahead of this host's clock an event may be timed.
+    pub max_clock_skew: Option<Duration>,
 }
 
 impl Intake {
     pub fn accept(&self, bytes: &[u8]) -> Result<Event, Rejection> {
+        self.accept_at(bytes, crate::now_ms())
+    }
+
+    /// [`accept`](Self::accept) with the clock given (epoch ms).
+    pub fn accept_at(&self, bytes: &[u8], now_ms: i64) -> Result<Event, Rejection> {
         let event = parse_message(bytes, self.max_message_bytes)?;
+        if let Some(limit) = self.max_clock_skew {
+            let ahead_ms = event.time.saturating_sub(now_ms);
+            if ahead_ms > i64::try_from(limit.as_millis()).unwrap_or(i64::MAX) {
+                return Err(Rejection::FromTheFuture {
+                    ahead_secs: ahead_ms / 1000,
+                    limit_secs: limit.as_secs(),
+                });
+            }
+        }
         if matches!(event.action, Action::StoreToken(_)) && !self.vault_enabled {
             return Err(Rejection::NoVault);
         }
         Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_timed_beyond_the_clock_skew_are_rejected_with_that_reason() {
+        let intake = Intake {
+            max_message_bytes: 1 << 20,
+            vault_enabled: true,
+            max_clock_skew: Some(Duration::from_secs(300)),
+        };
+        let login = |time: i64| {
+            format!(
+                r#"{{"schema":1,"kind":"user","id":"x","time":{time},"realmId":"r","type":"LOGIN","userId":"u"}}"#
+            )
+        };
+        let now = 1_732_270_000_000;
+        assert!(intake
+            .accept_at(login(now + 299_000).as_bytes(), now)
+            .is_ok());
+        assert!(intake
+            .accept_at(login(now - 86_400_000).as_bytes(), now)
+            .is_ok());
+        let rejected = intake
+            .accept_at(login(now + 3_600_000).as_bytes(), now)
+            .expect_err("an hour ahead");
+        assert_eq!(rejected.class(), "future_time");
+        assert!(
+            rejected.to_string().contains("3600 s ahead")
+                && rejected.to_string().contains("limits.max_clock_skew_secs"),
+            "{rejected}"
+        );
+        let unlimited = Intake {
+            max_clock_skew: None,
+            ..intake
+        };
+        assert!(unlimited
+            .accept_at(login(now + 3_600_000).as_bytes(), now)
+            .is_ok());
     }
 }

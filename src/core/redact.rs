@@ -3,27 +3,33 @@
 
 use std::borrow::Cow;
 
-/// The input with every token value replaced by `[redacted]`: parsed as JSON where it
-/// is JSON, scanned as text where it is not. Input without a `"token"` key is returned
-/// byte for byte.
+use serde_json::Value;
+
+/// What a redacted value reads.
+pub const REDACTED: &str = "[redacted]";
+
+/// The input with every secret value replaced by [`REDACTED`]. JSON is redacted as
+/// decoded (so `"tok\u0065n"` is the key `token`), at any depth. Input that is not JSON
+/// is kept only if nothing in it could be or hide a token; otherwise only its length is.
+/// Input with nothing to hide is returned byte for byte.
 pub fn redacted(body: &[u8]) -> Cow<'_, [u8]> {
-    if !body.windows(7).any(|w| w == b"\"token\"") {
-        return Cow::Borrowed(body);
-    }
-    if let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(body) {
-        if object.contains_key("token") {
-            object.insert(
-                "token".into(),
-                serde_json::Value::String("[redacted]".into()),
-            );
+    match serde_json::from_slice::<Value>(body) {
+        Ok(mut value) => {
+            if redact_value(&mut value) {
+                Cow::Owned(value.to_string().into_bytes())
+            } else {
+                Cow::Borrowed(body)
+            }
         }
-        return Cow::Owned(serde_json::Value::Object(object).to_string().into_bytes());
-    }
-    Cow::Owned(
-        redact_token_text(&String::from_utf8_lossy(body))
-            .into_owned()
+        Err(_) if could_hide_a_secret(body) => Cow::Owned(
+            format!(
+                "[withheld: {} bytes that are not JSON and may hold a token]",
+                body.len()
+            )
             .into_bytes(),
-    )
+        ),
+        Err(_) => Cow::Borrowed(body),
+    }
 }
 
 /// [`redacted`] as text for reports: invalid UTF-8 shown lossily.
@@ -31,90 +37,93 @@ pub fn redacted_text(body: &[u8]) -> String {
     String::from_utf8_lossy(&redacted(body)).into_owned()
 }
 
-/// Hides the value of every `"token": "…"` in text that may not even be valid JSON, so
-/// rejected token messages can be logged or dead-lettered without their secret.
-fn redact_token_text(text: &str) -> Cow<'_, str> {
-    const KEY: &str = "\"token\"";
-    if !text.contains(KEY) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(KEY) {
-        let after_key = at + KEY.len();
-        out.push_str(&rest[..after_key]);
-        rest = &rest[after_key..];
-        let trimmed = rest.trim_start();
-        let Some(after_colon) = trimmed.strip_prefix(':') else {
-            continue;
-        };
-        let value = after_colon.trim_start();
-        let Some(body) = value.strip_prefix('"') else {
-            continue;
-        };
-        out.push_str(":\"[redacted]\"");
-        let mut escaped = false;
-        let mut end = body.len();
-        for (i, c) in body.char_indices() {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => {
-                    end = i + 1;
-                    break;
+/// Whether a key names a secret: `token` and `…token` / `…_token` (access, refresh,
+/// offline, id tokens in any casing), passwords and secrets.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.ends_with("token") || key.contains("password") || key.ends_with("secret")
+}
+
+/// Replaces secret values in place; whether anything was replaced.
+fn redact_value(value: &mut Value) -> bool {
+    match value {
+        Value::Object(object) => {
+            let mut changed = false;
+            for (key, inner) in object.iter_mut() {
+                if is_secret_key(key) && !inner.is_null() && inner.as_str() != Some(REDACTED) {
+                    *inner = Value::from(REDACTED);
+                    changed = true;
+                } else {
+                    changed |= redact_value(inner);
                 }
-                _ => {}
             }
+            changed
         }
-        rest = &body[end..];
+        Value::Array(items) => items.iter_mut().fold(false, |c, v| redact_value(v) | c),
+        _ => false,
     }
-    out.push_str(rest);
-    Cow::Owned(out)
+}
+
+/// Text that is not JSON: a cut-off message may still hold a token, under its key
+/// spelled plainly or escaped (`\u0074oken`).
+fn could_hide_a_secret(body: &[u8]) -> bool {
+    let lower = body.to_ascii_lowercase();
+    let contains = |needle: &[u8]| lower.windows(needle.len()).any(|w| w == needle);
+    contains(b"token") || contains(b"password") || contains(b"secret") || contains(b"\\u")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn text(body: &[u8]) -> String {
+        redacted_text(body)
+    }
+
     #[test]
-    fn redaction_hides_token_values_in_any_text() {
-        let cases = [
-            (
-                r#"{"token":"abc","x":1}"#,
-                r#"{"token":"[redacted]","x":1}"#,
-            ),
-            (
-                r#"{"token" : "a\"b\\" , "y":2}"#,
-                r#"{"token":"[redacted]" , "y":2}"#,
-            ),
-            (
-                r#"{"kind":"token","token":"cut-off-secr"#,
-                r#"{"kind":"token","token":"[redacted]""#,
-            ),
-            (r#"{"token":5}"#, r#"{"token":5}"#),
-            ("no tokens here", "no tokens here"),
+    fn json_is_redacted_as_decoded_at_any_depth() {
+        let cases: [&[u8]; 5] = [
+            br#"{"schema":1,"kind":"token","token":"SECRET","tokenType":"refresh"}"#,
+            br#"{"kind":"token","tok\u0065n":"SECRET"}"#,
+            br#"{"metadata":{"refresh_token":"SECRET","nested":[{"accessToken":"SECRET"}]}}"#,
+            br#"{"token" : "a\"SECRET\\" , "y":2}"#,
+            br#"{"client_secret":"SECRET","Password":"SECRET"}"#,
         ];
-        for (input, expected) in cases {
-            assert_eq!(redact_token_text(input), expected, "{input}");
+        for body in cases {
+            let copy = text(body);
+            assert!(
+                !copy.contains("SECRET") && copy.contains(REDACTED),
+                "{copy}"
+            );
+        }
+        // Kinds and types that merely mention tokens are kept.
+        let copy = text(br#"{"kind":"token","tokenType":"offline","token":"SECRET"}"#);
+        assert!(copy.contains(r#""tokenType":"offline""#) && copy.contains(r#""kind":"token""#));
+    }
+
+    #[test]
+    fn what_cannot_be_parsed_keeps_nothing_that_could_be_a_token() {
+        for body in [
+            &br#"{"kind":"token","token":"SECRET-cut-of"#[..],
+            br#"{"kind":"x","\u0074oken":"SECRET"#,
+            br#"not json, Token=SECRET"#,
+        ] {
+            let copy = text(body);
+            assert!(
+                !copy.contains("SECRET") && copy.contains("withheld"),
+                "{copy}"
+            );
         }
     }
 
     #[test]
-    fn dead_letter_copies_never_hold_tokens() {
-        let valid = br#"{"schema":1,"kind":"token","token":"SECRET-1","tokenType":"bad"}"#;
-        let copy = String::from_utf8(redacted(valid).into_owned()).expect("utf8");
-        assert!(
-            !copy.contains("SECRET-1") && copy.contains("[redacted]"),
-            "{copy}"
-        );
-        let broken = br#"{"kind":"token","token":"SECRET-2"#;
-        let copy = String::from_utf8(redacted(broken).into_owned()).expect("utf8");
-        assert!(!copy.contains("SECRET-2"), "{copy}");
-        let other = b"\xff\xfe not json";
-        assert_eq!(
-            redacted(other),
-            other.to_vec(),
-            "bodies without tokens stay byte for byte"
-        );
+    fn bodies_without_secrets_stay_byte_for_byte() {
+        for body in [
+            &b"\xff\xfe not json"[..],
+            br#"{"schema":1,"kind":"user","type":"LOGIN"}"#,
+            br#"{"token":null}"#,
+        ] {
+            assert_eq!(redacted(body), body.to_vec());
+        }
     }
 }

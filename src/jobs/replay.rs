@@ -114,7 +114,7 @@ impl Source {
 struct Chunk {
     events: Vec<Event>,
     lines: Vec<u64>,
-    inputs: Vec<String>,
+    inputs: Vec<Vec<u8>>,
     rejected: Vec<RejectedLine>,
     last_line: u64,
     bytes_read: u64,
@@ -207,7 +207,7 @@ fn count_results(
             Err(rejection) => rejected.push(RejectedLine {
                 line: chunk.lines[i],
                 reason: rejection.to_string(),
-                input: chunk.inputs[i].clone(),
+                input: redacted_text(&chunk.inputs[i]),
             }),
         }
     }
@@ -279,7 +279,8 @@ fn read_chunks(
                 Ok(event) => {
                     chunk.events.push(event);
                     chunk.lines.push(lines.line_number);
-                    chunk.inputs.push(redacted_text(&buf));
+                    // Kept as read: redacted only if the database rejects it.
+                    chunk.inputs.push(buf.clone());
                 }
                 Err(rejection) => chunk.rejected.push(RejectedLine {
                     line: lines.line_number,
@@ -420,6 +421,6 @@ mod tests {
     fn rejected_lines_keep_no_token_even_in_broken_json() {
         let text = redacted_text(b"{\"kind\":\"token\",\"token\":\"eyJsecret");
         assert!(!text.contains("eyJsecret"), "{text}");
-        assert!(text.contains("[redacted]"));
+        assert!(text.contains("withheld"), "{text}");
     }
 }

@@ -159,3 +159,76 @@ async fn a_batch_refused_whole_the_same_way_is_the_databases_fault() {
         other => panic!("every event refused alike holds the batch, got {other:?}"),
     }
 }
+
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5), counted after the name (field 2) ends.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    ticks(11) + ticks(12)
+}
+
+/// While every worker waits on the database (a lock holds its batch), the next batch
+/// waits for a worker without turning the loop: the daemon uses next to no CPU.
+#[tokio::test]
+async fn the_consumer_idles_while_every_worker_waits_on_the_database() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    let daemon = Daemon::start(
+        &db.url,
+        &amqp,
+        &names,
+        &[
+            ("KEYCLOAK_SYNC__AMQP__WORKERS", "1"),
+            ("KEYCLOAK_SYNC__AMQP__BATCH_SIZE", "10"),
+            ("KEYCLOAK_SYNC__AMQP__BATCH_MAX_WAIT_MS", "20"),
+        ],
+    );
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    let mut holder = PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE keycloak_sync.processed_events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let bodies: Vec<Vec<u8>> = (0..30)
+        .map(|i| {
+            format!(
+                r#"{{"schema":1,"kind":"user","id":"l{i}","time":{},"realmId":"r","type":"LOGIN","userId":"u{i}","sessionId":"s{i}"}}"#,
+                1000 + i
+            )
+            .into_bytes()
+        })
+        .collect();
+    publish(&amqp, &names.exchange, &bodies).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_ticks(daemon.pid());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let used = cpu_ticks(daemon.pid()) - before;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("unlock");
+    // 100 ticks a second: a loop that spins uses about 500 in 5 s.
+    assert!(
+        used < 50,
+        "the daemon used {used} ticks of CPU in 5 s while waiting"
+    );
+    let applied = wait_until(Duration::from_secs(30), || async {
+        count(&store, "SELECT count(*) FROM processed_events").await == 30
+    })
+    .await;
+    assert!(
+        applied,
+        "all applied once the lock went; log:\n{}",
+        daemon.log_text()
+    );
+}

@@ -58,6 +58,8 @@ pub enum ParseError {
     },
     #[error("field `{field}` is missing")]
     Missing { field: String },
+    #[error("a redacted copy of a token message: the token itself was never kept outside the vault, so it cannot be stored from this copy; the application must send the token again")]
+    RedactedToken,
     #[error("a fragment of pretty-printed JSON, not a whole message: a JSONL file holds one compact event per line (compact it with, for example, `jq -c . events.json > events.jsonl`)")]
     Fragment,
 }
@@ -244,7 +246,7 @@ fn read_token(fields: &Fields, id: String) -> Result<Event, ParseError> {
         session_id: fields.id("sessionId")?.map(SessionId::from),
         client_id: fields.id("clientId")?.map(ClientId::from),
         token_type,
-        token: SecretString::from(fields.secret("token", MAX_TOKEN_LEN)?),
+        token: SecretString::from(read_token_value(fields)?),
         expires_at: fields.epoch_ms("expiresAt")?,
         metadata: fields.object("metadata")?.cloned().unwrap_or_default(),
     };
@@ -357,6 +359,15 @@ impl RawEvent {
         .unwrap_or_default();
         Uuid::new_v5(&DERIVED_ID_NAMESPACE, &canonical).to_string()
     }
+}
+
+/// The token of a token message; never the placeholder a redacted copy holds.
+fn read_token_value(fields: &Fields) -> Result<String, ParseError> {
+    let token = fields.secret("token", MAX_TOKEN_LEN)?;
+    if token == crate::core::redact::REDACTED {
+        return Err(ParseError::RedactedToken);
+    }
+    Ok(token)
 }
 
 /// The value of a field an effect needs, or why the event is ignored without it.

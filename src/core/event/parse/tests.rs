@@ -642,3 +642,15 @@ fn an_email_change_through_update_profile_unverifies_the_email() {
     };
     assert_eq!(profile.email_verified, None);
 }
+
+/// A dead-letter copy of a token message holds `[redacted]` in place of the token: storing
+/// that would put a placeholder in the vault, so such a copy is rejected, saying why.
+#[test]
+fn a_redacted_token_message_is_rejected_with_what_to_do() {
+    let copy = r#"{"schema":1,"kind":"token","id":"t-1","time":1,"realmId":"r","userId":"u1","sessionId":"s1","clientId":"web","tokenType":"refresh","token":"[redacted]"}"#;
+    let reason = err(copy);
+    assert!(
+        reason.contains("redacted copy") && reason.contains("must send the token again"),
+        "{reason}"
+    );
+}
