@@ -79,6 +79,7 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
                 max_message_bytes: settings.limits.max_message_bytes,
                 vault_enabled: settings.vault.keys.is_some(),
                 max_clock_skew: settings.limits.max_clock_skew,
+                realms: settings.limits.realms.clone().into(),
             },
             health,
             shutdown: shutdown.clone(),

@@ -20,7 +20,7 @@ use super::{dead_letter_properties, declare_topology, Broker};
 use crate::config::AmqpSettings;
 use crate::core::event::Event;
 use crate::core::intake::{Intake, Rejection};
-use crate::core::redact::redacted;
+use crate::core::redact::dead_letter_copy;
 use crate::now_ms;
 use crate::retry::{Pauses, Policy};
 use crate::store::{ApplyError, EventResult, Store};
@@ -260,7 +260,8 @@ impl Consumer {
             Rejection::NoVault => "token",
             _ => "unknown",
         };
-        tracing::warn!(routing_key = %delivery.routing_key, %reason, "message dead-lettered");
+        // Input is logged escaped (Debug), so no routing key or reason forges a log line.
+        tracing::warn!(routing_key = ?delivery.routing_key.as_str(), reason = ?reason, "message dead-lettered");
         let properties = dead_letter_properties(
             &delivery.properties,
             delivery.routing_key.as_str(),
@@ -274,7 +275,7 @@ impl Consumer {
                 ShortString::from(self.settings.dead_letter_exchange.as_str()),
                 delivery.routing_key.clone(),
                 BasicPublishOptions::default(),
-                &redacted(&delivery.data),
+                &dead_letter_copy(&delivery.data, self.intake.max_message_bytes),
                 properties,
             )
             .await?

@@ -45,6 +45,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
             max_message_bytes: settings.limits.max_message_bytes,
             vault_enabled: settings.vault.keys.is_some(),
             max_clock_skew: settings.limits.max_clock_skew,
+            realms: settings.limits.realms.clone().into(),
         },
         rejects: args.rejects,
         progress: stderr_is_terminal(),

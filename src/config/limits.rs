@@ -19,7 +19,15 @@ const MAX_CLOCK_SKEW: Key = Key::new(
     "events timed further in the future are rejected; 0: no limit",
 );
 
-pub const KEYS: &[Key] = &[MAX_MESSAGE_BYTES, MAX_CLOCK_SKEW];
+const REALMS: Key = Key::new(
+    "limits.realms",
+    Some(""),
+    Shown::Plain,
+    "empty: every realm; else the realm ids whose events are applied, comma-separated",
+);
+
+pub const KEYS: &[Key] = &[MAX_MESSAGE_BYTES, MAX_CLOCK_SKEW, REALMS];
+pub const LIST_KEYS: &[&str] = &[REALMS.name];
 
 #[derive(Debug, Clone)]
 pub struct LimitsSettings {
@@ -28,6 +36,8 @@ pub struct LimitsSettings {
     /// An event timed further ahead of this host's clock is rejected: it would win every
     /// last-writer-wins and outlive every revocation until its time came.
     pub max_clock_skew: Option<Duration>,
+    /// Realm ids whose events are applied; empty: all. Others are ignored and counted.
+    pub realms: Vec<String>,
 }
 
 impl LimitsSettings {
@@ -36,6 +46,12 @@ impl LimitsSettings {
         Ok(LimitsSettings {
             max_message_bytes: values.at_least(&MAX_MESSAGE_BYTES, 1024)?,
             max_clock_skew: (!skew.is_zero()).then_some(skew),
+            realms: values
+                .optional::<Vec<String>>(&REALMS)?
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| !r.is_empty())
+                .collect(),
         })
     }
 }

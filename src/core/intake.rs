@@ -1,9 +1,10 @@
 //! The front of the apply path shared by every input: parse a message and decide
 //! whether this deployment can take it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::event::{parse_message, Action, Event, ParseError};
+use crate::core::event::{parse_message, Action, Event, Ignored, ParseError};
 
 /// Why a message is rejected; its text goes to the rejects file or the dead-letter headers.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -37,13 +38,16 @@ impl Rejection {
 }
 
 /// What this deployment accepts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Intake {
     pub max_message_bytes: usize,
     /// Token messages are rejected (not ignored, so they can be replayed later) without a vault.
     pub vault_enabled: bool,
     /// How far ahead of this host's clock an event may be timed.
     pub max_clock_skew: Option<Duration>,
+    /// Realm ids whose events are applied; empty: every realm. Events of others are
+    /// recorded as ignored (`other_realm`), never applied — tokens included.
+    pub realms: Arc<[String]>,
 }
 
 impl Intake {
@@ -63,6 +67,12 @@ impl Intake {
                 });
             }
         }
+        if !self.realms.is_empty() && !self.realms.iter().any(|r| *r == *event.realm_id) {
+            return Ok(Event {
+                action: Action::Ignore(Ignored::OtherRealm),
+                ..event
+            });
+        }
         if matches!(event.action, Action::StoreToken(_)) && !self.vault_enabled {
             return Err(Rejection::NoVault);
         }
@@ -75,11 +85,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn events_of_realms_off_the_allow_list_are_ignored_as_other_realm() {
+        let intake = Intake {
+            max_message_bytes: 1 << 20,
+            vault_enabled: false,
+            max_clock_skew: None,
+            realms: Arc::from(["acme-id".to_string()]),
+        };
+        let login = |realm: &str| {
+            format!(
+                r#"{{"schema":1,"kind":"user","id":"x","time":1,"realmId":"{realm}","type":"LOGIN","userId":"u"}}"#
+            )
+        };
+        let ours = intake.accept(login("acme-id").as_bytes()).expect("ours");
+        assert!(matches!(ours.action, Action::Login { .. }));
+        let other = intake.accept(login("evil-id").as_bytes()).expect("valid");
+        assert_eq!(other.action, Action::Ignore(Ignored::OtherRealm));
+        // A token of another realm is not even a vault question.
+        let token = r#"{"schema":1,"kind":"token","id":"t","time":1,"realmId":"evil-id","userId":"u","tokenType":"refresh","token":"SECRET"}"#;
+        let ignored = intake
+            .accept(token.as_bytes())
+            .expect("ignored, not rejected");
+        assert_eq!(ignored.action, Action::Ignore(Ignored::OtherRealm));
+    }
+
+    #[test]
     fn events_timed_beyond_the_clock_skew_are_rejected_with_that_reason() {
         let intake = Intake {
             max_message_bytes: 1 << 20,
             vault_enabled: true,
             max_clock_skew: Some(Duration::from_secs(300)),
+            realms: Arc::from([]),
         };
         let login = |time: i64| {
             format!(
@@ -104,7 +140,7 @@ mod tests {
         );
         let unlimited = Intake {
             max_clock_skew: None,
-            ..intake
+            ..intake.clone()
         };
         assert!(unlimited
             .accept_at(login(now + 3_600_000).as_bytes(), now)

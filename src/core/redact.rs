@@ -32,6 +32,30 @@ pub fn redacted(body: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
+/// What a dead-letter copy keeps of a body: [`redacted`], or for a body over
+/// `max_bytes` (never parsed), at most its first 4 KiB — if nothing in them could be a
+/// token — and its length.
+pub fn dead_letter_copy(body: &[u8], max_bytes: usize) -> Cow<'_, [u8]> {
+    const KEPT: usize = 4096;
+    if body.len() <= max_bytes {
+        return redacted(body);
+    }
+    let head = &body[..body.len().min(KEPT)];
+    let mut copy = if could_hide_a_secret(head) {
+        Vec::new()
+    } else {
+        head.to_vec()
+    };
+    copy.extend_from_slice(
+        format!(
+            "[truncated: {} bytes in all, over limits.max_message_bytes]",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    Cow::Owned(copy)
+}
+
 /// [`redacted`] as text for reports: invalid UTF-8 shown lossily.
 pub fn redacted_text(body: &[u8]) -> String {
     String::from_utf8_lossy(&redacted(body)).into_owned()
@@ -114,6 +138,19 @@ mod tests {
                 "{copy}"
             );
         }
+    }
+
+    #[test]
+    fn oversized_bodies_are_never_parsed_and_their_copy_is_short() {
+        let mut huge = br#"{"kind":"user","pad":""#.to_vec();
+        huge.extend(std::iter::repeat_n(b'x', 16 << 20));
+        let copy = dead_letter_copy(&huge, 1 << 20);
+        assert!(copy.len() < 5000, "{} bytes kept", copy.len());
+        assert!(String::from_utf8_lossy(&copy).contains("truncated"));
+        let mut token = br#"{"kind":"token","token":"SECRET"#.to_vec();
+        token.extend(std::iter::repeat_n(b'x', 2 << 20));
+        let copy = dead_letter_copy(&token, 1 << 20);
+        assert!(!String::from_utf8_lossy(&copy).contains("SECRET"));
     }
 
     #[test]

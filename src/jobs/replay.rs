@@ -110,6 +110,20 @@ impl Source {
     }
 }
 
+/// A file only its owner may read (rejected lines are input, whatever was redacted).
+fn create_private(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode on open: narrow it too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 /// One batch handed from the reader thread to the applier.
 struct Chunk {
     events: Vec<Event>,
@@ -129,7 +143,7 @@ pub async fn replay(
     let (reader, total_bytes) = source.open()?;
     let mut rejects_out = match &options.rejects {
         Some(path) => {
-            Some(BufWriter::new(File::create(path).with_context(|| {
+            Some(BufWriter::new(create_private(path).with_context(|| {
                 format!("cannot create {}", path.display())
             })?))
         }

@@ -62,16 +62,18 @@ pub async fn rotate(
     );
     let mut report = RotationReport::default();
     let mut batches = 0u64;
+    let mut after = String::from("00000000-0000-0000-0000-000000000000");
     while options.max_batches.is_none_or(|max| batches < max) {
-        let done = rotate_batch(store, keys, options.batch_size).await?;
+        let done = rotate_batch(store, keys, options.batch_size, &after).await?;
         batches += 1;
         report.rotated += done.rotated;
         report.raced += done.raced;
         report.failed += done.failed;
         progress.inc(done.rotated);
-        // Nothing left, or only rows that cannot be opened (counted as failed).
-        if done.read == 0 || done.rotated + done.raced == 0 {
-            break;
+        // Rows that cannot be opened (counted as failed) are passed over, not read again.
+        match done.last_id {
+            Some(last) => after = last,
+            None => break,
         }
     }
     progress.finish();

@@ -117,7 +117,7 @@ impl Store {
                     }
                 }
                 Err(ApplyError::Rejected(error)) if part.len() == 1 => {
-                    tracing::warn!(event_id = %events[part[0]].id, %error, "event cannot be applied");
+                    tracing::warn!(event_id = ?events[part[0]].id.as_str(), %error, "event cannot be applied");
                     results[part[0]] = Some(Err(Rejection::Database(error.to_string())));
                     refused.push(error);
                 }

@@ -204,7 +204,7 @@ pub async fn purge_expired(store: &Store) -> Result<u64, sqlx::Error> {
 }
 
 /// What one batch of a rotation did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct RotatedBatch {
     /// Rows read in this batch (0: the pass is over).
     pub read: u64,
@@ -212,6 +212,8 @@ pub struct RotatedBatch {
     /// Rows another writer changed between read and re-encryption.
     pub raced: u64,
     pub failed: u64,
+    /// The last row id read: the next batch starts after it.
+    pub last_id: Option<String>,
 }
 
 /// Rows not under the active key.
@@ -225,30 +227,38 @@ pub async fn rows_to_rotate(store: &Store, keys: &KeyRing) -> Result<i64, VaultE
     Ok(count)
 }
 
-/// Re-encrypts up to `batch` rows under a retired key of the ring, in one transaction.
-/// Each row is rewritten only if it still holds what was read (same version and key), so
-/// a token written meanwhile by the daemon is never lost. Resumable: each call picks up
-/// what is left. Rows are found through the `key_id` index, so each batch reads only
-/// rows still to rotate.
+/// Re-encrypts up to `batch` rows under a retired key of the ring after row id `after`,
+/// in one transaction. Each row is rewritten only if it still holds what was read (same
+/// version and key), so a token written meanwhile by the daemon is never lost. Paged by
+/// id, so rows that cannot be opened are passed over, not read again; a later run picks
+/// up what is left.
 pub async fn rotate_batch(
     store: &Store,
     keys: &KeyRing,
     batch: i64,
+    after: &str,
 ) -> Result<RotatedBatch, VaultError> {
     let retired: Vec<&str> = keys
         .key_ids()
         .filter(|id| *id != keys.active_id())
         .collect();
     let mut tx = store.begin().await?;
-    let sql =
-        format!("{SELECT_ROWS} WHERE key_id = ANY($1::text[]) LIMIT $2 FOR UPDATE SKIP LOCKED");
+    let sql = format!(
+        "{SELECT_ROWS} WHERE key_id = ANY($1::text[]) AND id > $3::uuid
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+    );
     let rows = query(&sql)
         .bind(&retired)
         .bind(batch)
+        .bind(after)
         .fetch_all(&mut *tx)
         .await?;
     let mut outcome = RotatedBatch {
         read: rows.len() as u64,
+        last_id: match rows.last() {
+            Some(row) => Some(row.try_get::<String, _>("id")?),
+            None => None,
+        },
         ..RotatedBatch::default()
     };
     // Per rewritten row: id, old key, version read, and the new sealing.

@@ -87,17 +87,30 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_rest_applies() 
         br#"{"schema":3,"kind":"user","id":"c","time":1,"realmId":"r","type":"LOGIN","userId":"u1"}"#.to_vec(),
         br#"{"schema":1,"kind":"user","id":"d","time":"late","realmId":"r","type":"LOGIN","userId":"u1"}"#.to_vec(),
         br#"{"schema":1,"kind":"token","id":"e","time":5,"realmId":"r","userId":"u1","tokenType":"refresh","token":"SECRET-TOKEN-77"}"#.to_vec(),
+        // The key escaped, the token still a token.
+        br#"{"schema":1,"kind":"token","id":"f","time":5,"realmId":"r","userId":"u1","tokenType":"bogus","tok\u0065n":"SECRET-TOKEN-78"}"#.to_vec(),
+        // Over limits.max_message_bytes: never parsed, its copy truncated.
+        format!(
+            r#"{{"schema":1,"kind":"user","id":"big","time":1,"realmId":"r","type":"REGISTER","userId":"u9","details":{{"note":"{}"}}}}"#,
+            "n".repeat(10_000)
+        )
+        .into_bytes(),
         LOGIN.as_bytes().to_vec(),
     ];
     publish(&amqp, &names.exchange, &bodies).await;
-    let daemon = Daemon::start(&db.url, &amqp, &names, &[]);
+    let daemon = Daemon::start(
+        &db.url,
+        &amqp,
+        &names,
+        &[("KEYCLOAK_SYNC__LIMITS__MAX_MESSAGE_BYTES", "4096")],
+    );
     let dead_lettered = wait_until(Duration::from_secs(30), || async {
-        queue_depth(&amqp, &names.dlq).await == 4
+        queue_depth(&amqp, &names.dlq).await == 6
     })
     .await;
     assert!(
         dead_lettered,
-        "expected 4 dead-lettered messages; log:\n{}",
+        "expected 6 dead-lettered messages; log:\n{}",
         daemon.log_text()
     );
     let store = db.store().await;
@@ -138,7 +151,20 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_rest_applies() 
         bodies_seen.push(String::from_utf8_lossy(&message.delivery.data).into_owned());
     }
     reasons.sort();
-    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert_eq!(reasons.len(), 6, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("over the limit of 4096")),
+        "{reasons:?}"
+    );
+    let oversized = bodies_seen
+        .iter()
+        .find(|b| b.contains("truncated"))
+        .expect("the oversized copy");
+    assert!(
+        oversized.len() < 4096 + 200,
+        "{} bytes kept",
+        oversized.len()
+    );
     assert!(
         reasons.iter().any(|r| r.starts_with("truncated JSON")),
         "{reasons:?}"
@@ -159,14 +185,13 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_rest_applies() 
         reasons.iter().any(|r| r.contains("no vault key ring")),
         "{reasons:?}"
     );
-    assert!(
-        bodies_seen.iter().all(|b| !b.contains("SECRET-TOKEN-77")),
-        "token in a dead-letter copy"
-    );
-    assert!(
-        !daemon.log_text().contains("SECRET-TOKEN-77"),
-        "token in the log"
-    );
+    for secret in ["SECRET-TOKEN-77", "SECRET-TOKEN-78"] {
+        assert!(
+            bodies_seen.iter().all(|b| !b.contains(secret)),
+            "token in a dead-letter copy"
+        );
+        assert!(!daemon.log_text().contains(secret), "token in the log");
+    }
     let _ = connection
         .close(200, lapin::types::ShortString::from("done"))
         .await;
@@ -178,17 +203,13 @@ async fn dead_lettered_messages_can_be_replayed_after_a_fix() {
     let amqp = amqp_url();
     let names = Names::random();
     declare(&amqp, &names).await;
-    let big = format!(
-        r#"{{"schema":1,"kind":"user","id":"big","time":1,"realmId":"r","type":"REGISTER","userId":"u9","details":{{"username":"bob","note":"{}"}}}}"#,
-        "n".repeat(3000)
+    // Timed a day ahead of this host's clock: rejected until the limit is lifted.
+    let ahead = keycloak_sync::now_ms() + 86_400_000;
+    let early = format!(
+        r#"{{"schema":1,"kind":"user","id":"early","time":{ahead},"realmId":"r","type":"REGISTER","userId":"u9","details":{{"username":"bob"}}}}"#
     );
-    publish(&amqp, &names.exchange, &[big.into_bytes()]).await;
-    let mut daemon = Daemon::start(
-        &db.url,
-        &amqp,
-        &names,
-        &[("KEYCLOAK_SYNC__LIMITS__MAX_MESSAGE_BYTES", "2048")],
-    );
+    publish(&amqp, &names.exchange, &[early.into_bytes()]).await;
+    let mut daemon = Daemon::start(&db.url, &amqp, &names, &[]);
     assert!(
         wait_until(Duration::from_secs(30), || async {
             queue_depth(&amqp, &names.dlq).await == 1
@@ -215,7 +236,7 @@ async fn dead_lettered_messages_can_be_replayed_after_a_fix() {
     let listing = cli(&["dlq", "list"]);
     let text = String::from_utf8_lossy(&listing.stdout);
     assert!(
-        text.contains(": 1 messages") && text.contains("over the limit of 2048"),
+        text.contains(": 1 messages") && text.contains("limits.max_clock_skew_secs"),
         "{text}"
     );
     assert_eq!(
@@ -230,7 +251,12 @@ async fn dead_lettered_messages_can_be_replayed_after_a_fix() {
         text.contains("requeued 1") && text.contains("0 left"),
         "{text}"
     );
-    let daemon = Daemon::start(&db.url, &amqp, &names, &[]);
+    let daemon = Daemon::start(
+        &db.url,
+        &amqp,
+        &names,
+        &[("KEYCLOAK_SYNC__LIMITS__MAX_CLOCK_SKEW_SECS", "0")],
+    );
     let store = db.store().await;
     let applied = wait_until(Duration::from_secs(30), || async {
         count(&store, "SELECT count(*) FROM users WHERE id = 'u9'").await == 1

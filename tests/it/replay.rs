@@ -101,6 +101,12 @@ async fn bad_lines_are_rejected_with_reasons_and_the_rest_is_applied() {
         "token leaked to the log: {stderr}"
     );
 
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&rejects)
+        .expect("rejects file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the rejects file is its owner's only");
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&rejects)
         .expect("rejects file")
         .lines()

@@ -576,3 +576,50 @@ async fn an_admin_session_delete_drops_offline_tokens_only_for_the_offline_sessi
         );
     }
 }
+
+/// Rows that cannot be opened (corrupted, or sealed under a key no longer in the ring)
+/// are counted and passed over: the rotation pages by id, so they never end it early.
+#[tokio::test]
+async fn rotation_passes_over_rows_it_cannot_open() {
+    let db = TestDb::new().await;
+    let store = vault_store(&db, "k1").await;
+    let tokens: Vec<Event> = (0..5)
+        .map(|i| {
+            token(
+                &format!("t{i}"),
+                1000 + i,
+                "refresh",
+                (&format!("u{i}"), "s", "web"),
+                "opaque",
+                "{}",
+            )
+        })
+        .collect();
+    apply(&store, &tokens).await;
+    // Three corrupted rows sorted before every real one.
+    for i in 1..=3 {
+        sqlx::query(
+            "INSERT INTO auth_vault (id, realm_id, user_id, token_type, key_id, nonce,
+                 ciphertext, issued_at, issued_ver)
+             VALUES ($1::uuid, 'r', $2, 'refresh', 'k1', '\\x00', '\\x00', now(), '1')",
+        )
+        .bind(format!("00000000-0000-0000-0000-00000000000{i}"))
+        .bind(format!("broken{i}"))
+        .execute(store.pool())
+        .await
+        .expect("corrupted row");
+    }
+    let options = keycloak_sync::jobs::rotation::RotationOptions {
+        batch_size: 2,
+        max_batches: None,
+        progress: false,
+    };
+    let report = keycloak_sync::jobs::rotation::rotate(&store, &ring("k2"), &options)
+        .await
+        .expect("rotate");
+    assert_eq!((report.rotated, report.failed), (5, 3), "{report}");
+    assert_eq!(
+        report.remaining, 3,
+        "only the rows that cannot be opened remain"
+    );
+}

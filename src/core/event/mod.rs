@@ -182,6 +182,8 @@ pub enum Ignored {
     /// It lacks this field, which its effect needs (Keycloak emits UPDATE_PROFILE and
     /// UPDATE_EMAIL without `userId` during a first broker login, for example).
     Missing(&'static str),
+    /// Its realm is not among `limits.realms`.
+    OtherRealm,
 }
 
 impl Ignored {
@@ -191,6 +193,7 @@ impl Ignored {
             Ignored::NoEffect => "no_effect",
             Ignored::Failed => "failed",
             Ignored::Missing(_) => "missing",
+            Ignored::OtherRealm => "other_realm",
         }
     }
 
