@@ -85,6 +85,11 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
             shutdown: shutdown.clone(),
         };
         tasks.spawn(consumer.run());
+        tasks.spawn(crate::amqp::limbo::drain(
+            settings.amqp.clone(),
+            settings.limits.max_message_bytes,
+            shutdown.clone(),
+        ));
         tasks.close();
         shutdown.cancelled().await;
         let grace = settings.daemon.shutdown_grace;

@@ -271,17 +271,22 @@ impl Consumer {
         );
         let confirm = broker
             .publish
+            // Straight to the dead-letter queue: the dead-letter exchange feeds the
+            // internal queue of what the broker dead-letters by itself (see `limbo`).
             .basic_publish(
-                ShortString::from(self.settings.dead_letter_exchange.as_str()),
+                ShortString::from(super::limbo::redacted_exchange(&self.settings)),
                 delivery.routing_key.clone(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 &dead_letter_copy(&delivery.data, self.intake.max_message_bytes),
                 properties,
             )
             .await?
             .await?;
         match confirm {
-            Confirmation::Ack(_) => {
+            Confirmation::Ack(None) => {
                 metrics::dead_lettered(kind, rejection.class());
                 Ok(())
             }

@@ -2,6 +2,7 @@
 
 mod consumer;
 pub mod dlq;
+pub mod limbo;
 pub mod publish;
 
 pub use consumer::Consumer;
@@ -77,7 +78,9 @@ fn long_string(text: &str) -> AMQPValue {
 }
 
 /// Declares the exchange, the quorum queue with its delivery limit and dead-letter
-/// exchange, the dead-letter queue, and the bindings. Idempotent.
+/// exchange, the dead-letter queue, the internal queue the dead-letter exchange feeds
+/// (see `limbo`), and the bindings. Idempotent; a dead-letter queue bound to the
+/// dead-letter exchange by an earlier version is unbound.
 pub async fn declare_topology(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions {
         durable: true,
@@ -111,12 +114,47 @@ pub async fn declare_topology(channel: &Channel, settings: &AmqpSettings) -> lap
             table(&[("x-queue-type", quorum.clone())]),
         )
         .await?;
+    let redacted = limbo::redacted_exchange(settings);
+    channel
+        .exchange_declare(
+            ShortString::from(redacted.as_str()),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
     channel
         .queue_bind(
             ShortString::from(settings.dead_letter_queue.as_str()),
+            ShortString::from(redacted.as_str()),
+            ShortString::from(""),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let limbo = limbo::limbo_queue(settings);
+    channel
+        .queue_declare(
+            ShortString::from(limbo.as_str()),
+            queue_options,
+            table(&[("x-queue-type", quorum.clone())]),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            ShortString::from(limbo.as_str()),
             ShortString::from(settings.dead_letter_exchange.as_str()),
             ShortString::from(""),
             QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    // Copies reach the dead-letter queue only redacted, through the daemon.
+    channel
+        .queue_unbind(
+            ShortString::from(settings.dead_letter_queue.as_str()),
+            ShortString::from(settings.dead_letter_exchange.as_str()),
+            ShortString::from(""),
             FieldTable::default(),
         )
         .await?;

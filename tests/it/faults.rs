@@ -232,3 +232,102 @@ async fn the_consumer_idles_while_every_worker_waits_on_the_database() {
         daemon.log_text()
     );
 }
+
+/// RabbitMQ dead-letters by itself a message redelivered more than
+/// `amqp.delivery_limit` times (here: token messages held while the daemon was killed
+/// twice). Such copies reach the dead-letter queue only through the daemon, redacted,
+/// with the reason `delivery_limit`.
+#[tokio::test]
+async fn tokens_the_broker_dead_letters_reach_the_dlq_redacted() {
+    use base64::Engine;
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    let keys = format!(
+        "k1:{}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let env = [
+        ("KEYCLOAK_SYNC__VAULT__KEYS", keys.as_str()),
+        ("KEYCLOAK_SYNC__VAULT__ACTIVE_KEY", "k1"),
+        ("KEYCLOAK_SYNC__AMQP__DELIVERY_LIMIT", "1"),
+    ];
+    let mut daemon = Daemon::start(&db.url, &amqp, &names, &env);
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    // Every batch waits on this lock: the tokens stay delivered and unacknowledged.
+    let mut holder = PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE keycloak_sync.processed_events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let tokens: Vec<Vec<u8>> = (1..=3)
+        .map(|i| {
+            format!(
+                r#"{{"schema":1,"kind":"token","id":"t{i}","time":1000,"realmId":"r","userId":"u{i}","sessionId":"s{i}","clientId":"web","tokenType":"refresh","token":"SECRET-DL-{i}"}}"#
+            )
+            .into_bytes()
+        })
+        .collect();
+    publish(&amqp, &names.exchange, &tokens).await;
+    for round in 0..2 {
+        let held = wait_until(Duration::from_secs(20), || async {
+            queue_depth(&amqp, &names.queue).await == 0
+        })
+        .await;
+        assert!(held, "round {round}: the daemon holds the tokens");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        daemon.kill9().await;
+        daemon = Daemon::start(&db.url, &amqp, &names, &env);
+        daemon.wait_ready(Duration::from_secs(30)).await;
+    }
+    let forwarded = wait_until(Duration::from_secs(30), || async {
+        queue_depth(&amqp, &names.dlq).await == 3
+    })
+    .await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("unlock");
+    assert!(
+        forwarded,
+        "three copies in the DLQ; log:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        queue_depth(&amqp, &format!("{}.limbo", names.dlq)).await,
+        0,
+        "nothing left in the internal queue"
+    );
+    let connection = amqp_connect(&amqp).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let mut seen = 0;
+    while let Some(message) = channel
+        .basic_get(
+            lapin::types::ShortString::from(names.dlq.as_str()),
+            lapin::options::BasicGetOptions::default(),
+        )
+        .await
+        .expect("get")
+    {
+        seen += 1;
+        let body = String::from_utf8_lossy(&message.delivery.data).into_owned();
+        assert!(
+            !body.contains("SECRET-DL"),
+            "plaintext token in the DLQ: {body}"
+        );
+        let reason = keycloak_sync::amqp::header_text(
+            &message.delivery.properties,
+            keycloak_sync::amqp::REASON_HEADER,
+        )
+        .unwrap_or_default();
+        assert!(reason.starts_with("delivery_limit"), "{reason}");
+    }
+    assert_eq!(seen, 3);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM auth_vault").await,
+        0,
+        "the broker gave up on them: nothing stored"
+    );
+    assert!(!daemon.log_text().contains("SECRET-DL"), "token in the log");
+}
