@@ -189,7 +189,8 @@ impl Consumer {
         let mut event_index = Vec::with_capacity(batch.len());
         let mut rejected: Vec<(usize, Rejection)> = Vec::new();
         for (i, delivery) in batch.iter().enumerate() {
-            match self.intake.accept(&delivery.data) {
+            let publisher = delivery.properties.user_id().as_ref().map(|u| u.as_str());
+            match self.intake.accept_from(&delivery.data, publisher) {
                 Ok(event) => {
                     events.push(event);
                     event_index.push(i);

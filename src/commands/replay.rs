@@ -46,6 +46,8 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
             vault_enabled: settings.vault.keys.is_some(),
             max_clock_skew: settings.limits.max_clock_skew,
             realms: settings.limits.realms.clone().into(),
+            event_publishers: settings.amqp.event_publishers.clone().into(),
+            token_publishers: settings.amqp.token_publishers.clone().into(),
         },
         rejects: args.rejects,
         progress: stderr_is_terminal(),

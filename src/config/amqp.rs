@@ -45,6 +45,21 @@ const BATCH_MAX_WAIT: Key = Key::new("amqp.batch_max_wait_ms", Some("20"), Shown
 const WORKERS: Key = Key::new("amqp.workers", Some("3"), Shown::Plain, "");
 const DELIVERY_LIMIT: Key = Key::new("amqp.delivery_limit", Some("10"), Shown::Plain, "");
 const RECONNECT_MAX: Key = Key::new("amqp.reconnect_max_secs", Some("30"), Shown::Plain, "");
+const EVENT_PUBLISHERS: Key = Key::new(
+    "amqp.event_publishers",
+    Some(""),
+    Shown::Plain,
+    "empty: anyone; else the broker users whose Keycloak events are taken, comma-separated",
+);
+const TOKEN_PUBLISHERS: Key = Key::new(
+    "amqp.token_publishers",
+    Some(""),
+    Shown::Plain,
+    "empty: anyone; else the broker users whose token messages are taken, comma-separated",
+);
+
+/// Keys whose values are comma-separated lists in the environment.
+pub const LIST_KEYS: &[&str] = &[EVENT_PUBLISHERS.name, TOKEN_PUBLISHERS.name];
 
 pub const KEYS: &[Key] = &[
     URL,
@@ -62,6 +77,8 @@ pub const KEYS: &[Key] = &[
     WORKERS,
     DELIVERY_LIMIT,
     RECONNECT_MAX,
+    EVENT_PUBLISHERS,
+    TOKEN_PUBLISHERS,
 ];
 
 #[derive(Debug, Clone)]
@@ -87,6 +104,10 @@ pub struct AmqpSettings {
     pub delivery_limit: u32,
     /// Ceiling of the wait between reconnection attempts.
     pub reconnect_max: Duration,
+    /// Broker users (RabbitMQ checks a message's `user_id` against its connection's user)
+    /// whose events, and whose token messages, are taken; empty: anyone.
+    pub event_publishers: Vec<String>,
+    pub token_publishers: Vec<String>,
 }
 
 impl AmqpSettings {
@@ -111,6 +132,17 @@ impl AmqpSettings {
             workers: values.at_least(&WORKERS, 1)?,
             delivery_limit: values.at_least(&DELIVERY_LIMIT, 1)?,
             reconnect_max: values.secs(&RECONNECT_MAX)?.max(Duration::from_secs(1)),
+            event_publishers: list(values, &EVENT_PUBLISHERS)?,
+            token_publishers: list(values, &TOKEN_PUBLISHERS)?,
         })
     }
+}
+
+fn list(values: &Values, key: &Key) -> Result<Vec<String>, ConfigError> {
+    Ok(values
+        .optional::<Vec<String>>(key)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| !v.is_empty())
+        .collect())
 }

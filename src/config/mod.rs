@@ -107,7 +107,10 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
         for key in KEYS.iter() {
-            if keycloak::LIST_KEYS.contains(&key.name) || limits::LIST_KEYS.contains(&key.name) {
+            if keycloak::LIST_KEYS.contains(&key.name)
+                || limits::LIST_KEYS.contains(&key.name)
+                || amqp::LIST_KEYS.contains(&key.name)
+            {
                 builder = builder.set_default(key.name, Vec::<String>::new())?;
             } else if let Some(default) = key.default {
                 builder = builder.set_default(key.name, default)?;
@@ -125,7 +128,11 @@ impl Settings {
             .separator("__")
             .try_parsing(true)
             .list_separator(",");
-        for list in keycloak::LIST_KEYS.iter().chain(limits::LIST_KEYS) {
+        for list in keycloak::LIST_KEYS
+            .iter()
+            .chain(limits::LIST_KEYS)
+            .chain(amqp::LIST_KEYS)
+        {
             environment = environment.with_list_parse_key(list);
         }
         let merged = builder.add_source(environment.source(env)).build()?;

@@ -21,6 +21,14 @@ pub enum Rejection {
          win every later change"
     )]
     FromTheFuture { ahead_secs: i64, limit_secs: u64 },
+    #[error(
+        "published by {}, not among amqp.{kind}_publishers",
+        publisher.as_deref().map_or("a connection that set no user_id".to_string(), |u| format!("broker user {u:?}"))
+    )]
+    Publisher {
+        kind: &'static str,
+        publisher: Option<String>,
+    },
     #[error("{0}")]
     Database(String),
 }
@@ -32,6 +40,7 @@ impl Rejection {
             Rejection::Parse(_) => "invalid",
             Rejection::NoVault => "no_vault",
             Rejection::FromTheFuture { .. } => "future_time",
+            Rejection::Publisher { .. } => "publisher",
             Rejection::Database(_) => "database",
         }
     }
@@ -48,11 +57,31 @@ pub struct Intake {
     /// Realm ids whose events are applied; empty: every realm. Events of others are
     /// recorded as ignored (`other_realm`), never applied — tokens included.
     pub realms: Arc<[String]>,
+    /// Broker users whose events, and whose token messages, are taken; empty: anyone.
+    pub event_publishers: Arc<[String]>,
+    pub token_publishers: Arc<[String]>,
 }
 
 impl Intake {
     pub fn accept(&self, bytes: &[u8]) -> Result<Event, Rejection> {
         self.accept_at(bytes, crate::now_ms())
+    }
+
+    /// [`accept`](Self::accept) for a message from the broker: `publisher` is its
+    /// `user_id`, which RabbitMQ has checked against the publishing connection's user.
+    pub fn accept_from(&self, bytes: &[u8], publisher: Option<&str>) -> Result<Event, Rejection> {
+        let event = self.accept(bytes)?;
+        let (kind, allowed) = match event.kind {
+            crate::core::event::Kind::Token => ("token", &self.token_publishers),
+            _ => ("event", &self.event_publishers),
+        };
+        if !allowed.is_empty() && !publisher.is_some_and(|p| allowed.iter().any(|a| a == p)) {
+            return Err(Rejection::Publisher {
+                kind,
+                publisher: publisher.map(str::to_string),
+            });
+        }
+        Ok(event)
     }
 
     /// [`accept`](Self::accept) with the clock given (epoch ms).
@@ -91,6 +120,8 @@ mod tests {
             vault_enabled: false,
             max_clock_skew: None,
             realms: Arc::from(["acme-id".to_string()]),
+            event_publishers: Arc::from([]),
+            token_publishers: Arc::from([]),
         };
         let login = |realm: &str| {
             format!(
@@ -116,6 +147,8 @@ mod tests {
             vault_enabled: true,
             max_clock_skew: Some(Duration::from_secs(300)),
             realms: Arc::from([]),
+            event_publishers: Arc::from([]),
+            token_publishers: Arc::from([]),
         };
         let login = |time: i64| {
             format!(

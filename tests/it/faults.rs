@@ -331,3 +331,127 @@ async fn tokens_the_broker_dead_letters_reach_the_dlq_redacted() {
     );
     assert!(!daemon.log_text().contains("SECRET-DL"), "token in the log");
 }
+
+/// `amqp.token_publishers` / `amqp.event_publishers`: RabbitMQ checks a message's
+/// `user_id` against its connection's user, so the daemon can take tokens only from the
+/// applications meant to send them. Tested with a second broker user.
+#[tokio::test]
+async fn messages_from_the_wrong_publisher_are_dead_lettered_with_the_reason() {
+    let node = std::env::var("KCS_RABBITMQ_NODE")
+        .unwrap_or_else(|_| "keycloak-sync-56729@localhost".to_string());
+    let app_user = format!(
+        "kcs-app-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let rabbitmqctl = |args: &[&str]| {
+        let status = Command::new("rabbitmqctl")
+            .args(["-q", "-n", &node])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("rabbitmqctl");
+        assert!(status.success(), "rabbitmqctl {args:?}");
+    };
+    rabbitmqctl(&["add_user", &app_user, "app-pass"]);
+    rabbitmqctl(&["set_permissions", "-p", "/", &app_user, ".*", ".*", ".*"]);
+
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    declare(&amqp, &names).await;
+    let app_amqp = amqp.replacen("guest:guest", &format!("{app_user}:app-pass"), 1);
+    // (publisher url, user_id, body)
+    let exchange = names.exchange.clone();
+    let send = |url: String, user: Option<String>, body: String| {
+        let exchange = exchange.clone();
+        async move {
+            let connection = amqp_connect(&url).await;
+            let channel = connection.create_channel().await.expect("channel");
+            let mut properties = lapin::BasicProperties::default().with_delivery_mode(2);
+            if let Some(user) = user {
+                properties = properties.with_user_id(lapin::types::ShortString::from(user));
+            }
+            channel
+                .basic_publish(
+                    lapin::types::ShortString::from(exchange.as_str()),
+                    lapin::types::ShortString::from("kc.acme.any"),
+                    lapin::options::BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    properties,
+                )
+                .await
+                .expect("publish");
+            let _ = connection
+                .close(200, lapin::types::ShortString::from("done"))
+                .await;
+        }
+    };
+    let login = |id: &str| {
+        format!(
+            r#"{{"schema":1,"kind":"user","id":"{id}","time":1000,"realmId":"r","type":"LOGIN","userId":"u-{id}","sessionId":"s-{id}"}}"#
+        )
+    };
+    let token = r#"{"schema":1,"kind":"token","id":"tk","time":1000,"realmId":"r","userId":"u1","tokenType":"refresh","token":"SECRET-PUB-1"}"#;
+    // Keycloak's provider logs in as guest; only the application may send tokens.
+    send(amqp.clone(), Some("guest".into()), login("from-keycloak")).await;
+    send(app_amqp.clone(), Some(app_user.clone()), login("from-app")).await;
+    send(amqp.clone(), None, login("anonymous")).await;
+    send(amqp.clone(), Some("guest".into()), token.to_string()).await;
+    let daemon = Daemon::start(
+        &db.url,
+        &amqp,
+        &names,
+        &[
+            ("KEYCLOAK_SYNC__AMQP__EVENT_PUBLISHERS", "guest"),
+            ("KEYCLOAK_SYNC__AMQP__TOKEN_PUBLISHERS", app_user.as_str()),
+        ],
+    );
+    let settled = wait_until(Duration::from_secs(30), || async {
+        queue_depth(&amqp, &names.dlq).await == 3
+            && count(&store, "SELECT count(*) FROM processed_events").await == 1
+    })
+    .await;
+    rabbitmqctl(&["delete_user", &app_user]);
+    assert!(
+        settled,
+        "one applied, three dead-lettered; log:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM users WHERE id = 'u-from-keycloak'"
+        )
+        .await,
+        1
+    );
+    let connection = amqp_connect(&amqp).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let mut reasons = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            lapin::types::ShortString::from(names.dlq.as_str()),
+            lapin::options::BasicGetOptions::default(),
+        )
+        .await
+        .expect("get")
+    {
+        reasons.push(
+            keycloak_sync::amqp::header_text(
+                &message.delivery.properties,
+                keycloak_sync::amqp::REASON_HEADER,
+            )
+            .unwrap_or_default(),
+        );
+    }
+    reasons.sort();
+    let mut expected = vec![
+        format!("published by broker user {app_user:?}, not among amqp.event_publishers"),
+        "published by broker user \"guest\", not among amqp.token_publishers".to_string(),
+        "published by a connection that set no user_id, not among amqp.event_publishers"
+            .to_string(),
+    ];
+    expected.sort();
+    assert_eq!(reasons, expected);
+}

@@ -230,7 +230,7 @@ public final class Publisher implements EventSink, AutoCloseable {
         return Delivery.delivered(unroutable);
     }
 
-    private static AMQP.BasicProperties properties(Outgoing message) {
+    private AMQP.BasicProperties properties(Outgoing message) {
         return new AMQP.BasicProperties.Builder()
                 .deliveryMode(2)
                 .contentType("application/json")
@@ -238,7 +238,21 @@ public final class Publisher implements EventSink, AutoCloseable {
                 .timestamp(new Date(message.time))
                 .type(message.type)
                 .appId("keycloak-sync-spi")
+                // RabbitMQ checks it against the connection's user, so consumers can tell
+                // who published (keycloak-sync's amqp.event_publishers).
+                .userId(brokerUser(settings.amqpUri))
                 .build();
+    }
+
+    /** The user the connection logs in as: the URI's user info, as the AMQP client reads it. */
+    static String brokerUser(java.net.URI uri) {
+        String info = uri.getRawUserInfo();
+        if (info == null || info.isEmpty()) {
+            return "guest";
+        }
+        int colon = info.indexOf(':');
+        String user = colon < 0 ? info : info.substring(0, colon);
+        return java.net.URLDecoder.decode(user, java.nio.charset.StandardCharsets.UTF_8);
     }
 
     private boolean connected() {

@@ -69,6 +69,8 @@ class RabbitPublisherTest {
             assertEquals("application/json", message.properties.getContentType());
             assertEquals("user.LOGIN", message.properties.getType());
             assertEquals("keycloak-sync-spi", message.properties.getAppId());
+            // The broker checked it against the connection's user.
+            assertEquals("guest", message.properties.getUserId());
             JsonNode body = Envelope.JSON.readTree(message.body);
             assertEquals(body.get("id").asText(), message.properties.getMessageId());
             assertEquals(body.get("time").asLong() / 1000, message.properties.getTimestamp().getTime() / 1000);
