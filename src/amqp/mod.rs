@@ -33,6 +33,8 @@ pub const REASON_HEADER: &str = "x-keycloak-sync-reason";
 pub const ROUTING_KEY_HEADER: &str = "x-original-routing-key";
 pub const EXCHANGE_HEADER: &str = "x-original-exchange";
 pub const DEAD_LETTERED_AT_HEADER: &str = "x-dead-lettered-at";
+/// The broker user that published the original (its `user_id`).
+pub const PUBLISHER_HEADER: &str = "x-original-user-id";
 
 /// One connection with a consuming channel and a publishing channel in confirm mode.
 pub struct Broker {
@@ -212,7 +214,39 @@ pub fn dead_letter_properties(
         ShortString::from(DEAD_LETTERED_AT_HEADER),
         AMQPValue::LongLongInt(now_ms),
     );
-    original.clone().with_delivery_mode(2).with_headers(headers)
+    // The copy is published by keycloak-sync's own broker user: RabbitMQ refuses a
+    // `user_id` naming anyone else, so the original publisher moves to a header.
+    if let Some(user) = original.user_id() {
+        headers.insert(
+            ShortString::from(PUBLISHER_HEADER),
+            long_string(user.as_str()),
+        );
+    }
+    let mut copy = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    if let Some(v) = original.content_type() {
+        copy = copy.with_content_type(v.clone());
+    }
+    if let Some(v) = original.content_encoding() {
+        copy = copy.with_content_encoding(v.clone());
+    }
+    if let Some(v) = original.message_id() {
+        copy = copy.with_message_id(v.clone());
+    }
+    if let Some(v) = original.correlation_id() {
+        copy = copy.with_correlation_id(v.clone());
+    }
+    if let Some(v) = original.timestamp() {
+        copy = copy.with_timestamp(*v);
+    }
+    if let Some(v) = original.kind() {
+        copy = copy.with_type(v.clone());
+    }
+    if let Some(v) = original.app_id() {
+        copy = copy.with_app_id(v.clone());
+    }
+    copy
 }
 
 pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
