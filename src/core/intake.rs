@@ -69,8 +69,9 @@ impl Intake {
 
     /// [`accept`](Self::accept) for a message from the broker: `publisher` is its
     /// `user_id`, which RabbitMQ has checked against the publishing connection's user.
+    /// The publisher is checked before anything this deployment could do with it.
     pub fn accept_from(&self, bytes: &[u8], publisher: Option<&str>) -> Result<Event, Rejection> {
-        let event = self.accept(bytes)?;
+        let event = self.read(bytes, crate::now_ms())?;
         let (kind, allowed) = match event.kind {
             crate::core::event::Kind::Token => ("token", &self.token_publishers),
             _ => ("event", &self.event_publishers),
@@ -81,11 +82,17 @@ impl Intake {
                 publisher: publisher.map(str::to_string),
             });
         }
-        Ok(event)
+        self.admit(event)
     }
 
     /// [`accept`](Self::accept) with the clock given (epoch ms).
     pub fn accept_at(&self, bytes: &[u8], now_ms: i64) -> Result<Event, Rejection> {
+        self.admit(self.read(bytes, now_ms)?)
+    }
+
+    /// A Keycloak event or token message, timed no further ahead than allowed; one of a
+    /// realm off the allow-list is ignored.
+    fn read(&self, bytes: &[u8], now_ms: i64) -> Result<Event, Rejection> {
         let event = parse_message(bytes, self.max_message_bytes)?;
         if let Some(limit) = self.max_clock_skew {
             let ahead_ms = event.time.saturating_sub(now_ms);
@@ -102,6 +109,11 @@ impl Intake {
                 ..event
             });
         }
+        Ok(event)
+    }
+
+    /// Whether this deployment can take it: a token needs a vault.
+    fn admit(&self, event: Event) -> Result<Event, Rejection> {
         if matches!(event.action, Action::StoreToken(_)) && !self.vault_enabled {
             return Err(Rejection::NoVault);
         }
