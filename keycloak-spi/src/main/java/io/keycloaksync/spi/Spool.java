@@ -10,6 +10,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.nio.file.attribute.UserPrincipal;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.TreeMap;
@@ -43,6 +46,27 @@ public final class Spool implements Closeable {
     private long records;
     private boolean unsynced;
 
+    /** Events wait here in clear text: only Keycloak's own user may read them. */
+    static final java.util.Set<PosixFilePermission> OWNER_ONLY_DIR = PosixFilePermissions.fromString("rwx------");
+    static final java.util.Set<PosixFilePermission> OWNER_ONLY_FILE = PosixFilePermissions.fromString("rw-------");
+
+    /**
+     * Creates the directory readable by its owner only, or narrows an existing one to that;
+     * refuses one that another user owns (a shared or planted directory).
+     */
+    static void privateDirectory(Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(OWNER_ONLY_DIR));
+        }
+        UserPrincipal owner = Files.getOwner(dir);
+        String self = System.getProperty("user.name");
+        if (!owner.getName().equals(self)) {
+            throw new IOException("the spool directory " + dir + " belongs to " + owner.getName()
+                    + ", not to this process's user " + self + ": give Keycloak a directory of its own (spool-dir)");
+        }
+        Files.setPosixFilePermissions(dir, OWNER_ONLY_DIR);
+    }
+
     public Spool(Path dir, long maxBytes, SpiSettings.FullPolicy policy, long blockMillis, PublisherStats stats)
             throws IOException {
         this.dir = dir;
@@ -50,7 +74,7 @@ public final class Spool implements Closeable {
         this.policy = policy;
         this.blockMillis = blockMillis;
         this.stats = stats;
-        Files.createDirectories(dir);
+        privateDirectory(dir);
         try (DirectoryStream<Path> files = Files.newDirectoryStream(dir, "segment-*.log")) {
             for (Path file : files) {
                 String name = file.getFileName().toString();
@@ -260,8 +284,9 @@ public final class Spool implements Closeable {
     private void openNewSegment() throws IOException {
         closeWriter();
         writeSegment = segments.isEmpty() ? 1 : segments.lastKey() + 1;
-        writer = FileChannel.open(segmentPath(writeSegment), StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE,
-                StandardOpenOption.APPEND);
+        writer = FileChannel.open(segmentPath(writeSegment),
+                java.util.Set.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, StandardOpenOption.APPEND),
+                PosixFilePermissions.asFileAttribute(OWNER_ONLY_FILE));
         segments.put(writeSegment, 0L);
     }
 
@@ -364,6 +389,8 @@ public final class Spool implements Closeable {
         Path file = dir.resolve("position");
         Path temp = dir.resolve("position.tmp");
         long segment = segments.isEmpty() ? 0 : segments.firstKey();
+        Files.deleteIfExists(temp);
+        Files.createFile(temp, PosixFilePermissions.asFileAttribute(OWNER_ONLY_FILE));
         Files.write(temp, (segment + " " + readOffset + "\n").getBytes(StandardCharsets.UTF_8));
         Files.move(temp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }

@@ -38,6 +38,26 @@ class SpoolTest {
     }
 
     @Test
+    void theSpoolIsItsOwnersOnly() throws IOException {
+        Path dir = Files.createTempDirectory("kcs-spool-perm").resolve("spool");
+        try (Spool spool = new Spool(dir, 1 << 20, SpiSettings.FullPolicy.DROP_OLDEST, 0, new PublisherStats())) {
+            spool.append(java.util.List.of(new Outgoing("m", 1, "k", "t", "{}".getBytes(java.nio.charset.StandardCharsets.UTF_8))));
+        }
+        assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(dir)));
+        try (java.util.stream.Stream<Path> files = Files.list(dir)) {
+            for (Path file : (Iterable<Path>) files::iterator) {
+                assertEquals("rw-------",
+                        java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(file)),
+                        file.toString());
+            }
+        }
+        // An existing directory open to others is narrowed.
+        Files.setPosixFilePermissions(dir, java.nio.file.attribute.PosixFilePermissions.fromString("rwxrwxrwx"));
+        Spool.privateDirectory(dir);
+        assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(dir)));
+    }
+
+    @Test
     void messagesComeBackInOrderAndLeaveOnlyWhenConfirmed() throws IOException {
         Spool spool = spool(1 << 20, SpiSettings.FullPolicy.BLOCK);
         spool.append(messages(0, 5));
