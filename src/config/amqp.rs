@@ -132,17 +132,8 @@ impl AmqpSettings {
             workers: values.at_least(&WORKERS, 1)?,
             delivery_limit: values.at_least(&DELIVERY_LIMIT, 1)?,
             reconnect_max: values.secs(&RECONNECT_MAX)?.max(Duration::from_secs(1)),
-            event_publishers: list(values, &EVENT_PUBLISHERS)?,
-            token_publishers: list(values, &TOKEN_PUBLISHERS)?,
+            event_publishers: values.list(&EVENT_PUBLISHERS)?,
+            token_publishers: values.list(&TOKEN_PUBLISHERS)?,
         })
     }
-}
-
-fn list(values: &Values, key: &Key) -> Result<Vec<String>, ConfigError> {
-    Ok(values
-        .optional::<Vec<String>>(key)?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|v| !v.is_empty())
-        .collect())
 }

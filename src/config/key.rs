@@ -80,6 +80,17 @@ pub fn env_name(key: &str) -> String {
 pub struct Values<'a>(pub(super) &'a config::Config);
 
 impl Values<'_> {
+    /// A comma-separated list (in the environment) or an array (in the file); empty
+    /// entries dropped, unset: empty.
+    pub fn list(&self, key: &Key) -> Result<Vec<String>, ConfigError> {
+        Ok(self
+            .optional::<Vec<String>>(key)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .collect())
+    }
+
     /// A value that may be unset (or set to an empty string).
     pub fn optional<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, ConfigError> {
         match self.0.get::<config::Value>(key.name) {

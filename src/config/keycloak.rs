@@ -92,10 +92,8 @@ impl KeycloakSettings {
             .map(|url| Url::parse(url.expose()).map_err(|e| URL.invalid(e.to_string())))
             .transpose()?;
         let realms: Vec<RealmName> = values
-            .optional::<Vec<String>>(&REALMS)?
-            .unwrap_or_default()
+            .list(&REALMS)?
             .into_iter()
-            .filter(|r| !r.is_empty())
             .map(RealmName::from)
             .collect();
         let client_id: Option<String> = values.optional(&CLIENT_ID)?;

@@ -46,12 +46,7 @@ impl LimitsSettings {
         Ok(LimitsSettings {
             max_message_bytes: values.at_least(&MAX_MESSAGE_BYTES, 1024)?,
             max_clock_skew: (!skew.is_zero()).then_some(skew),
-            realms: values
-                .optional::<Vec<String>>(&REALMS)?
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|r| !r.is_empty())
-                .collect(),
+            realms: values.list(&REALMS)?,
         })
     }
 }

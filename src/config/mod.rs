@@ -105,12 +105,11 @@ impl Settings {
         file: Option<&Path>,
         env: Option<HashMap<String, String>>,
     ) -> Result<Self, ConfigError> {
+        let list_keys: Vec<&str> =
+            [keycloak::LIST_KEYS, limits::LIST_KEYS, amqp::LIST_KEYS].concat();
         let mut builder = config::Config::builder();
         for key in KEYS.iter() {
-            if keycloak::LIST_KEYS.contains(&key.name)
-                || limits::LIST_KEYS.contains(&key.name)
-                || amqp::LIST_KEYS.contains(&key.name)
-            {
+            if list_keys.contains(&key.name) {
                 builder = builder.set_default(key.name, Vec::<String>::new())?;
             } else if let Some(default) = key.default {
                 builder = builder.set_default(key.name, default)?;
@@ -128,11 +127,7 @@ impl Settings {
             .separator("__")
             .try_parsing(true)
             .list_separator(",");
-        for list in keycloak::LIST_KEYS
-            .iter()
-            .chain(limits::LIST_KEYS)
-            .chain(amqp::LIST_KEYS)
-        {
+        for list in &list_keys {
             environment = environment.with_list_parse_key(list);
         }
         let merged = builder.add_source(environment.source(env)).build()?;
