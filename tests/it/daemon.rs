@@ -125,30 +125,17 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_rest_applies() 
     assert_eq!(user(&store, "u1").await.login_count, 1);
 
     // The copies carry their reason, and the token is not among them.
-    let connection = amqp_connect(&amqp).await;
-    let channel = connection.create_channel().await.expect("channel");
+    let copies = take_all(&amqp, &names.dlq).await;
     let mut reasons = Vec::new();
     let mut bodies_seen = Vec::new();
-    while let Some(message) = channel
-        .basic_get(
-            lapin::types::ShortString::from(names.dlq.as_str()),
-            lapin::options::BasicGetOptions::default(),
-        )
-        .await
-        .expect("get")
-    {
-        let properties = &message.delivery.properties;
-        reasons.push(
-            keycloak_sync::amqp::header_text(properties, keycloak_sync::amqp::REASON_HEADER)
-                .expect("reason header"),
-        );
+    for copy in copies {
+        reasons.push(copy.reason.expect("reason header"));
         assert_eq!(
-            keycloak_sync::amqp::header_text(properties, keycloak_sync::amqp::ROUTING_KEY_HEADER)
-                .as_deref(),
-            Some(message.delivery.routing_key.as_str()),
+            copy.original_routing_key.as_deref(),
+            Some(copy.routing_key.as_str()),
             "the copy keeps its original routing key"
         );
-        bodies_seen.push(String::from_utf8_lossy(&message.delivery.data).into_owned());
+        bodies_seen.push(copy.body);
     }
     reasons.sort();
     assert_eq!(reasons.len(), 6, "{reasons:?}");
@@ -192,9 +179,6 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_rest_applies() 
         );
         assert!(!daemon.log_text().contains(secret), "token in the log");
     }
-    let _ = connection
-        .close(200, lapin::types::ShortString::from("done"))
-        .await;
 }
 
 #[tokio::test]

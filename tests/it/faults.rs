@@ -160,6 +160,17 @@ async fn a_batch_refused_whole_the_same_way_is_the_databases_fault() {
     }
 }
 
+/// A transaction that holds the inbox exclusively: every batch waits on it until the
+/// returned connection rolls back.
+async fn hold_the_inbox(db: &TestDb) -> PgConnection {
+    let mut holder = PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE keycloak_sync.processed_events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    holder
+}
+
 /// CPU time (user + system, in clock ticks) a process has used so far.
 fn cpu_ticks(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
@@ -194,11 +205,7 @@ async fn the_consumer_idles_while_every_worker_waits_on_the_database() {
         ],
     );
     daemon.wait_ready(Duration::from_secs(30)).await;
-    let mut holder = PgConnection::connect(&db.url).await.expect("connect");
-    sqlx::raw_sql("BEGIN; LOCK TABLE keycloak_sync.processed_events IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut holder)
-        .await
-        .expect("lock");
+    let mut holder = hold_the_inbox(&db).await;
     let bodies: Vec<Vec<u8>> = (0..30)
         .map(|i| {
             format!(
@@ -256,11 +263,7 @@ async fn tokens_the_broker_dead_letters_reach_the_dlq_redacted() {
     let mut daemon = Daemon::start(&db.url, &amqp, &names, &env);
     daemon.wait_ready(Duration::from_secs(30)).await;
     // Every batch waits on this lock: the tokens stay delivered and unacknowledged.
-    let mut holder = PgConnection::connect(&db.url).await.expect("connect");
-    sqlx::raw_sql("BEGIN; LOCK TABLE keycloak_sync.processed_events IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut holder)
-        .await
-        .expect("lock");
+    let mut holder = hold_the_inbox(&db).await;
     let tokens: Vec<Vec<u8>> = (1..=3)
         .map(|i| {
             format!(
@@ -299,31 +302,17 @@ async fn tokens_the_broker_dead_letters_reach_the_dlq_redacted() {
         0,
         "nothing left in the internal queue"
     );
-    let connection = amqp_connect(&amqp).await;
-    let channel = connection.create_channel().await.expect("channel");
-    let mut seen = 0;
-    while let Some(message) = channel
-        .basic_get(
-            lapin::types::ShortString::from(names.dlq.as_str()),
-            lapin::options::BasicGetOptions::default(),
-        )
-        .await
-        .expect("get")
-    {
-        seen += 1;
-        let body = String::from_utf8_lossy(&message.delivery.data).into_owned();
+    let copies = take_all(&amqp, &names.dlq).await;
+    for copy in &copies {
         assert!(
-            !body.contains("SECRET-DL"),
-            "plaintext token in the DLQ: {body}"
+            !copy.body.contains("SECRET-DL"),
+            "plaintext token in the DLQ: {}",
+            copy.body
         );
-        let reason = keycloak_sync::amqp::header_text(
-            &message.delivery.properties,
-            keycloak_sync::amqp::REASON_HEADER,
-        )
-        .unwrap_or_default();
+        let reason = copy.reason.as_deref().unwrap_or_default();
         assert!(reason.starts_with("delivery_limit"), "{reason}");
     }
-    assert_eq!(seen, 3);
+    assert_eq!(copies.len(), 3);
     assert_eq!(
         count(&store, "SELECT count(*) FROM auth_vault").await,
         0,
@@ -426,25 +415,11 @@ async fn messages_from_the_wrong_publisher_are_dead_lettered_with_the_reason() {
         .await,
         1
     );
-    let connection = amqp_connect(&amqp).await;
-    let channel = connection.create_channel().await.expect("channel");
-    let mut reasons = Vec::new();
-    while let Some(message) = channel
-        .basic_get(
-            lapin::types::ShortString::from(names.dlq.as_str()),
-            lapin::options::BasicGetOptions::default(),
-        )
+    let mut reasons: Vec<String> = take_all(&amqp, &names.dlq)
         .await
-        .expect("get")
-    {
-        reasons.push(
-            keycloak_sync::amqp::header_text(
-                &message.delivery.properties,
-                keycloak_sync::amqp::REASON_HEADER,
-            )
-            .unwrap_or_default(),
-        );
-    }
+        .into_iter()
+        .map(|copy| copy.reason.unwrap_or_default())
+        .collect();
     reasons.sort();
     let mut expected = vec![
         format!("published by broker user {app_user:?}, not among amqp.event_publishers"),

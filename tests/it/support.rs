@@ -513,6 +513,42 @@ pub async fn declare(amqp: &str, names: &Names) {
     let _ = connection.close(200, ShortString::from("done")).await;
 }
 
+/// A copy taken off the dead-letter queue.
+pub struct DeadLetter {
+    pub body: String,
+    pub routing_key: String,
+    /// The `x-keycloak-sync-reason` header, if any.
+    pub reason: Option<String>,
+    /// The `x-original-routing-key` header, if any.
+    pub original_routing_key: Option<String>,
+}
+
+/// Takes every message off `queue` (acknowledged as read).
+pub async fn take_all(amqp: &str, queue: &str) -> Vec<DeadLetter> {
+    let connection = amqp_connect(amqp).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let mut taken = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            ShortString::from(queue),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+    {
+        let properties = &message.delivery.properties;
+        let header = |name| keycloak_sync::amqp::header_text(properties, name);
+        taken.push(DeadLetter {
+            body: String::from_utf8_lossy(&message.delivery.data).into_owned(),
+            routing_key: message.delivery.routing_key.to_string(),
+            reason: header(keycloak_sync::amqp::REASON_HEADER),
+            original_routing_key: header(keycloak_sync::amqp::ROUTING_KEY_HEADER),
+        });
+    }
+    let _ = connection.close(200, ShortString::from("done")).await;
+    taken
+}
+
 /// Messages ready in a queue (not counting those delivered and unacknowledged).
 pub async fn queue_depth(amqp: &str, queue: &str) -> u32 {
     let connection = amqp_connect(amqp).await;
