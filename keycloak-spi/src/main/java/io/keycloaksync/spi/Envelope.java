@@ -1,9 +1,14 @@
 package io.keycloaksync.spi;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.util.Iterator;
+import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import org.keycloak.events.Event;
 import org.keycloak.events.admin.AdminEvent;
@@ -49,12 +54,56 @@ public final class Envelope {
         node.put("operationType", operation);
         node.put("resourcePath", event.getResourcePath());
         if (includeRepresentation && event.getRepresentation() != null) {
-            node.put("representation", event.getRepresentation());
+            String representation = withoutCredentials(event.getRepresentation());
+            if (representation != null) {
+                node.put("representation", representation);
+            }
         }
         node.put("error", event.getError());
         node.set("details", details(details));
         String routingKey = "kc." + part(realmName) + ".admin." + part(resource) + "." + part(operation);
         return new Outgoing(id, event.getTime(), routingKey, "admin." + resource + "." + operation, bytes(node));
+    }
+
+    /**
+     * Keys whose values are credentials wherever they appear. Keycloak records the request body of
+     * a user creation as its representation, initial passwords ({@code credentials[].value})
+     * included; clients and identity providers carry secrets.
+     */
+    static final Set<String> CREDENTIAL_KEYS = Set.of("credentials", "password", "secret", "clientsecret",
+            "secretdata", "credentialdata", "privatekey", "hashedsaltedvalue");
+
+    /**
+     * The representation without credentials, or null when it is not JSON (then nothing of it
+     * is published: what it holds cannot be checked).
+     */
+    static String withoutCredentials(String representation) {
+        try {
+            JsonNode tree = JSON.readTree(representation);
+            if (tree == null) {
+                return null;
+            }
+            strip(tree);
+            return JSON.writeValueAsString(tree);
+        } catch (IOException notJson) {
+            return null;
+        }
+    }
+
+    private static void strip(JsonNode node) {
+        if (node.isObject()) {
+            Iterator<Map.Entry<String, JsonNode>> fields = node.fields();
+            while (fields.hasNext()) {
+                Map.Entry<String, JsonNode> field = fields.next();
+                if (CREDENTIAL_KEYS.contains(field.getKey().toLowerCase(Locale.ROOT))) {
+                    fields.remove();
+                } else {
+                    strip(field.getValue());
+                }
+            }
+        } else if (node.isArray()) {
+            node.forEach(Envelope::strip);
+        }
     }
 
     /** The fields every envelope starts with. */

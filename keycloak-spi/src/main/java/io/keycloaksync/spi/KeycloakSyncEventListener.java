@@ -59,7 +59,8 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
         } catch (NoSuchMethodError older) {
             // Admin event details arrived in Keycloak 26.1.
         }
-        hand(Envelope.admin(event, idOf(event::getId), realmName, includeRepresentation, details));
+        boolean representation = includeRepresentation && settings.wantsRepresentation(Envelope.resourceType(event));
+        hand(Envelope.admin(event, idOf(event::getId), realmName, representation, details));
     }
 
     private void hand(Outgoing message) {

@@ -52,7 +52,7 @@ public final class Publisher implements EventSink, AutoCloseable {
         this.stats = stats;
         this.connector = new AmqpConnector(settings);
         this.queue = new ArrayBlockingQueue<>(settings.queueCapacity);
-        this.spool = new Spool(settings.spoolDir, settings.spoolMaxBytes, settings.spoolFullPolicy,
+        this.spool = new Spool(settings.requireSpoolDir(), settings.spoolMaxBytes, settings.spoolFullPolicy,
                 settings.spoolBlockMillis, stats);
         stats.queueDepth(queue::size);
         this.thread = new Thread(this::run, "keycloak-sync-publisher");

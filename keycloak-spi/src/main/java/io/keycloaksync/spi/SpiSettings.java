@@ -33,7 +33,17 @@ public final class SpiSettings {
     /** Every option, as Keycloak's SPI config names it; the README's table lists each. */
     public static final List<String> OPTIONS = List.of("amqpUri", "exchange", "declareExchange", "queueCapacity",
             "batchSize", "confirmTimeoutMillis", "spoolDir", "spoolMaxBytes", "spoolFullPolicy", "spoolBlockMillis",
-            "shutdownGraceMillis", "trustStore", "trustStorePassword", "realms", "eventTypes", "adminResourceTypes");
+            "shutdownGraceMillis", "trustStore", "trustStorePassword", "realms", "eventTypes", "adminResourceTypes",
+            "representationResourceTypes");
+
+    /**
+     * The admin resource types whose representations the daemon reads: users and sessions, and the
+     * groups, roles and organizations applications authorize with. Others (clients, identity
+     * providers, components, the realm itself) may carry secrets and stay out of the queue.
+     */
+    public static final Set<String> DEFAULT_REPRESENTATION_TYPES = Set.of("USER", "USER_SESSION", "GROUP",
+            "GROUP_MEMBERSHIP", "REALM_ROLE", "CLIENT_ROLE", "REALM_ROLE_MAPPING", "CLIENT_ROLE_MAPPING",
+            "ORGANIZATION", "ORGANIZATION_MEMBERSHIP");
 
     public final URI amqpUri;
     public final String exchange;
@@ -41,6 +51,7 @@ public final class SpiSettings {
     public final int queueCapacity;
     public final int batchSize;
     public final long confirmTimeoutMillis;
+    /** Null when neither configured nor inside Keycloak: the publisher then refuses to start. */
     public final Path spoolDir;
     public final long spoolMaxBytes;
     public final FullPolicy spoolFullPolicy;
@@ -52,6 +63,8 @@ public final class SpiSettings {
     public final Set<String> realms;
     public final Set<String> eventTypes;
     public final Set<String> adminResourceTypes;
+    /** {@code *}: every type. */
+    public final Set<String> representationResourceTypes;
 
     private SpiSettings(Function<String, String> reader) {
         Function<String, String> source = key -> {
@@ -66,7 +79,8 @@ public final class SpiSettings {
         this.queueCapacity = (int) number(source, "queueCapacity", 10_000, 1, 10_000_000);
         this.batchSize = (int) number(source, "batchSize", 200, 1, 10_000);
         this.confirmTimeoutMillis = number(source, "confirmTimeoutMillis", 5_000, 10, 600_000);
-        this.spoolDir = Paths.get(text(source, "spoolDir", defaultSpoolDir()));
+        String spool = text(source, "spoolDir", defaultSpoolDir());
+        this.spoolDir = spool == null ? null : Paths.get(spool);
         this.spoolMaxBytes = number(source, "spoolMaxBytes", 1L << 30, 1L << 16, Long.MAX_VALUE);
         this.spoolFullPolicy = policy(source);
         this.spoolBlockMillis = number(source, "spoolBlockMillis", 100, 0, 60_000);
@@ -76,6 +90,8 @@ public final class SpiSettings {
         this.realms = list(source, "realms");
         this.eventTypes = list(source, "eventTypes");
         this.adminResourceTypes = list(source, "adminResourceTypes");
+        Set<String> representations = list(source, "representationResourceTypes");
+        this.representationResourceTypes = representations.isEmpty() ? DEFAULT_REPRESENTATION_TYPES : representations;
         if (exchange.isEmpty()) {
             throw invalid("exchange", "must not be empty");
         }
@@ -102,10 +118,22 @@ public final class SpiSettings {
         return key.replaceAll("([a-z])([A-Z])", "$1-$2").toLowerCase(Locale.ROOT);
     }
 
+    /**
+     * Keycloak's own data directory, private to its user. Never the shared temporary directory:
+     * the spool holds events (and could be filled or read by anyone there).
+     */
     private static String defaultSpoolDir() {
         String home = System.getProperty("kc.home.dir");
-        Path base = home != null ? Paths.get(home, "data") : Paths.get(System.getProperty("java.io.tmpdir"));
-        return base.resolve("keycloak-sync-spool").toString();
+        return home == null ? null : Paths.get(home, "data", "keycloak-sync-spool").toString();
+    }
+
+    /** The spool directory, or a refusal that says how to set one. */
+    public Path requireSpoolDir() {
+        if (spoolDir == null) {
+            throw invalid("spoolDir", "is not set and there is no Keycloak data directory (kc.home.dir) to default to;"
+                    + " set it to a directory only Keycloak's user can read");
+        }
+        return spoolDir;
     }
 
     private static IllegalArgumentException invalid(String key, String problem) {
@@ -218,6 +246,10 @@ public final class SpiSettings {
         return adminResourceTypes.isEmpty() || adminResourceTypes.contains(resourceType);
     }
 
+    public boolean wantsRepresentation(String resourceType) {
+        return representationResourceTypes.contains("*") || representationResourceTypes.contains(resourceType);
+    }
+
     @Override
     public String toString() {
         return "amqpUri=" + redactedUri() + ", exchange=" + exchange + ", declareExchange=" + declareExchange
@@ -225,6 +257,7 @@ public final class SpiSettings {
                 + confirmTimeoutMillis + ", spoolDir=" + spoolDir + ", spoolMaxBytes=" + spoolMaxBytes
                 + ", spoolFullPolicy=" + spoolFullPolicy + ", spoolBlockMillis=" + spoolBlockMillis
                 + ", trustStore=" + trustStore + ", trustStorePassword=" + (trustStorePassword == null ? "unset" : "***")
-                + ", realms=" + realms + ", eventTypes=" + eventTypes + ", adminResourceTypes=" + adminResourceTypes;
+                + ", realms=" + realms + ", eventTypes=" + eventTypes + ", adminResourceTypes=" + adminResourceTypes
+                + ", representationResourceTypes=" + representationResourceTypes;
     }
 }

@@ -91,4 +91,28 @@ class EnvelopeTest {
                 "users/8d2b/sessions/s1", null);
         assertEquals("kc.acme.admin.USER_SESSION.DELETE", Envelope.admin(session, "a3", "acme", true, null).routingKey);
     }
+
+    @Test
+    void credentialsNeverLeaveKeycloakInARepresentation() throws IOException {
+        // UsersResource.createUser records the request body: initial passwords included.
+        String created = "{\"username\":\"alice\",\"enabled\":true,\"attributes\":{\"value\":[\"kept\"]},"
+                + "\"credentials\":[{\"type\":\"password\",\"value\":\"hunter2\",\"temporary\":false}],"
+                + "\"federatedIdentities\":[{\"identityProvider\":\"corp\",\"Secret\":\"s3cr3t\"}]}";
+        AdminEvent event = FakeKeycloak.adminEvent(ResourceType.USER, OperationType.CREATE, "users/u1", created);
+        String body = Envelope.admin(event, "e1", "acme", true, null).bodyText();
+        assertFalse(body.contains("hunter2"), body);
+        assertFalse(body.contains("s3cr3t"), body);
+        JsonNode representation = Envelope.JSON.readTree(json(Envelope.admin(event, "e1", "acme", true, null))
+                .get("representation").asText());
+        assertEquals("alice", representation.get("username").asText());
+        assertFalse(representation.has("credentials"));
+        assertEquals("kept", representation.get("attributes").get("value").get(0).asText(),
+                "an attribute named value is data, not a credential");
+
+        AdminEvent notJson = FakeKeycloak.adminEvent(ResourceType.USER, OperationType.UPDATE, "users/u1",
+                "password=hunter2");
+        String dropped = Envelope.admin(notJson, "e2", "acme", true, null).bodyText();
+        assertFalse(dropped.contains("hunter2"), "what cannot be checked is not published: " + dropped);
+        assertFalse(json(Envelope.admin(notJson, "e2", "acme", true, null)).has("representation"));
+    }
 }

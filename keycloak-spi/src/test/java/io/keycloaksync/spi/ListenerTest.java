@@ -111,4 +111,29 @@ class ListenerTest {
         keycloak.commit();
         assertFalse(handed.get(0).bodyText().contains("representation"));
     }
+
+    @Test
+    void representationsOnlyForTheResourceTypesTheDaemonReads() {
+        KeycloakSyncEventListener listener = listener(Map.of());
+        listener.onEvent(FakeKeycloak.adminEvent(ResourceType.CLIENT, OperationType.UPDATE, "clients/c1",
+                "{\"clientId\":\"app\",\"secret\":\"abc\"}"), true);
+        listener.onEvent(FakeKeycloak.adminEvent(ResourceType.GROUP_MEMBERSHIP, OperationType.CREATE,
+                "users/u1/groups/g1", "{\"id\":\"g1\",\"name\":\"staff\"}"), true);
+        listener.onEvent(FakeKeycloak.adminEvent(ResourceType.USER, OperationType.UPDATE, "users/u1",
+                "{\"username\":\"alice\"}"), true);
+        keycloak.commit();
+        assertEquals(3, handed.size(), "the events themselves are all published");
+        assertFalse(handed.get(0).bodyText().contains("representation"), handed.get(0).bodyText());
+        assertTrue(handed.get(1).bodyText().contains("staff"), handed.get(1).bodyText());
+        assertTrue(handed.get(2).bodyText().contains("alice"), handed.get(2).bodyText());
+
+        handed.clear();
+        KeycloakSyncEventListener everything = listener(Map.of("KEYCLOAK_SYNC_SPI_REPRESENTATION_RESOURCE_TYPES", "*"));
+        everything.onEvent(FakeKeycloak.adminEvent(ResourceType.CLIENT, OperationType.UPDATE, "clients/c1",
+                "{\"clientId\":\"app\",\"secret\":\"abc\"}"), true);
+        keycloak.commit();
+        String body = handed.get(0).bodyText();
+        assertTrue(body.contains("representation") && body.contains("app"), body);
+        assertFalse(body.contains("abc"), "secrets are stripped even when asked for: " + body);
+    }
 }

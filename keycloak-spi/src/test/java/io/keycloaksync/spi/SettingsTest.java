@@ -56,4 +56,30 @@ class SettingsTest {
         assertFalse(shown.contains("changeit-secret"), shown);
         assertTrue(shown.contains("amqps://sync:***@mq.example.com:5671/prod"), shown);
     }
+
+    @Test
+    void theSpoolIsNeverInTheSharedTemporaryDirectory() {
+        String home = System.getProperty("kc.home.dir");
+        try {
+            System.clearProperty("kc.home.dir");
+            SpiSettings outside = SpiSettings.from(null, Map.of());
+            assertEquals(null, outside.spoolDir, "no default outside Keycloak");
+            var refused = assertThrows(IllegalArgumentException.class, outside::requireSpoolDir);
+            assertTrue(refused.getMessage().contains("spool-dir")
+                    && refused.getMessage().contains("KEYCLOAK_SYNC_SPI_SPOOL_DIR"), refused.getMessage());
+            var publisher = assertThrows(IllegalArgumentException.class,
+                    () -> new Publisher(outside, new PublisherStats()));
+            assertTrue(publisher.getMessage().contains("spool-dir"), "the publisher refuses to start");
+
+            System.setProperty("kc.home.dir", "/opt/keycloak");
+            assertEquals(java.nio.file.Path.of("/opt/keycloak/data/keycloak-sync-spool"),
+                    SpiSettings.from(null, Map.of()).requireSpoolDir());
+        } finally {
+            if (home == null) {
+                System.clearProperty("kc.home.dir");
+            } else {
+                System.setProperty("kc.home.dir", home);
+            }
+        }
+    }
 }
