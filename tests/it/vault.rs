@@ -377,6 +377,53 @@ async fn refreshes_are_reflected_in_the_session_token_metadata() {
     assert_eq!(stored.metadata["lastRefresh"], 3000);
 }
 
+/// The user's refresh slot passes from a token of session s1 (refreshed) to a newer one of
+/// s2: the slot's refresh count is s2's, in either arrival order.
+#[tokio::test]
+async fn a_replaced_token_leaves_no_refresh_count_to_another_session() {
+    let older = || {
+        token(
+            "ta",
+            1100,
+            "refresh",
+            ("u1", "s1", "web"),
+            "tok-a",
+            r#"{"device":"laptop"}"#,
+        )
+    };
+    let newer = || token("tb", 2100, "refresh", ("u1", "s2", "web"), "tok-b", "{}");
+    let refresh = || user_event("r1", 1500, "REFRESH_TOKEN", "");
+    let mut results = Vec::new();
+    for order in [
+        vec![older(), refresh(), newer()],
+        vec![newer(), older(), refresh()],
+    ] {
+        let db = TestDb::new().await;
+        let store = vault_store(&db, "k1").await;
+        for event in order {
+            apply(&store, &[event]).await;
+        }
+        let stored = Vault::new(&store, ring("k1"))
+            .refresh_token(&"r".into(), &"u1".into())
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(stored.session_id.as_deref(), Some("s2"));
+        let mut metadata = stored.metadata.clone();
+        metadata
+            .as_object_mut()
+            .expect("object")
+            .remove("updatedAt");
+        results.push(metadata);
+    }
+    assert!(
+        results[0].get("refreshCount").is_none(),
+        "s1's refreshes are not s2's: {}",
+        results[0]
+    );
+    assert_eq!(results[0], results[1], "both arrival orders agree");
+}
+
 #[tokio::test]
 async fn expired_tokens_are_purged() {
     let db = TestDb::new().await;

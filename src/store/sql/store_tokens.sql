@@ -3,7 +3,9 @@
 -- offline session ended or the grant was revoked. An offline token outlives the end of
 -- the browser session, as the offline session does in Keycloak. On a conflict the newer
 -- message (by version) owns the sealed token and the row's identity; metadata is merged,
--- newer values winning, and gains `updatedAt`.
+-- newer values winning, and gains `updatedAt`. `refreshCount` and `lastRefresh` belong to
+-- the session of the token the row holds (follow_refreshes sets them after this): a token
+-- of another session does not inherit them, whichever came first.
 INSERT INTO auth_vault AS v (id, realm_id, user_id, token_type, session_id, client_id,
     key_id, nonce, ciphertext, expires_at, metadata, issued_at, issued_ver)
 SELECT gen_random_uuid(), n.realm_id, n.user_id, n.token_type, n.session_id,
@@ -33,8 +35,11 @@ ON CONFLICT {slot} DO UPDATE SET
     ciphertext = CASE WHEN EXCLUDED.issued_ver > v.issued_ver THEN EXCLUDED.ciphertext ELSE v.ciphertext END,
     expires_at = CASE WHEN EXCLUDED.issued_ver > v.issued_ver THEN EXCLUDED.expires_at ELSE v.expires_at END,
     issued_at = CASE WHEN EXCLUDED.issued_ver > v.issued_ver THEN EXCLUDED.issued_at ELSE v.issued_at END,
-    metadata = (CASE WHEN EXCLUDED.issued_ver > v.issued_ver THEN v.metadata || EXCLUDED.metadata
-                     ELSE EXCLUDED.metadata || v.metadata END)
+    metadata = (CASE
+                    WHEN EXCLUDED.issued_ver <= v.issued_ver THEN EXCLUDED.metadata || v.metadata
+                    WHEN v.session_id IS DISTINCT FROM EXCLUDED.session_id
+                        THEN (v.metadata - 'refreshCount' - 'lastRefresh') || EXCLUDED.metadata
+                    ELSE v.metadata || EXCLUDED.metadata END)
                || jsonb_build_object('updatedAt', now()),
     issued_ver = GREATEST(v.issued_ver, EXCLUDED.issued_ver),
     updated_at = now()
