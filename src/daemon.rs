@@ -48,7 +48,8 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
     let store = Store::connect_lazy(&settings.database)?
         .with_retry_max(DAEMON_RETRY)
         .with_vault(settings.vault.keys.clone())
-        .with_enrichment(settings.keycloak.enrich);
+        .with_enrichment(settings.keycloak.enrich)
+        .with_feed(settings.changes.channel.as_deref());
 
     let listen = settings.http.listen;
     let listener = TcpListener::bind(listen)
@@ -139,6 +140,15 @@ fn spawn_background(
             INBOX_PRUNE_EVERY,
             shutdown.clone(),
             move || prune_inbox(store.clone(), retention),
+        ));
+    }
+    if let Some(retention) = settings.changes.retention {
+        let store = store.clone();
+        tasks.spawn(periodically(
+            Duration::ZERO,
+            INBOX_PRUNE_EVERY,
+            shutdown.clone(),
+            move || prune_changes(store.clone(), retention),
         ));
     }
     spawn_session_expiry(tasks, settings, store, shutdown)?;
@@ -251,6 +261,15 @@ async fn prune_inbox(store: Store, retention: Duration) {
         Ok(0) => {}
         Ok(pruned) => tracing::info!(pruned, "old inbox entries removed"),
         Err(error) => tracing::warn!(%error, "inbox pruning failed; will try again"),
+    }
+}
+
+/// Forgets changes older than `changes.retention_days`.
+async fn prune_changes(store: Store, retention: Duration) {
+    match store.prune_changes(retention).await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "old change feed entries removed"),
+        Err(error) => tracing::warn!(%error, "change feed pruning failed; will try again"),
     }
 }
 

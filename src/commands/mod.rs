@@ -117,7 +117,8 @@ async fn admin_api_tools(
     let keycloak = AdminClient::new(&keycloak_settings)?;
     let store = Store::connect(&settings.database)
         .await?
-        .with_enrichment(settings.keycloak.enrich);
+        .with_enrichment(settings.keycloak.enrich)
+        .with_feed(settings.changes.channel.as_deref());
     store.migrate().await?;
     Ok((store, Arc::new(keycloak)))
 }

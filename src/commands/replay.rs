@@ -34,7 +34,8 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&settings.database)
         .await?
         .with_vault(settings.vault.keys.clone())
-        .with_enrichment(settings.keycloak.enrich);
+        .with_enrichment(settings.keycloak.enrich)
+        .with_feed(settings.changes.channel.as_deref());
     if !args.no_migrate {
         store.migrate().await?;
     }

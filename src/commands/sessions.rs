@@ -27,7 +27,9 @@ pub enum Command {
 
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     let Command::Expire { dry_run, realm } = command;
-    let store = Store::connect(&settings.database).await?;
+    let store = Store::connect(&settings.database)
+        .await?
+        .with_feed(settings.changes.channel.as_deref());
     store.migrate().await?;
     let admin = match settings.keycloak.url {
         Some(_) => Some(AdminClient::new(&settings.keycloak)?),

@@ -30,7 +30,9 @@ pub enum Command {
 }
 
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&settings.database).await?;
+    let store = Store::connect(&settings.database)
+        .await?
+        .with_feed(settings.changes.channel.as_deref());
     store.migrate().await?;
     match command {
         Command::Status => {

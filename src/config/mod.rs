@@ -6,6 +6,7 @@
 //! settings; this file merges the sources and refuses keys nobody describes.
 
 mod amqp;
+mod changes;
 mod daemon;
 mod database;
 mod http;
@@ -20,6 +21,7 @@ mod sessions;
 mod vault;
 
 pub use amqp::AmqpSettings;
+pub use changes::ChangesSettings;
 pub use daemon::DaemonSettings;
 pub use database::DatabaseSettings;
 pub use http::HttpSettings;
@@ -49,6 +51,7 @@ pub static KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
         database::KEYS,
         amqp::KEYS,
         daemon::KEYS,
+        changes::KEYS,
         http::KEYS,
         keycloak::KEYS,
         reconcile::KEYS,
@@ -81,6 +84,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub amqp: AmqpSettings,
     pub daemon: DaemonSettings,
+    pub changes: ChangesSettings,
     pub http: HttpSettings,
     pub keycloak: KeycloakSettings,
     pub reconcile: ReconcileSettings,
@@ -138,6 +142,7 @@ impl Settings {
             database: DatabaseSettings::read(&values)?,
             amqp: AmqpSettings::read(&values)?,
             daemon: DaemonSettings::read(&values)?,
+            changes: ChangesSettings::read(&values)?,
             http: HttpSettings::read(&values)?,
             reconcile: ReconcileSettings::read(&values, &keycloak)?,
             sessions: SessionsSettings::read(&values)?,

@@ -1,6 +1,7 @@
 //! The pure core: no I/O. Bytes become typed events ([`event`]), events become row
 //! changes ([`plan`]); what a deployment accepts is decided in [`intake`].
 
+pub mod change;
 pub mod event;
 pub mod ids;
 pub mod intake;

@@ -10,6 +10,7 @@ use thiserror::Error;
 use super::error::with_backoff;
 use super::write::{write_plan, SealedTokens};
 use super::{enrichment, inbox, query_scalar, Store, StoreError, Tx};
+use crate::core::change::Change;
 use crate::core::event::{Action, Event};
 use crate::core::ids::EventId;
 use crate::core::intake::Rejection;
@@ -78,7 +79,10 @@ impl Store {
         let outcomes = with_backoff(self.retry_max, "apply a batch", || async {
             let legacy = self.legacy_inbox().await?;
             let mut tx = self.begin().await?;
-            let fresh = apply_in(&mut tx, &first, &sealed, self.enrich, legacy).await?;
+            let mut changes = Vec::new();
+            let fresh =
+                apply_in(&mut tx, &first, &sealed, self.enrich, legacy, &mut changes).await?;
+            self.announce(&mut tx, changes).await?;
             tx.commit().await?;
             Ok(fresh)
         })
@@ -165,7 +169,9 @@ impl Store {
         let plan = plan_observations(observations);
         with_backoff(self.retry_max, "apply what Keycloak says", || async {
             let mut tx = self.begin().await?;
-            write_plan(&mut tx, &plan, &SealedTokens::new()).await?;
+            let mut changes = Vec::new();
+            write_plan(&mut tx, &plan, &SealedTokens::new(), &mut changes).await?;
+            self.announce(&mut tx, changes).await?;
             tx.commit().await
         })
         .await
@@ -228,13 +234,15 @@ fn seal_tokens<'e>(
 
 /// The apply path inside a caller's transaction: returns the ids the inbox had not seen.
 /// With `enrich`, users the events leave incomplete are queued in the same transaction;
-/// with `legacy_inbox`, events recorded under their message id count as seen.
+/// with `legacy_inbox`, events recorded under their message id count as seen. What the
+/// events changed goes to `changes`, for the feed.
 pub async fn apply_in<'e>(
     tx: &mut Tx<'_>,
     first: &[&'e Event],
     sealed: &SealedTokens<'_>,
     enrich: bool,
     legacy_inbox: bool,
+    changes: &mut Vec<Change>,
 ) -> Result<HashSet<&'e str>, sqlx::Error> {
     let fresh = inbox::record(tx, first, legacy_inbox).await?;
     let plan = plan(
@@ -243,7 +251,7 @@ pub async fn apply_in<'e>(
             .copied()
             .filter(|e| fresh.contains(e.id.as_str())),
     );
-    write_plan(tx, &plan, sealed).await?;
+    write_plan(tx, &plan, sealed, changes).await?;
     if enrich {
         enrichment::queue(tx, &plan.enrichment).await?;
     }

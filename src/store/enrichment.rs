@@ -87,8 +87,10 @@ impl Store {
         let plan = plan_observations([observation]);
         retry::with_backoff(self.retry_max, "apply an enriched profile", || async {
             let mut tx = self.begin().await?;
-            write_plan(&mut tx, &plan, &SealedTokens::new()).await?;
+            let mut changes = Vec::new();
+            write_plan(&mut tx, &plan, &SealedTokens::new(), &mut changes).await?;
             finish(&mut tx, claim).await?;
+            self.announce(&mut tx, changes).await?;
             tx.commit().await
         })
         .await

@@ -5,7 +5,9 @@
 
 use sqlx::Row;
 
+use super::write::ended_sessions;
 use super::{query, query_scalar, Store};
+use crate::core::change::{Change, ChangeKind};
 use crate::core::ids::{RealmId, RealmName};
 use crate::core::session_policy::Timeouts;
 
@@ -131,11 +133,11 @@ impl Store {
                 return Ok(moved);
             };
             after = last.clone();
-            moved += query(FOLLOW_EXPIRY)
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let rows = query(FOLLOW_EXPIRY).bind(&ids).fetch_all(&mut *tx).await?;
+            moved += rows.len() as u64;
+            let mut changes = Vec::new();
+            ended_sessions(rows, &mut changes);
+            self.announce(&mut tx, changes).await?;
             tx.commit().await?;
         }
     }
@@ -206,6 +208,9 @@ impl Store {
             .bind(batch)
             .fetch_one(&mut *tx)
             .await?;
+        let mut changes = expired_changes(&row)?;
+        changes.extend(revoked_changes(&row)?);
+        self.announce(&mut tx, changes).await?;
         tx.commit().await?;
         let count = |name: &str| -> Result<u64, sqlx::Error> {
             Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or_default())
@@ -216,4 +221,44 @@ impl Store {
             busy: false,
         })
     }
+}
+
+/// The sessions an expiry batch ended, as feed changes.
+fn expired_changes(row: &sqlx::postgres::PgRow) -> Result<Vec<Change>, sqlx::Error> {
+    let ended: serde_json::Value = row.try_get("ended_rows")?;
+    Ok(json_rows(&ended)
+        .map(|r| {
+            Change::new(
+                ChangeKind::SessionEnded,
+                text(r, "id").unwrap_or_default(),
+                text(r, "user_id"),
+            )
+            .with("reason", "expired")
+        })
+        .collect())
+}
+
+/// The refresh tokens an expiry batch removed, as feed changes.
+fn revoked_changes(row: &sqlx::postgres::PgRow) -> Result<Vec<Change>, sqlx::Error> {
+    let dropped: serde_json::Value = row.try_get("dropped_rows")?;
+    Ok(json_rows(&dropped)
+        .map(|r| {
+            Change::new(
+                ChangeKind::TokenRevoked,
+                text(r, "id").unwrap_or_default(),
+                text(r, "user_id"),
+            )
+            .with("token_type", text(r, "token_type"))
+            .with("client_id", text(r, "client_id"))
+            .with("session_id", text(r, "session_id"))
+        })
+        .collect())
+}
+
+fn json_rows(value: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    value.as_array().into_iter().flatten()
+}
+
+fn text(row: &serde_json::Value, key: &str) -> Option<String> {
+    row.get(key).and_then(|v| v.as_str()).map(str::to_string)
 }

@@ -8,6 +8,7 @@ mod checkpoint;
 mod enrichment;
 mod error;
 mod expiry;
+mod feed;
 mod ids;
 mod inbox;
 mod reconcile;
@@ -20,6 +21,7 @@ pub use checkpoint::BackfillWindow;
 pub use enrichment::EnrichmentClaim;
 pub use error::{fault_summary, is_event_fault, is_transient, until_database_answers, MayPass};
 pub use expiry::{ExpiryPass, PolicySource, StoredPolicy};
+pub use feed::Feed;
 pub use reconcile::{ListedSessions, ReconcileRun};
 
 use std::str::FromStr;
@@ -33,6 +35,7 @@ use sqlx::{FromRow, PgPool, Postgres, Transaction};
 use thiserror::Error;
 
 use crate::config::{is_identifier, DatabaseSettings};
+use crate::core::change::Change;
 pub use crate::core::outcome::{Outcome, Tally};
 use crate::vault::KeyRing;
 
@@ -119,6 +122,8 @@ pub struct Store {
     /// Whether the inbox holds rows keyed by message id (recorded before content keys),
     /// which the inbox must still recognise; asked once, as none are written any more.
     legacy_inbox: Arc<tokio::sync::OnceCell<bool>>,
+    /// Where the changes of each commit are recorded and announced; `None`: nowhere.
+    feed: Option<Arc<Feed>>,
 }
 
 impl Store {
@@ -162,6 +167,7 @@ impl Store {
             enrich: false,
             begin_sql: format!("BEGIN; SET LOCAL search_path TO \"{}\"", settings.schema).into(),
             legacy_inbox: Arc::default(),
+            feed: None,
         })
     }
 
@@ -178,6 +184,23 @@ impl Store {
         Store {
             enrich,
             ..self.clone()
+        }
+    }
+
+    /// The same store, recording and announcing its changes on `channel` (the change
+    /// feed), or not at all.
+    pub fn with_feed(&self, channel: Option<&str>) -> Store {
+        Store {
+            feed: channel.map(|c| Arc::new(Feed::new(c, &self.schema))),
+            ..self.clone()
+        }
+    }
+
+    /// The change feed's last step in `tx`, if the feed is on.
+    async fn announce(&self, tx: &mut Tx<'_>, changes: Vec<Change>) -> Result<(), sqlx::Error> {
+        match &self.feed {
+            Some(feed) => feed.publish(tx, changes).await,
+            None => Ok(()),
         }
     }
 

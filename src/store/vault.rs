@@ -8,9 +8,11 @@ use sqlx::Row;
 use thiserror::Error;
 
 use super::rows::Rows;
+use super::write::vault_change;
 use super::{query, query_as, query_scalar, Store};
 use secrecy::SecretString;
 
+use crate::core::change::ChangeKind;
 use crate::core::event::TokenType;
 use crate::core::ids::{ClientId, RealmId, SessionId, UserId};
 use crate::vault::{KeyRing, RowIdentity, SealError, Sealed};
@@ -188,13 +190,19 @@ pub async fn purge_expired(store: &Store) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
         let mut tx = store.begin().await?;
-        let deleted = query(
+        let rows = query(
             "DELETE FROM auth_vault WHERE id IN (
-                 SELECT id FROM auth_vault WHERE expires_at <= now() LIMIT 5000)",
+                 SELECT id FROM auth_vault WHERE expires_at <= now() LIMIT 5000)
+             RETURNING id::text, user_id, token_type, client_id, session_id",
         )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_all(&mut *tx)
+        .await?;
+        let deleted = rows.len() as u64;
+        let changes = rows
+            .iter()
+            .map(|row| vault_change(ChangeKind::TokenRevoked, row).with("reason", "expired"))
+            .collect();
+        store.announce(&mut tx, changes).await?;
         tx.commit().await?;
         total += deleted;
         if deleted == 0 {

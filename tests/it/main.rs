@@ -9,6 +9,7 @@ mod deploy;
 mod enrich;
 mod expiry;
 mod faults;
+mod feed;
 mod keycloak;
 mod keycloak_fake;
 mod order;

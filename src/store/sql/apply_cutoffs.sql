@@ -40,3 +40,4 @@ FROM (
 -- earlier since the candidates were read, and the row's latest version is what this
 -- condition sees.
 WHERE s.id = c.id AND (s.end_ver IS NULL OR c.ver < s.end_ver)
+RETURNING s.id, s.user_id, s.end_reason

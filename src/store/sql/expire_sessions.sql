@@ -19,11 +19,15 @@ ended AS (
     SET ended_at = d.expires_at, end_reason = 'expired', end_inferred = true
     FROM due d
     WHERE s.id = d.id AND s.ended_at IS NULL AND s.expires_at = d.expires_at
-    RETURNING s.id, s.ended_at
+    RETURNING s.id, s.user_id, s.ended_at
 ),
 dropped AS (
     DELETE FROM auth_vault v USING ended e
     WHERE v.session_id = e.id AND v.token_type = 'refresh' AND v.issued_at <= e.ended_at
-    RETURNING 1
+    RETURNING v.id::text AS id, v.user_id, v.token_type, v.client_id, v.session_id
 )
-SELECT (SELECT count(*) FROM ended) AS ended, (SELECT count(*) FROM dropped) AS tokens_removed
+-- Counts, and for the change feed what went.
+SELECT (SELECT count(*) FROM ended) AS ended, (SELECT count(*) FROM dropped) AS tokens_removed,
+    (SELECT COALESCE(jsonb_agg(jsonb_build_object('id', id, 'user_id', user_id)), '[]')
+     FROM ended) AS ended_rows,
+    (SELECT COALESCE(jsonb_agg(to_jsonb(d)), '[]') FROM dropped d) AS dropped_rows

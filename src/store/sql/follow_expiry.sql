@@ -3,7 +3,8 @@
 -- policy's margin in the past, and otherwise the session is open again, as the late
 -- activity shows Keycloak still had it. Ends from events stay.
 WITH due AS (
-    SELECT s.id, session_expiry(s.started_at, s.last_activity_at, s.remember_me, p) AS at,
+    SELECT s.id, s.ended_at AS ended_before,
+        session_expiry(s.started_at, s.last_activity_at, s.remember_me, p) AS at,
         now() - make_interval(secs => p.expiry_margin_secs) AS horizon
     FROM user_sessions s
     JOIN realm_session_policies p ON p.realm_id = s.realm_id
@@ -18,3 +19,6 @@ SET expires_at = d.at,
     end_inferred = s.end_inferred AND d.at < d.horizon
 FROM due d
 WHERE s.id = d.id AND s.expires_at IS DISTINCT FROM d.at
+-- For the change feed: the sessions this update ended (an inferred end), and only those.
+RETURNING s.id, s.user_id, CASE WHEN d.ended_before IS NULL AND s.ended_at IS NOT NULL
+                               THEN s.end_reason END

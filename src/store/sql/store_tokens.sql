@@ -43,3 +43,5 @@ ON CONFLICT {slot} DO UPDATE SET
                || jsonb_build_object('updatedAt', now()),
     issued_ver = GREATEST(v.issued_ver, EXCLUDED.issued_ver),
     updated_at = now()
+-- For the change feed: the row and the message that owns it now.
+RETURNING v.id::text, v.user_id, v.token_type, v.client_id, v.session_id, v.issued_ver

@@ -29,3 +29,5 @@ ON CONFLICT (id) DO UPDATE SET
                       THEN EXCLUDED.end_reason ELSE s.end_reason END,
     end_inferred = s.end_inferred AND EXCLUDED.end_ver IS NULL,
     end_ver = LEAST(s.end_ver, EXCLUDED.end_ver)
+-- For the change feed: created by this statement, and how the row ends now.
+RETURNING id, user_id, xmax = 0, end_ver, end_reason

@@ -50,3 +50,5 @@ ON CONFLICT (id) DO UPDATE SET
     deleted_at = LEAST(u.deleted_at, EXCLUDED.deleted_at),
     read_ver = GREATEST(u.read_ver, EXCLUDED.read_ver),
     updated_at = now()
+-- For the change feed: created by this statement, and the row's state now.
+RETURNING id, xmax = 0, enabled IS FALSE, deleted_at IS NOT NULL

@@ -5,17 +5,22 @@ mod sessions;
 mod tokens;
 mod users;
 
+pub(crate) use sessions::ended_sessions;
+pub(crate) use tokens::vault_change;
 pub use tokens::SealedTokens;
 
 use std::collections::BTreeMap;
 
 use super::{query, Tx};
+use crate::core::change::Change;
 use crate::core::plan::{LockMode, Plan};
 
+/// Writes `plan`; what it changed for applications goes to `changes` (the feed).
 pub async fn write_plan(
     tx: &mut Tx<'_>,
     plan: &Plan,
     sealed: &SealedTokens<'_>,
+    changes: &mut Vec<Change>,
 ) -> Result<(), sqlx::Error> {
     if plan.is_empty() {
         return Ok(());
@@ -23,15 +28,15 @@ pub async fn write_plan(
     lock_users(tx, plan).await?;
     sessions::insert_cutoffs(tx, plan).await?;
     sessions::insert_realm_cutoffs(tx, plan).await?;
-    sessions::upsert(tx, plan).await?;
-    sessions::apply_cutoffs(tx, plan).await?;
-    sessions::follow_expiry(tx, plan).await?;
+    sessions::upsert(tx, plan, changes).await?;
+    sessions::apply_cutoffs(tx, plan, changes).await?;
+    sessions::follow_expiry(tx, plan, changes).await?;
     sessions::mark_stale_policies(tx, plan).await?;
-    tokens::revoke(tx, &plan.revocations).await?;
-    tokens::store(tx, plan, sealed).await?;
+    tokens::revoke(tx, &plan.revocations, changes).await?;
+    tokens::store(tx, plan, sealed, changes).await?;
     tokens::follow_refreshes(tx, plan).await?;
     // Last: the rows most batches share are then locked only until the commit.
-    users::upsert(tx, plan).await?;
+    users::upsert(tx, plan, changes).await?;
     Ok(())
 }
 

@@ -1,6 +1,11 @@
 //! `user_sessions`, `session_cutoffs`, `realm_cutoffs`, and what the expiry of sessions
 //! needs on the apply path.
 
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::core::change::{Change, ChangeKind};
 use crate::core::plan::{Plan, SessionChange, SessionEnd, Versioned};
 use crate::store::rows::Rows;
 use crate::store::{query, Tx};
@@ -80,16 +85,39 @@ pub async fn mark_stale_policies(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sql
 
 /// Works out the batch's sessions' expiry again (their activity may have moved it) and
 /// lets an inferred end follow.
-pub async fn follow_expiry(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+pub async fn follow_expiry(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    changes: &mut Vec<Change>,
+) -> Result<(), sqlx::Error> {
     if plan.sessions.is_empty() {
         return Ok(());
     }
     let sessions: Vec<&str> = plan.sessions.iter().map(|s| s.id.as_str()).collect();
-    query(FOLLOW_EXPIRY)
+    let rows = query(FOLLOW_EXPIRY)
         .bind(&sessions)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
+    ended_sessions(rows, changes);
     Ok(())
+}
+
+/// `(id, user_id, end_reason)` rows of sessions a statement wrote, as feed changes: those
+/// with a reason are the ones it ended.
+pub(crate) fn ended_sessions(rows: Vec<sqlx::postgres::PgRow>, changes: &mut Vec<Change>) {
+    for row in rows {
+        let Some(reason) = row.get::<Option<String>, _>(2) else {
+            continue;
+        };
+        changes.push(
+            Change::new(
+                ChangeKind::SessionEnded,
+                row.get::<String, _>(0),
+                row.get(1),
+            )
+            .with("reason", reason),
+        );
+    }
 }
 
 /// A first-writer field as (value, version).
@@ -101,7 +129,11 @@ fn end(session: &SessionChange) -> Option<&SessionEnd> {
     session.end.as_ref()
 }
 
-pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+pub async fn upsert(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    changes: &mut Vec<Change>,
+) -> Result<(), sqlx::Error> {
     let sessions = &plan.sessions;
     if sessions.is_empty() {
         return Ok(());
@@ -152,13 +184,39 @@ pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
             "end_ver",
             sessions.iter().map(|s| end(s).map(|e| e.version.as_str())),
         );
-    rows.query(UPSERT).build().execute(&mut **tx).await?;
+    let written = rows.query(UPSERT).build().fetch_all(&mut **tx).await?;
+    let planned: HashMap<&str, &SessionChange> =
+        sessions.iter().map(|s| (s.id.as_str(), s)).collect();
+    for row in written {
+        let id: String = row.get(0);
+        let created: bool = row.get(2);
+        let end_ver: Option<String> = row.get(3);
+        let Some(session) = planned.get(id.as_str()) else {
+            continue;
+        };
+        let kind = match end(session) {
+            // This change's ending event is the one the row keeps.
+            Some(e) if end_ver.as_deref() == Some(e.version.as_str()) => ChangeKind::SessionEnded,
+            _ if created && end_ver.is_none() => ChangeKind::SessionStarted,
+            _ => continue,
+        };
+        let reason: Option<String> = row.get(4);
+        let change = Change::new(kind, id, row.get(1));
+        changes.push(match kind {
+            ChangeKind::SessionEnded => change.with("reason", reason),
+            _ => change.with("realm_id", session.realm_id.as_str()),
+        });
+    }
     Ok(())
 }
 
 /// Ends the sessions that new cutoffs reach, and the batch's sessions that stored
 /// cutoffs reach.
-pub async fn apply_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+pub async fn apply_cutoffs(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    changes: &mut Vec<Change>,
+) -> Result<(), sqlx::Error> {
     if plan.cutoffs.is_empty() && plan.realm_cutoffs.is_empty() && plan.sessions.is_empty() {
         return Ok(());
     }
@@ -183,13 +241,14 @@ pub async fn apply_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Err
             NEW_REALM_CUTOFFS
         },
     );
-    query(&sql)
+    let ended = query(&sql)
         .bind(&users)
         .bind(&versions)
         .bind(&sessions)
         .bind(&realms)
         .bind(&realm_versions)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
+    ended_sessions(ended, changes);
     Ok(())
 }

@@ -2,6 +2,11 @@
 
 use std::collections::HashMap;
 
+use std::collections::HashSet;
+
+use sqlx::Row;
+
+use crate::core::change::{Change, ChangeKind};
 use crate::core::event::TokenType;
 use crate::core::plan::{Plan, Revocation, TokenChange};
 use crate::store::rows::Rows;
@@ -29,6 +34,7 @@ pub async fn store(
     tx: &mut Tx<'_>,
     plan: &Plan,
     sealed: &SealedTokens<'_>,
+    changes: &mut Vec<Change>,
 ) -> Result<(), sqlx::Error> {
     for token_type in [TokenType::Refresh, TokenType::Offline] {
         let tokens: Vec<(&TokenChange, &Sealed)> = plan
@@ -89,10 +95,29 @@ pub async fn store(
                 tokens.iter().map(|(t, _)| Some(t.version.as_str())),
             );
         let query = rows.query(&STORE.replace("{slot}", slot(token_type)));
-        query.build().execute(&mut **tx).await?;
+        let written = query.build().fetch_all(&mut **tx).await?;
+        // A row that kept a newer token than this batch's is not a change.
+        let versions: HashSet<&str> = tokens.iter().map(|(t, _)| t.version.as_str()).collect();
+        for row in written {
+            let version: String = row.get(5);
+            if versions.contains(version.as_str()) {
+                changes.push(vault_change(ChangeKind::TokenStored, &row));
+            }
+        }
     }
     Ok(())
 }
+
+/// A vault row `(id, user_id, token_type, client_id, session_id, …)` as a feed change.
+pub(crate) fn vault_change(kind: ChangeKind, row: &sqlx::postgres::PgRow) -> Change {
+    Change::new(kind, row.get::<String, _>(0), row.get(1))
+        .with("token_type", row.get::<String, _>(2))
+        .with("client_id", row.get::<Option<String>, _>(3))
+        .with("session_id", row.get::<Option<String>, _>(4))
+}
+
+/// What the vault's deletions return for the feed.
+const REVOKED: &str = "RETURNING v.id::text, v.user_id, v.token_type, v.client_id, v.session_id";
 
 /// Rows of (id, instant) pairs.
 fn pairs<'a>(name: &'static str, items: &'a [(&'a str, i64)]) -> Rows<'a> {
@@ -103,7 +128,11 @@ fn pairs<'a>(name: &'static str, items: &'a [(&'a str, i64)]) -> Rows<'a> {
 
 /// Deletes the vault rows that revocations reach (issued at or before their time) and
 /// records grant revocations so tokens learnt about later are not kept either.
-pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), sqlx::Error> {
+pub async fn revoke(
+    tx: &mut Tx<'_>,
+    revocations: &[Revocation],
+    changes: &mut Vec<Change>,
+) -> Result<(), sqlx::Error> {
     let mut sessions = Vec::new();
     let mut online = Vec::new();
     let mut realms = Vec::new();
@@ -143,13 +172,19 @@ pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), s
         }
         let sql = format!(
             "DELETE FROM auth_vault v USING {{rows}}
-             WHERE v.{column} = n.{column} AND v.issued_at <= ms_ts(n.at) {only}"
+             WHERE v.{column} = n.{column} AND v.issued_at <= ms_ts(n.at) {only}
+             {REVOKED}"
         );
-        pairs(column, items)
+        let revoked = pairs(column, items)
             .query(&sql)
             .build()
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await?;
+        changes.extend(
+            revoked
+                .iter()
+                .map(|row| vault_change(ChangeKind::TokenRevoked, row)),
+        );
     }
     if !sessions.is_empty() {
         // An offline token learnt about later is refused by this record; a refresh token
@@ -180,15 +215,18 @@ pub async fn revoke(tx: &mut Tx<'_>, revocations: &[Revocation]) -> Result<(), s
             .build()
             .execute(&mut **tx)
             .await?;
-        rows()
-            .query(
-                "DELETE FROM auth_vault v USING {rows}
-                 WHERE v.token_type = 'offline' AND v.user_id = n.user_id
-                   AND v.client_id = n.client_id AND v.issued_at <= ms_ts(n.at)",
-            )
-            .build()
-            .execute(&mut **tx)
-            .await?;
+        let sql = format!(
+            "DELETE FROM auth_vault v USING {{rows}}
+             WHERE v.token_type = 'offline' AND v.user_id = n.user_id
+               AND v.client_id = n.client_id AND v.issued_at <= ms_ts(n.at)
+             {REVOKED}"
+        );
+        let revoked = rows().query(&sql).build().fetch_all(&mut **tx).await?;
+        changes.extend(
+            revoked
+                .iter()
+                .map(|row| vault_change(ChangeKind::TokenRevoked, row)),
+        );
     }
     Ok(())
 }

@@ -2,6 +2,11 @@
 
 use std::sync::LazyLock;
 
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::core::change::{Change, ChangeKind};
 use crate::core::plan::{Plan, UserChange, Versioned};
 use crate::store::rows::Rows;
 use crate::store::Tx;
@@ -58,7 +63,50 @@ fn attribute_updates(user: &UserChange) -> String {
     serde_json::Value::Object(updates).to_string()
 }
 
-pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
+/// Whether the change touches what applications authorize with (profile, enabled,
+/// deletion), not only the login counters.
+fn alters_profile(user: &UserChange) -> bool {
+    user.username.is_some()
+        || user.email.is_some()
+        || user.first_name.is_some()
+        || user.last_name.is_some()
+        || user.email_verified.is_some()
+        || user.enabled.is_some()
+        || user.attributes.is_some()
+        || !user.attribute_updates.is_empty()
+        || user.deleted_at.is_some()
+}
+
+/// The feed's view of the upsert's rows: created, deleted, disabled by this change, or
+/// otherwise updated in their profile.
+fn user_changes(plan: &Plan, written: Vec<(String, bool, bool, bool)>, changes: &mut Vec<Change>) {
+    let planned: HashMap<&str, &UserChange> =
+        plan.users.iter().map(|u| (u.id.as_str(), u)).collect();
+    for (id, created, disabled, deleted) in written {
+        let Some(user) = planned.get(id.as_str()) else {
+            continue;
+        };
+        let kind = if deleted && user.deleted_at.is_some() {
+            ChangeKind::UserDeleted
+        } else if created {
+            ChangeKind::UserCreated
+        } else if disabled && user.enabled.as_ref().is_some_and(|e| !e.value) {
+            ChangeKind::UserDisabled
+        } else if alters_profile(user) {
+            ChangeKind::UserUpdated
+        } else {
+            continue;
+        };
+        let realm = user.realm_id.as_str().to_string();
+        changes.push(Change::new(kind, id.clone(), Some(id)).with("realm_id", realm));
+    }
+}
+
+pub async fn upsert(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    changes: &mut Vec<Change>,
+) -> Result<(), sqlx::Error> {
     let users = &plan.users;
     if users.is_empty() {
         return Ok(());
@@ -112,6 +160,14 @@ pub async fn upsert(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
                 .iter()
                 .map(|u| u.read_ver.as_ref().map(|v| v.as_str())),
         );
-    rows.query(&UPSERT).build().execute(&mut **tx).await?;
+    let written: Vec<(String, bool, bool, bool)> = rows
+        .query(&UPSERT)
+        .build()
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    user_changes(plan, written, changes);
     Ok(())
 }

@@ -1,0 +1,174 @@
+//! The change feed (`changes` and `NOTIFY`): the last step of every writing transaction.
+//! The changes get their seqs under a transaction-level lock that the commit releases, so
+//! seqs become visible in commit order and a reader that has seen seq N never later finds
+//! a smaller one.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::rows::Rows;
+use super::{error, query, Store, StoreError, Tx};
+use crate::core::change::{notification_payloads, Change, ChangeKind, MAX_PAYLOAD};
+
+/// Where and how a store announces its changes.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// The `NOTIFY` channel.
+    channel: String,
+    /// The advisory lock that orders the commits of every writer of this schema's feed.
+    lock: i64,
+}
+
+impl Feed {
+    pub fn new(channel: &str, schema: &str) -> Feed {
+        // FNV-1a of a name no user id can take (NUL cannot occur in text).
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in format!("changes\0{schema}").bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        Feed {
+            channel: channel.to_string(),
+            lock: hash as i64,
+        }
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Records `changes` and queues their notifications, delivered when `tx` commits. Call
+    /// it last: the lock it takes is held until the commit.
+    pub(crate) async fn publish(
+        &self,
+        tx: &mut Tx<'_>,
+        changes: Vec<Change>,
+    ) -> Result<(), sqlx::Error> {
+        let changes = last_of_each_row(changes);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        query("SELECT pg_advisory_xact_lock($1)")
+            .bind(self.lock)
+            .execute(&mut **tx)
+            .await?;
+        let details: Vec<String> = changes
+            .iter()
+            .map(|c| serde_json::Value::Object(c.detail.clone()).to_string())
+            .collect();
+        let rows = Rows::new()
+            .text("table_name", changes.iter().map(|c| Some(c.kind.table())))
+            .text("row_id", changes.iter().map(|c| Some(c.row_id.as_str())))
+            .text("user_id", changes.iter().map(|c| c.user_id.as_deref()))
+            .text("kind", changes.iter().map(|c| Some(c.kind.as_str())))
+            .text("detail", details.iter().map(Some));
+        let inserted = rows
+            .query(
+                "INSERT INTO changes (seq, table_name, row_id, user_id, kind, detail)
+                 SELECT nextval('changes_seq'), n.table_name, n.row_id, n.user_id, n.kind,
+                        n.detail::jsonb
+                 FROM {rows}
+                 RETURNING seq, row_id, kind",
+            )
+            .build()
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut by_row: HashMap<(String, String), &Change> = changes
+            .iter()
+            .map(|c| ((c.row_id.clone(), c.kind.as_str().to_string()), c))
+            .collect();
+        let mut numbered: Vec<(i64, &Change)> = inserted
+            .iter()
+            .filter_map(|row| {
+                let key = (row.get::<String, _>(1), row.get::<String, _>(2));
+                by_row
+                    .remove(&key)
+                    .map(|change| (row.get::<i64, _>(0), change))
+            })
+            .collect();
+        numbered.sort_by_key(|(seq, _)| *seq);
+        let (seqs, listed): (Vec<i64>, Vec<Change>) =
+            numbered.into_iter().map(|(s, c)| (s, c.clone())).unzip();
+        let payloads = notification_payloads(&listed, &seqs, MAX_PAYLOAD);
+        query("SELECT count(pg_notify($1, p)) FROM UNNEST($2::text[]) AS p")
+            .bind(&self.channel)
+            .bind(&payloads)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// One change per (row, kind), the last written: a session ended by its event and by a
+/// cutoff in the same transaction is announced once, with the end it kept.
+fn last_of_each_row(changes: Vec<Change>) -> Vec<Change> {
+    let mut seen: HashMap<(String, ChangeKind), usize> = HashMap::new();
+    let mut kept: Vec<Option<Change>> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let key = (change.row_id.clone(), change.kind);
+        if let Some(&earlier) = seen.get(&key) {
+            kept[earlier] = None;
+        }
+        seen.insert(key, kept.len());
+        kept.push(Some(change));
+    }
+    kept.into_iter().flatten().collect()
+}
+
+/// Changes pruned per statement, so the writers are never held up for long.
+const PRUNE_BATCH: i64 = 10_000;
+
+impl Store {
+    /// Forgets changes recorded longer than `older_than` ago, in bounded batches; returns
+    /// how many went. A consumer away for longer than that must start again from the
+    /// tables themselves.
+    pub async fn prune_changes(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let seconds = older_than.as_secs_f64();
+        let mut total = 0;
+        loop {
+            let deleted = error::with_backoff(self.retry_max, "prune the change feed", || async {
+                let mut tx = self.begin().await?;
+                let done = query(
+                    "DELETE FROM changes WHERE seq IN (
+                         SELECT seq FROM changes
+                         WHERE at < now() - make_interval(secs => $1)
+                         ORDER BY seq LIMIT $2)",
+                )
+                .bind(seconds)
+                .bind(PRUNE_BATCH)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(done)
+            })
+            .await?;
+            total += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_changed_twice_the_same_way_is_announced_once_with_the_last() {
+        let first = Change::new(ChangeKind::SessionEnded, "s1", None).with("reason", "logout");
+        let second = Change::new(ChangeKind::SessionEnded, "s1", None).with("reason", "admin");
+        let other = Change::new(ChangeKind::SessionStarted, "s2", None);
+        let kept = last_of_each_row(vec![first, other.clone(), second.clone()]);
+        assert_eq!(kept, vec![other, second]);
+    }
+
+    #[test]
+    fn each_schema_orders_its_own_feed() {
+        assert_ne!(Feed::new("c", "a").lock, Feed::new("c", "b").lock);
+        assert_eq!(Feed::new("c", "a").lock, Feed::new("other", "a").lock);
+    }
+}
