@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::Row;
-
-use super::rows::Rows;
 use super::{error, query, Store, StoreError, Tx};
-use crate::core::change::{notification_payloads, Change, ChangeKind, MAX_PAYLOAD};
+use crate::core::change::{Change, ChangeKind};
+
+const PUBLISH: &str = include_str!("sql/publish_changes.sql");
 
 /// Where and how a store announces its changes.
 #[derive(Debug, Clone)]
@@ -50,51 +49,21 @@ impl Feed {
         if changes.is_empty() {
             return Ok(());
         }
-        query("SELECT pg_advisory_xact_lock($1)")
-            .bind(self.lock)
-            .execute(&mut **tx)
-            .await?;
+        let column = |field: fn(&Change) -> Option<&str>| -> Vec<Option<&str>> {
+            changes.iter().map(field).collect()
+        };
         let details: Vec<String> = changes
             .iter()
             .map(|c| serde_json::Value::Object(c.detail.clone()).to_string())
             .collect();
-        let rows = Rows::new()
-            .text("table_name", changes.iter().map(|c| Some(c.kind.table())))
-            .text("row_id", changes.iter().map(|c| Some(c.row_id.as_str())))
-            .text("user_id", changes.iter().map(|c| c.user_id.as_deref()))
-            .text("kind", changes.iter().map(|c| Some(c.kind.as_str())))
-            .text("detail", details.iter().map(Some));
-        let inserted = rows
-            .query(
-                "INSERT INTO changes (seq, table_name, row_id, user_id, kind, detail)
-                 SELECT nextval('changes_seq'), n.table_name, n.row_id, n.user_id, n.kind,
-                        n.detail::jsonb
-                 FROM {rows}
-                 RETURNING seq, row_id, kind",
-            )
-            .build()
-            .fetch_all(&mut **tx)
-            .await?;
-        let mut by_row: HashMap<(String, String), &Change> = changes
-            .iter()
-            .map(|c| ((c.row_id.clone(), c.kind.as_str().to_string()), c))
-            .collect();
-        let mut numbered: Vec<(i64, &Change)> = inserted
-            .iter()
-            .filter_map(|row| {
-                let key = (row.get::<String, _>(1), row.get::<String, _>(2));
-                by_row
-                    .remove(&key)
-                    .map(|change| (row.get::<i64, _>(0), change))
-            })
-            .collect();
-        numbered.sort_by_key(|(seq, _)| *seq);
-        let (seqs, listed): (Vec<i64>, Vec<Change>) =
-            numbered.into_iter().map(|(s, c)| (s, c.clone())).unzip();
-        let payloads = notification_payloads(&listed, &seqs, MAX_PAYLOAD);
-        query("SELECT count(pg_notify($1, p)) FROM UNNEST($2::text[]) AS p")
+        query(PUBLISH)
+            .bind(self.lock)
+            .bind(column(|c| Some(c.kind.table())))
+            .bind(column(|c| Some(c.row_id.as_str())))
+            .bind(column(|c| c.user_id.as_deref()))
+            .bind(column(|c| Some(c.kind.as_str())))
+            .bind(&details)
             .bind(&self.channel)
-            .bind(&payloads)
             .execute(&mut **tx)
             .await?;
         Ok(())

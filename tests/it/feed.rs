@@ -333,3 +333,49 @@ async fn concurrent_writers_never_leave_a_seq_a_reader_could_skip() {
     let skipped: Vec<&i64> = all.difference(&seen).collect();
     assert!(skipped.is_empty(), "the reader skipped {skipped:?}");
 }
+
+/// A commit of hundreds of changes: several notifications, each under Postgres's limit,
+/// ranges consecutive and in order, every change listed once.
+#[tokio::test]
+async fn a_large_commit_is_split_into_few_notifications_under_the_limit() {
+    let db = TestDb::new().await;
+    let channel = channel();
+    let store = feed_store(&db, &channel).await;
+    let mut listener = listener(&db, &channel).await;
+    let lines: Vec<String> = (0..600)
+        .map(|i| {
+            user_event(
+                &format!("reg-{i}"),
+                1000 + i,
+                "REGISTER",
+                &format!("user-{i:04}"),
+                "s",
+            )
+        })
+        .collect();
+    apply(&store, &events(&lines)).await;
+    let stored = changes(&store).await;
+    assert_eq!(stored.len(), 600);
+    let mut next_from = stored[0].0;
+    let mut listed = 0;
+    let mut notifications = 0;
+    while next_from <= stored[599].0 {
+        let payload = next(&mut listener, Duration::from_secs(5))
+            .await
+            .expect("a notification for every part of the range");
+        notifications += 1;
+        assert!(payload.to_string().len() < 8_000);
+        assert_eq!(
+            payload["from"].as_i64(),
+            Some(next_from),
+            "consecutive, in order"
+        );
+        listed += payload["changes"].as_array().expect("list").len();
+        next_from = payload["to"].as_i64().expect("to") + 1;
+    }
+    assert_eq!(listed, 600, "every change listed once");
+    assert!(
+        (2..60).contains(&notifications),
+        "{notifications} notifications"
+    );
+}
