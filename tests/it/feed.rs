@@ -113,6 +113,25 @@ async fn each_commit_is_announced_after_it_with_what_it_changed() {
         "never a token: {first}"
     );
 
+    // A login into a new session: the session starts; the user's profile (the username the
+    // LOGIN repeats, the login counters) is no change.
+    apply(
+        &store,
+        &events(&[user_event("login-s9", 1250, "LOGIN", "u1", "s9")]),
+    )
+    .await;
+    let login = next(&mut listener, Duration::from_secs(5))
+        .await
+        .expect("login");
+    let kinds: Vec<&str> = login["changes"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["session_started"], "{login}");
+    let first_to = login["to"].clone();
+
     // A disabling ends the session and revokes the token; logins alone are no change.
     apply(
         &store,
@@ -141,14 +160,15 @@ async fn each_commit_is_announced_after_it_with_what_it_changed() {
     assert_eq!(
         kinds,
         [
-            "session_ended:user_disabled",
+            "session_ended:user_disabled", // s1
+            "session_ended:user_disabled", // s9
             "token_revoked",
             "user_disabled"
         ]
     );
     assert_eq!(
         second["from"].as_i64(),
-        first["to"].as_i64().map(|t| t + 1),
+        first_to.as_i64().map(|t| t + 1),
         "consecutive ranges"
     );
 

@@ -63,41 +63,30 @@ fn attribute_updates(user: &UserChange) -> String {
     serde_json::Value::Object(updates).to_string()
 }
 
-/// Whether the change touches what applications authorize with (profile, enabled,
-/// deletion), not only the login counters.
-fn alters_profile(user: &UserChange) -> bool {
-    user.username.is_some()
-        || user.email.is_some()
-        || user.first_name.is_some()
-        || user.last_name.is_some()
-        || user.email_verified.is_some()
-        || user.enabled.is_some()
-        || user.attributes.is_some()
-        || !user.attribute_updates.is_empty()
-        || user.deleted_at.is_some()
-}
+/// The feed's view of one upserted row: `(id, created, disabled, deleted, changed)`, each
+/// flag about this statement (disabled or deleted by it, profile values different after
+/// it). Login counters alone are no change.
+type Written = (String, bool, bool, bool, bool);
 
-/// The feed's view of the upsert's rows: created, deleted, disabled by this change, or
-/// otherwise updated in their profile.
-fn user_changes(plan: &Plan, written: Vec<(String, bool, bool, bool)>, changes: &mut Vec<Change>) {
-    let planned: HashMap<&str, &UserChange> =
-        plan.users.iter().map(|u| (u.id.as_str(), u)).collect();
-    for (id, created, disabled, deleted) in written {
-        let Some(user) = planned.get(id.as_str()) else {
-            continue;
-        };
-        let kind = if deleted && user.deleted_at.is_some() {
+fn user_changes(plan: &Plan, written: Vec<Written>, changes: &mut Vec<Change>) {
+    let realms: HashMap<&str, &str> = plan
+        .users
+        .iter()
+        .map(|u| (u.id.as_str(), u.realm_id.as_str()))
+        .collect();
+    for (id, created, disabled, deleted, changed) in written {
+        let kind = if deleted {
             ChangeKind::UserDeleted
         } else if created {
             ChangeKind::UserCreated
-        } else if disabled && user.enabled.as_ref().is_some_and(|e| !e.value) {
+        } else if disabled {
             ChangeKind::UserDisabled
-        } else if alters_profile(user) {
+        } else if changed {
             ChangeKind::UserUpdated
         } else {
             continue;
         };
-        let realm = user.realm_id.as_str().to_string();
+        let realm = realms.get(id.as_str()).map(|r| r.to_string());
         changes.push(Change::new(kind, id.clone(), Some(id)).with("realm_id", realm));
     }
 }
@@ -160,13 +149,13 @@ pub async fn upsert(
                 .iter()
                 .map(|u| u.read_ver.as_ref().map(|v| v.as_str())),
         );
-    let written: Vec<(String, bool, bool, bool)> = rows
+    let written: Vec<Written> = rows
         .query(&UPSERT)
         .build()
         .fetch_all(&mut **tx)
         .await?
         .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
         .collect();
     user_changes(plan, written, changes);
     Ok(())
