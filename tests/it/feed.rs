@@ -399,3 +399,39 @@ async fn a_large_commit_is_split_into_few_notifications_under_the_limit() {
         "{notifications} notifications"
     );
 }
+
+/// `changes.retention_days`: what is older goes, in batches; what is newer stays.
+#[tokio::test]
+async fn changes_older_than_the_retention_are_pruned() {
+    let db = TestDb::new().await;
+    let channel = channel();
+    let store = feed_store(&db, &channel).await;
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            user_event(
+                &format!("reg-{i}"),
+                1000 + i,
+                "REGISTER",
+                &format!("u{i}"),
+                "s",
+            )
+        })
+        .collect();
+    apply(&store, &events(&lines)).await;
+    let all: Vec<i64> = changes(&store).await.into_iter().map(|c| c.0).collect();
+    assert!(all.len() >= 30, "{all:?}");
+    sqlx::query("UPDATE keycloak_sync.changes SET at = now() - interval '10 days' WHERE seq <= 20")
+        .execute(store.pool())
+        .await
+        .expect("age some changes");
+    let pruned = store
+        .prune_changes(Duration::from_secs(7 * 86_400))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 20);
+    let left: Vec<i64> = changes(&store).await.into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        left,
+        all.into_iter().filter(|s| *s > 20).collect::<Vec<i64>>()
+    );
+}
