@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{error, query, Store, StoreError, Tx};
+use super::{query, Store, StoreError, Tx};
 use crate::core::change::{Change, ChangeKind};
 
 const PUBLISH: &str = include_str!("sql/publish_changes.sql");
@@ -86,42 +86,22 @@ fn last_of_each_row(changes: Vec<Change>) -> Vec<Change> {
     kept.into_iter().flatten().collect()
 }
 
-/// Changes pruned per statement, so the writers are never held up for long.
-const PRUNE_BATCH: i64 = 10_000;
-
 impl Store {
     /// Forgets changes recorded longer than `older_than` ago, in bounded batches; returns
     /// how many went. A consumer away for longer than that must start again from the
     /// tables themselves.
     pub async fn prune_changes(&self, older_than: Duration) -> Result<u64, StoreError> {
-        let seconds = older_than.as_secs_f64();
-        let mut total = 0;
-        loop {
-            let deleted = error::with_backoff(self.retry_max, "prune the change feed", || async {
-                let mut tx = self.begin().await?;
-                let done = query(
-                    "DELETE FROM changes WHERE seq IN (
-                         SELECT seq FROM changes
-                         WHERE at < now() - make_interval(secs => $1)
-                         ORDER BY seq LIMIT $2)",
-                )
-                .bind(seconds)
-                .bind(PRUNE_BATCH)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                Ok(done)
-            })
-            .await?;
-            total += deleted;
-            if deleted < PRUNE_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        self.delete_in_batches(
+            "prune the change feed",
+            "DELETE FROM changes WHERE seq IN (
+                 SELECT seq FROM changes
+                 WHERE at < now() - make_interval(secs => $1)
+                 ORDER BY seq LIMIT $2)",
+            older_than,
+        )
+        .await
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::rows::Rows;
-use super::{error, query, Store, StoreError, Tx};
+use super::{Store, StoreError, Tx};
 use crate::core::event::Event;
 use crate::core::outcome::Outcome;
 
@@ -61,29 +61,14 @@ impl Store {
     /// are idempotent by themselves, but it counts once more in `login_count` and
     /// `refresh_count`.
     pub async fn prune_inbox(&self, older_than: Duration) -> Result<u64, StoreError> {
-        const BATCH: i64 = 10_000;
-        let mut total = 0;
-        loop {
-            let deleted = error::with_backoff(self.retry_max, "prune the inbox", || async {
-                let mut tx = self.begin().await?;
-                let done = query(
-                    "DELETE FROM processed_events WHERE event_id IN (
-                         SELECT event_id FROM processed_events
-                         WHERE processed_at < now() - make_interval(secs => $1)
-                         LIMIT $2)",
-                )
-                .bind(older_than.as_secs_f64())
-                .bind(BATCH)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected())
-            })
-            .await?;
-            total += deleted;
-            if deleted < BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        self.delete_in_batches(
+            "prune the inbox",
+            "DELETE FROM processed_events WHERE event_id IN (
+                 SELECT event_id FROM processed_events
+                 WHERE processed_at < now() - make_interval(secs => $1)
+                 LIMIT $2)",
+            older_than,
+        )
+        .await
     }
 }

@@ -229,6 +229,37 @@ impl Store {
         &self.schema
     }
 
+    /// Runs `delete` (the age in seconds as `$1`, the batch size as `$2`) until it removes
+    /// less than a batch, each batch in its own transaction so the writers are never held
+    /// up for long; returns how many rows went.
+    async fn delete_in_batches(
+        &self,
+        what: &str,
+        delete: &str,
+        older_than: Duration,
+    ) -> Result<u64, StoreError> {
+        const BATCH: i64 = 10_000;
+        let mut total = 0;
+        loop {
+            let deleted = error::with_backoff(self.retry_max, what, || async {
+                let mut tx = self.begin().await?;
+                let done = query(delete)
+                    .bind(older_than.as_secs_f64())
+                    .bind(BATCH)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(done)
+            })
+            .await?;
+            total += deleted;
+            if deleted < BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Creates the schema if needed and applies pending migrations. Idempotent, and safe
     /// to run from several processes at once: `CREATE … IF NOT EXISTS` races between
     /// sessions, so the whole step runs under an advisory lock of its own.

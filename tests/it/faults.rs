@@ -13,33 +13,11 @@ use crate::support::*;
 const REGISTER: &str = r#"{"schema":1,"kind":"user","id":"reg-1","time":1000,"realmId":"r","realmName":"acme","type":"REGISTER","userId":"u1","details":{"username":"alice","email":"alice@example.com"}}"#;
 const LOGIN: &str = r#"{"schema":1,"kind":"user","id":"login-1","time":2000,"realmId":"r","realmName":"acme","type":"LOGIN","clientId":"web","userId":"u1","sessionId":"s1","details":{"username":"alice"}}"#;
 
-/// Makes the test's database read-only, as a standby is after a failover: new sessions
-/// start read-only and the open ones are closed so that the pool reconnects.
-async fn set_read_only(db: &TestDb, read_only: bool) {
-    let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
-    let value = if read_only { "on" } else { "off" };
-    sqlx::query(&format!(
-        "ALTER DATABASE {} SET default_transaction_read_only = {value}",
-        db.name
-    ))
-    .execute(&mut admin)
-    .await
-    .expect("alter database");
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = $1 AND pid <> pg_backend_pid()",
-    )
-    .bind(&db.name)
-    .execute(&mut admin)
-    .await
-    .expect("terminate sessions");
-}
-
 #[tokio::test]
 async fn a_read_only_database_refuses_no_event() {
     let db = TestDb::new().await;
     let store = db.store().await.with_retry_max(Duration::from_millis(1500));
-    set_read_only(&db, true).await;
+    set_read_only(&admin_url(), &db.name, true).await;
     let events = [event(REGISTER), event(LOGIN)];
     match store.apply_isolating(&events).await {
         Err(error @ ApplyError::Unavailable(_)) => {
@@ -47,7 +25,7 @@ async fn a_read_only_database_refuses_no_event() {
         }
         other => panic!("a read-only database must hold the batch, got {other:?}"),
     }
-    set_read_only(&db, false).await;
+    set_read_only(&admin_url(), &db.name, false).await;
     let results = store
         .apply_isolating(&events)
         .await
@@ -65,7 +43,7 @@ async fn replay_stops_naming_the_fault_and_rejects_nothing() {
     let file = dir.join("events.jsonl");
     std::fs::write(&file, format!("{REGISTER}\n{LOGIN}\n")).expect("write");
     let rejects = dir.join("rejects.jsonl");
-    set_read_only(&db, true).await;
+    set_read_only(&admin_url(), &db.name, true).await;
     let output = Command::new(env!("CARGO_BIN_EXE_keycloak-sync"))
         .arg("replay")
         .arg(&file)
@@ -93,7 +71,7 @@ async fn the_daemon_holds_its_batch_while_the_database_is_read_only() {
     let names = Names::random();
     let daemon = Daemon::start(&db.url, &amqp, &names, &[]);
     daemon.wait_ready(Duration::from_secs(30)).await;
-    set_read_only(&db, true).await;
+    set_read_only(&admin_url(), &db.name, true).await;
     publish(&amqp, &names.exchange, &[REGISTER.into(), LOGIN.into()]).await;
     let not_ready = wait_until(Duration::from_secs(20), || async {
         daemon
@@ -112,7 +90,7 @@ async fn the_daemon_holds_its_batch_while_the_database_is_read_only() {
         0,
         "nothing dead-lettered"
     );
-    set_read_only(&db, false).await;
+    set_read_only(&admin_url(), &db.name, false).await;
     let applied = wait_until(Duration::from_secs(30), || async {
         count(&store, "SELECT count(*) FROM processed_events").await == 2
     })

@@ -13,7 +13,6 @@ use keycloak_sync::core::sample::{history, SampleOptions};
 use keycloak_sync::store::Store;
 use keycloak_sync::vault::KeyRing;
 use secrecy::SecretString;
-use sqlx::{Connection, PgConnection};
 
 use crate::support::*;
 
@@ -226,27 +225,6 @@ async fn clean_replay(
     let processed = count(&store, "SELECT count(*) FROM processed_events").await;
     store.pool().close().await;
     (rows, processed)
-}
-
-/// Makes `database` read-only, as a standby is after a failover, or writable again; the
-/// open sessions are ended so that every new one sees the change.
-async fn set_read_only(admin: &str, database: &str, read_only: bool) {
-    let mut conn = PgConnection::connect(admin).await.expect("admin");
-    let value = if read_only { "on" } else { "off" };
-    sqlx::query(&format!(
-        "ALTER DATABASE {database} SET default_transaction_read_only = {value}"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("alter database");
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = $1 AND pid <> pg_backend_pid()",
-    )
-    .bind(database)
-    .execute(&mut conn)
-    .await
-    .expect("terminate sessions");
 }
 
 /// Waits until the inbox has grown by `by` events since `from`, and returns its size.

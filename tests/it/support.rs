@@ -592,3 +592,25 @@ pub async fn rows_of_clean_replay(
     store.pool().close().await;
     rows
 }
+
+/// Makes `database` (on the server `admin` points at) read-only, as a standby is after a
+/// failover, or writable again; its open sessions are ended so that every new one sees
+/// the change and pools reconnect.
+pub async fn set_read_only(admin: &str, database: &str, read_only: bool) {
+    let mut conn = PgConnection::connect(admin).await.expect("admin");
+    let value = if read_only { "on" } else { "off" };
+    sqlx::query(&format!(
+        "ALTER DATABASE {database} SET default_transaction_read_only = {value}"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("alter database");
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(database)
+    .execute(&mut conn)
+    .await
+    .expect("terminate sessions");
+}
