@@ -4,6 +4,8 @@
 use std::fmt::Display;
 use std::process::ExitCode;
 
+use crate::jobs::import::ImportReport;
+
 /// Exit status of a command that finished but rejected some input.
 pub const EXIT_REJECTED: u8 = 3;
 
@@ -67,6 +69,12 @@ impl Report for crate::jobs::reconcile::ReconcileReport {}
 impl Report for crate::jobs::rotation::RotationReport {
     fn failed(&self) -> bool {
         self.failed > 0 || self.remaining > 0
+    }
+}
+
+impl Report for crate::jobs::import::ImportReport {
+    fn failed(&self) -> bool {
+        ImportReport::failed(self)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod change;
 pub mod event;
 pub mod ids;
+pub mod import;
 pub mod intake;
 pub mod outcome;
 pub mod plan;

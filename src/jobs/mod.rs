@@ -4,6 +4,7 @@
 pub mod backfill;
 pub mod enrichment;
 pub mod expiry;
+pub mod import;
 pub mod reconcile;
 pub mod replay;
 pub mod rotation;

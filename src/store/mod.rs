@@ -10,6 +10,7 @@ mod error;
 mod expiry;
 mod feed;
 mod ids;
+pub mod import;
 mod inbox;
 mod reconcile;
 mod rows;

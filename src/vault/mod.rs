@@ -3,5 +3,7 @@
 //! before its transaction, `store::vault` reads them back).
 
 mod keyring;
+mod legacy;
 
 pub use keyring::{KeyRing, KeyRingError, RowIdentity, SealError, Sealed};
+pub use legacy::{LegacyError, LegacyFormat, LegacyKey};

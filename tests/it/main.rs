@@ -10,6 +10,7 @@ mod enrich;
 mod expiry;
 mod faults;
 mod feed;
+mod import;
 mod keycloak;
 mod keycloak_fake;
 mod order;
