@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use crate::core::import::{digest, newest_per_slot, read_row, slot_of, token_event, SourceToken};
 use crate::core::outcome::Outcome;
 use crate::core::plan::Version;
-use crate::store::import::{source_page, text, ImportCheckpoint};
+use crate::store::import::{text, ImportCheckpoint, SourceReader};
 use crate::store::vault::Vault;
 use crate::store::Store;
 use crate::telemetry::progress::{Progress, Unit};
@@ -123,6 +123,7 @@ pub async fn import(
     let progress = Progress::new(options.progress, "vault import", None, Unit::Items("rows"));
     let vault = Vault::new(store, keys);
     let mut after = checkpoint.after.clone();
+    let mut reader = SourceReader::open(source, &options.query, after.as_ref()).await?;
     let mut pages = 0u64;
     let mut complete = true;
     loop {
@@ -131,7 +132,7 @@ pub async fn import(
             break;
         }
         pages += 1;
-        let rows = source_page(source, &options.query, after.as_ref(), options.page_size).await?;
+        let rows = reader.next_page(options.page_size).await?;
         let Some(last) = rows.last() else {
             break;
         };
@@ -155,6 +156,7 @@ pub async fn import(
         }
         progress.inc(rows.len() as u64);
     }
+    reader.close().await?;
     if !options.dry_run && complete {
         checkpoint.finished = true;
         checkpoint.counts = serde_json::to_value(&report)?;
@@ -213,8 +215,9 @@ async fn apply_page(
         .iter()
         .map(|e| Version::of(e).as_str().to_string())
         .collect();
+    let users: Vec<&str> = kept.iter().map(|t| t.slot.user_id.as_str()).collect();
     let held: HashMap<String, [u8; 32]> = vault
-        .holding_versions(&versions)
+        .holding_versions(&users, &versions)
         .await?
         .into_iter()
         .map(|(version, stored)| (version, digest(&stored.token)))

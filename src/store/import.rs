@@ -2,7 +2,7 @@
 //! byte order, so a page never splits a user) and the checkpoint that makes a run
 //! resumable. The tokens themselves go through the apply path like token messages.
 
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{query, query_as, Store};
 use crate::core::import::SlotKey;
@@ -15,65 +15,108 @@ pub struct ImportCheckpoint {
     pub finished: bool,
 }
 
-/// One page of the source query's rows as JSON objects (each row whole, so optional
-/// columns may be absent), users whole: at most `limit` rows unless one user has more,
-/// then that user's rows alone.
-pub async fn source_page(
-    source: &PgPool,
-    source_query: &str,
-    after: Option<&(String, String)>,
-    limit: i64,
-) -> Result<Vec<serde_json::Value>, sqlx::Error> {
-    let page = format!(
-        "SELECT to_jsonb(q) FROM ({source_query}) q
-         WHERE $1::text IS NULL
-            OR (q.realm_id::text COLLATE \"C\", q.user_id::text COLLATE \"C\")
-               > ($1::text COLLATE \"C\", $2::text COLLATE \"C\")
-         ORDER BY q.realm_id::text COLLATE \"C\", q.user_id::text COLLATE \"C\"
-         LIMIT $3"
-    );
-    let (realm, user) = match after {
-        Some((r, u)) => (Some(r.as_str()), Some(u.as_str())),
-        None => (None, None),
-    };
-    let mut tx = source.begin().await?;
-    sqlx::query("SET TRANSACTION READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let mut rows: Vec<serde_json::Value> = sqlx::query_scalar(&page)
+/// The source query's rows in (realm, user) byte order through one cursor of a read-only
+/// transaction (the query runs once), handed out in pages that never split a user.
+pub struct SourceReader {
+    tx: Transaction<'static, Postgres>,
+    /// Rows read past the end of the last page: the next user's.
+    carry: Vec<serde_json::Value>,
+    exhausted: bool,
+}
+
+impl SourceReader {
+    /// Opens the cursor after the user `after` (the last one a previous run applied).
+    pub async fn open(
+        source: &PgPool,
+        source_query: &str,
+        after: Option<&(String, String)>,
+    ) -> Result<SourceReader, sqlx::Error> {
+        let mut tx = source.begin().await?;
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let (realm, user) = match after {
+            Some((r, u)) => (r.as_str(), u.as_str()),
+            None => ("", ""),
+        };
+        // DECLARE takes no parameters: the position goes in through settings of this
+        // transaction, read by the cursor's query.
+        sqlx::query(
+            "SELECT set_config('keycloak_sync.after_realm', $1, true),
+                    set_config('keycloak_sync.after_user', $2, true),
+                    set_config('keycloak_sync.resume', $3, true)",
+        )
         .bind(realm)
         .bind(user)
-        .bind(limit)
-        .fetch_all(&mut *tx)
+        .bind(if after.is_some() { "on" } else { "off" })
+        .execute(&mut *tx)
         .await?;
-    if rows.len() as i64 == limit {
-        let key = |row: &serde_json::Value| {
-            (
-                text(row, "realm_id").unwrap_or_default(),
-                text(row, "user_id").unwrap_or_default(),
-            )
-        };
-        let last = rows.last().map(key);
-        let first = rows.first().map(key);
-        if first == last {
-            // One user fills the page: all of that user's rows, alone.
-            if let Some((realm, user)) = last {
-                rows = sqlx::query_scalar(&format!(
-                    "SELECT to_jsonb(q) FROM ({source_query}) q
-                     WHERE q.realm_id::text = $1 AND q.user_id::text = $2"
-                ))
-                .bind(realm)
-                .bind(user)
-                .fetch_all(&mut *tx)
-                .await?;
-            }
-        } else {
-            // The last user may go on in the next page: leave it for that page.
-            rows.retain(|row| Some(key(row)) != last);
-        }
+        // One statement (extended protocol): the query cannot smuggle in another.
+        sqlx::query(&format!(
+            "DECLARE vault_import NO SCROLL CURSOR FOR
+             SELECT to_jsonb(q) FROM ({source_query}) q
+             WHERE current_setting('keycloak_sync.resume') = 'off'
+                OR (q.realm_id::text COLLATE \"C\", q.user_id::text COLLATE \"C\")
+                   > (current_setting('keycloak_sync.after_realm') COLLATE \"C\",
+                      current_setting('keycloak_sync.after_user') COLLATE \"C\")
+             ORDER BY q.realm_id::text COLLATE \"C\", q.user_id::text COLLATE \"C\""
+        ))
+        .persistent(false)
+        .execute(&mut *tx)
+        .await?;
+        Ok(SourceReader {
+            tx,
+            carry: Vec::new(),
+            exhausted: false,
+        })
     }
-    tx.commit().await?;
-    Ok(rows)
+
+    /// The next rows, at least `size` unless the source ends, every user whole; empty at
+    /// the end.
+    pub async fn next_page(&mut self, size: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let mut page = std::mem::take(&mut self.carry);
+        while !self.exhausted && (page.len() as i64) < size {
+            let fetched = self.fetch(size).await?;
+            page.extend(fetched);
+        }
+        // Read on while the last user goes on; what follows belongs to the next page.
+        let Some(last) = page.last().map(user_key) else {
+            return Ok(page);
+        };
+        while !self.exhausted {
+            let fetched = self.fetch(size).await?;
+            let split = fetched
+                .iter()
+                .position(|row| user_key(row) != last)
+                .unwrap_or(fetched.len());
+            let mut fetched = fetched;
+            self.carry = fetched.split_off(split);
+            page.extend(fetched);
+            if !self.carry.is_empty() {
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    async fn fetch(&mut self, size: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let rows: Vec<serde_json::Value> =
+            sqlx::query_scalar(&format!("FETCH FORWARD {} FROM vault_import", size.max(1)))
+                .fetch_all(&mut *self.tx)
+                .await?;
+        if (rows.len() as i64) < size.max(1) {
+            self.exhausted = true;
+        }
+        Ok(rows)
+    }
+
+    pub async fn close(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+fn user_key(row: &serde_json::Value) -> (Option<String>, Option<String>) {
+    (text(row, "realm_id"), text(row, "user_id"))
 }
 
 /// A column of a source row as text (numbers included), if present and not null.

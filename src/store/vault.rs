@@ -109,15 +109,22 @@ impl Vault {
         row.as_ref().map(|row| self.open_row(row)).transpose()
     }
 
-    /// The rows that hold exactly these message versions (`issued_ver`), opened: what an
-    /// import verifies.
+    /// The rows of these users that hold exactly these message versions (`issued_ver`),
+    /// opened: what an import verifies.
     pub async fn holding_versions(
         &self,
+        users: &[&str],
         versions: &[String],
     ) -> Result<Vec<(String, StoredToken)>, VaultError> {
-        let sql = format!("{SELECT_ROWS} WHERE issued_ver = ANY($1::text[])");
+        let sql = format!(
+            "{SELECT_ROWS} WHERE user_id = ANY($1::text[]) AND issued_ver = ANY($2::text[])"
+        );
         let mut tx = self.store.begin().await?;
-        let rows = query(&sql).bind(versions).fetch_all(&mut *tx).await?;
+        let rows = query(&sql)
+            .bind(users)
+            .bind(versions)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         rows.iter()
             .map(|row| Ok((row.try_get("issued_ver")?, self.open_row(row)?)))
