@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-common.sh
 n=${1:-100000}
-export KEYCLOAK_SYNC__VAULT__KEYS="k1:$(head -c 32 /dev/zero | tr '\0' '\7' | base64)"
+KEYCLOAK_SYNC__VAULT__KEYS="k1:$(head -c 32 /dev/zero | tr '\0' '\7' | base64)"
+export KEYCLOAK_SYNC__VAULT__KEYS
 export KEYCLOAK_SYNC__VAULT__ACTIVE_KEY=k1 KEYCLOAK_SYNC__LOG__LEVEL=warn
 export APP_TOKEN_KEY=bench-passphrase
 
