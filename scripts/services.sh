@@ -12,6 +12,9 @@
 #                               take one service away and back (outage drills, tests)
 #   scripts/services.sh restart-pgbouncer
 #                               restart the transaction-mode PgBouncer (fault drills)
+#   scripts/services.sh reset-rabbitmq
+#                               the broker again with an empty state (test.sh does so
+#                               when earlier runs left too many queues)
 #
 # Ports can be moved with KCS_PG_PORT and KCS_AMQP_PORT, the data with KCS_STATE_DIR; the
 # PgBouncers listen on KCS_PG_PORT+1 (transaction mode) and KCS_PG_PORT+2 (session mode).
@@ -213,12 +216,24 @@ case "${1:-up}" in
   start-postgres) start_postgres ;;
   stop-rabbitmq) rabbitmqctl -n "$node" stop_app >/dev/null ;;
   start-rabbitmq) rabbitmqctl -n "$node" start_app >/dev/null ;;
+  reset-rabbitmq)
+    # A fresh broker state: what earlier test runs left (hundreds of quorum queues) goes.
+    # A broker that no longer answers is killed: its node name is in its environment.
+    if ! timeout 30 rabbitmqctl -n "$node" stop >/dev/null 2>&1; then
+      for pid in $(pgrep -u rabbitmq beam.smp || true); do
+        grep -qz "^RABBITMQ_NODENAME=$node\$" "/proc/$pid/environ" 2>/dev/null && kill -9 "$pid"
+      done
+    fi
+    for _ in $(seq 1 30); do amqp_running || break; sleep 1; done
+    rm -rf "$state/rabbitmq/mnesia"
+    start_rabbitmq
+    ;;
   restart-pgbouncer)
     stop_pgbouncer transaction
     start_pgbouncer transaction "$bouncer_tx_port"
     ;;
   *)
-    echo "usage: $0 up|down|status|env|stop-postgres|start-postgres|stop-rabbitmq|start-rabbitmq|restart-pgbouncer" >&2
+    echo "usage: $0 up|down|status|env|stop-postgres|start-postgres|stop-rabbitmq|start-rabbitmq|reset-rabbitmq|restart-pgbouncer" >&2
     exit 2
     ;;
 esac

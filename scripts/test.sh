@@ -20,6 +20,14 @@ psql "$KCS_TEST_DATABASE_URL" -qtAc "SELECT datname FROM pg_database WHERE datna
     [ -n "$name" ] && psql "$KCS_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
   done
 
+# Queues left behind by earlier runs (each test declares its own): past a few hundred the
+# local broker slows to a halt, so it starts afresh then. A new machine has none.
+leftover=$(timeout 60 rabbitmqctl -n "$KCS_RABBITMQ_NODE" -q list_queues name 2>/dev/null | grep -c '^kcs-' || true)
+if [ "${leftover:-0}" -gt 200 ] || ! timeout 60 rabbitmqctl -n "$KCS_RABBITMQ_NODE" -q status >/dev/null 2>&1; then
+  echo "== resetting the local RabbitMQ (${leftover:-?} queues left by earlier runs)"
+  scripts/services.sh reset-rabbitmq
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
