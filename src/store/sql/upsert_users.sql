@@ -3,15 +3,6 @@
 -- representations overlaid with the single changes newer than it. Counters add, instants
 -- take the earliest or latest, deletion keeps the earliest: the same commutative rules as
 -- the planner.
--- For the change feed, the rows as they were (`old`, the statement's snapshot) beside
--- what the upsert made of them: under a concurrent writer of the same user this can only
--- announce a change twice, never miss one.
-WITH old AS (
-    SELECT id, username, email, first_name, last_name, email_verified, enabled, attributes,
-        deleted_at
-    FROM users WHERE id = ANY($1::text[])
-),
-up AS (
 INSERT INTO users AS u (id, realm_id, username, username_ver, email, email_ver,
     first_name, first_name_ver, last_name, last_name_ver, email_verified,
     email_verified_ver, enabled, enabled_ver, attributes, attributes_ver,
@@ -35,16 +26,7 @@ FROM {rows}
 ON CONFLICT (id) DO UPDATE SET
     {last_writer_wins},
     -- Most rows have no single changes: the plain last-writer-wins, without the merge.
-    attributes = CASE
-        WHEN u.attribute_updates = '{}' AND EXCLUDED.attribute_updates = '{}' THEN
-            CASE WHEN EXCLUDED.attributes_ver > COALESCE(u.attributes_ver, '')
-                 THEN EXCLUDED.attributes ELSE u.attributes END
-        ELSE overlay_attributes(
-            CASE WHEN EXCLUDED.attributes_ver > COALESCE(u.attributes_ver, '')
-                 THEN EXCLUDED.attributes ELSE u.attributes END,
-            newer_attribute_updates(u.attribute_updates, EXCLUDED.attribute_updates,
-                                    GREATEST(u.attributes_ver, EXCLUDED.attributes_ver)))
-    END,
+    attributes = {new_attributes},
     attributes_ver = GREATEST(u.attributes_ver, EXCLUDED.attributes_ver),
     attribute_updates = CASE
         WHEN u.attribute_updates = '{}' AND EXCLUDED.attribute_updates = '{}' THEN '{}'::jsonb
@@ -58,16 +40,7 @@ ON CONFLICT (id) DO UPDATE SET
     login_error_count = u.login_error_count + EXCLUDED.login_error_count,
     deleted_at = LEAST(u.deleted_at, EXCLUDED.deleted_at),
     read_ver = GREATEST(u.read_ver, EXCLUDED.read_ver),
+    -- For the change feed: what this statement changed (users.rs writes the flags).
+    change_flags = {change_flags},
     updated_at = now()
-RETURNING id, xmax = 0 AS created, username, email, first_name, last_name, email_verified,
-    enabled, attributes, deleted_at
-)
-SELECT up.id, up.created,
-    up.enabled IS FALSE AND o.enabled IS NOT FALSE AS disabled,
-    up.deleted_at IS NOT NULL AND o.deleted_at IS NULL AS deleted,
-    (up.username, up.email, up.first_name, up.last_name, up.email_verified, up.enabled,
-     up.attributes)
-        IS DISTINCT FROM
-    (o.username, o.email, o.first_name, o.last_name, o.email_verified, o.enabled,
-     o.attributes) AS changed
-FROM up LEFT JOIN old o ON o.id = up.id
+RETURNING id, xmax = 0 AS created, change_flags

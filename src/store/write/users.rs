@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
@@ -22,18 +22,54 @@ const LAST_WRITER_WINS: [&str; 6] = [
     "enabled",
 ];
 
+/// A row's attributes after the upsert: the whole map last writer wins, overlaid with the
+/// single changes newer than it. Most rows have none: then the plain last writer wins,
+/// without the merge.
+const NEW_ATTRIBUTES: &str = "CASE
+        WHEN u.attribute_updates = '{}' AND EXCLUDED.attribute_updates = '{}' THEN
+            CASE WHEN EXCLUDED.attributes_ver > COALESCE(u.attributes_ver, '')
+                 THEN EXCLUDED.attributes ELSE u.attributes END
+        ELSE overlay_attributes(
+            CASE WHEN EXCLUDED.attributes_ver > COALESCE(u.attributes_ver, '')
+                 THEN EXCLUDED.attributes ELSE u.attributes END,
+            newer_attribute_updates(u.attribute_updates, EXCLUDED.attribute_updates,
+                                    GREATEST(u.attributes_ver, EXCLUDED.attributes_ver)))
+    END";
+
+/// `users.change_flags` of an upsert: 1 when a profile value changed, 2 when it disabled
+/// the user, 4 when it deleted the user.
+const CHANGED_PROFILE: i16 = 1;
+const DISABLED: i16 = 2;
+const DELETED: i16 = 4;
+
 static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let wins = |f: &str| format!("EXCLUDED.{f}_ver > COALESCE(u.{f}_ver, '')");
     let assignments: Vec<String> = LAST_WRITER_WINS
         .iter()
         .map(|f| {
             format!(
-                "{f} = CASE WHEN EXCLUDED.{f}_ver > COALESCE(u.{f}_ver, '') THEN EXCLUDED.{f} ELSE u.{f} END,\n    \
-                 {f}_ver = GREATEST(u.{f}_ver, EXCLUDED.{f}_ver)"
+                "{f} = CASE WHEN {} THEN EXCLUDED.{f} ELSE u.{f} END,\n    \
+                 {f}_ver = GREATEST(u.{f}_ver, EXCLUDED.{f}_ver)",
+                wins(f)
             )
         })
         .collect();
+    let changed: Vec<String> = LAST_WRITER_WINS
+        .iter()
+        .map(|f| format!("({} AND EXCLUDED.{f} IS DISTINCT FROM u.{f})", wins(f)))
+        .chain([format!("({NEW_ATTRIBUTES}) IS DISTINCT FROM u.attributes")])
+        .collect();
+    let flags = format!(
+        "(CASE WHEN {} THEN {CHANGED_PROFILE} ELSE 0 END
+         + CASE WHEN {} AND EXCLUDED.enabled IS FALSE AND u.enabled IS NOT FALSE THEN {DISABLED} ELSE 0 END
+         + CASE WHEN EXCLUDED.deleted_at IS NOT NULL AND u.deleted_at IS NULL THEN {DELETED} ELSE 0 END)::smallint",
+        changed.join("\n            OR "),
+        wins("enabled"),
+    );
     include_str!("../sql/upsert_users.sql")
         .replace("{last_writer_wins}", &assignments.join(",\n    "))
+        .replace("{new_attributes}", NEW_ATTRIBUTES)
+        .replace("{change_flags}", &flags)
 });
 
 /// The value and version columns of a last-writer-wins field.
@@ -63,10 +99,9 @@ fn attribute_updates(user: &UserChange) -> String {
     serde_json::Value::Object(updates).to_string()
 }
 
-/// The feed's view of one upserted row: `(id, created, disabled, deleted, changed)`, each
-/// flag about this statement (disabled or deleted by it, profile values different after
-/// it). Login counters alone are no change.
-type Written = (String, bool, bool, bool, bool);
+/// The feed's view of one upserted row: `(id, created, change_flags)`. Login counters
+/// alone are no change.
+type Written = (String, bool, i16);
 
 fn user_changes(plan: &Plan, written: Vec<Written>, changes: &mut Vec<Change>) {
     let realms: HashMap<&str, &str> = plan
@@ -74,14 +109,21 @@ fn user_changes(plan: &Plan, written: Vec<Written>, changes: &mut Vec<Change>) {
         .iter()
         .map(|u| (u.id.as_str(), u.realm_id.as_str()))
         .collect();
-    for (id, created, disabled, deleted, changed) in written {
-        let kind = if deleted {
+    // A user first learnt of by its deletion is made already deleted.
+    let deleted: HashSet<&str> = plan
+        .users
+        .iter()
+        .filter(|u| u.deleted_at.is_some())
+        .map(|u| u.id.as_str())
+        .collect();
+    for (id, created, flags) in written {
+        let kind = if flags & DELETED != 0 || (created && deleted.contains(id.as_str())) {
             ChangeKind::UserDeleted
         } else if created {
             ChangeKind::UserCreated
-        } else if disabled {
+        } else if flags & DISABLED != 0 {
             ChangeKind::UserDisabled
-        } else if changed {
+        } else if flags & CHANGED_PROFILE != 0 {
             ChangeKind::UserUpdated
         } else {
             continue;
@@ -155,7 +197,7 @@ pub async fn upsert(
         .fetch_all(&mut **tx)
         .await?
         .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect();
     user_changes(plan, written, changes);
     Ok(())
