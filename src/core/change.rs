@@ -1,5 +1,6 @@
 //! The change feed's vocabulary: what a commit changed, as applications are told it
-//! (`changes` table and `NOTIFY`; `store/sql/publish_changes.sql` writes both).
+//! (`changes` table and `NOTIFY`), and how a commit's changes are split into notifications
+//! that fit Postgres's payload limit.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -75,9 +76,130 @@ impl Change {
     }
 }
 
+/// Postgres refuses a `NOTIFY` payload of 8000 bytes or more; this leaves room.
+pub const MAX_PAYLOAD: usize = 7_900;
+
+/// The notifications for one commit's changes, `seqs[i]` being the seq of `changes[i]`
+/// (ascending): each a compact JSON object
+/// `{"from":F,"to":T,"changes":[{"seq":…,"table":…,"row_id":…,"user_id":…,"kind":…,"detail":{…}}]}`
+/// under `limit` bytes, the ranges consecutive. A change too large to fit alone is sent
+/// as its range with an empty list: the reader finds it in `changes`.
+pub fn notification_payloads(changes: &[Change], seqs: &[i64], limit: usize) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut entries: Vec<String> = Vec::new();
+    let mut size = 0;
+    let mut from: Option<i64> = None;
+    let mut to = 0;
+    let envelope = |from: i64, to: i64, entries: &[String]| {
+        format!(
+            r#"{{"from":{from},"to":{to},"changes":[{}]}}"#,
+            entries.join(",")
+        )
+    };
+    // `{"from":…,"to":…,"changes":[]}` with two 19-digit numbers.
+    const FRAME: usize = 80;
+    for (change, &seq) in changes.iter().zip(seqs) {
+        let entry = serde_json::json!({
+            "seq": seq,
+            "table": change.kind.table(),
+            "row_id": change.row_id,
+            "user_id": change.user_id,
+            "kind": change.kind.as_str(),
+            "detail": change.detail,
+        })
+        .to_string();
+        let fits = FRAME + size + entries.len() + entry.len() < limit;
+        if !fits && from.is_some() {
+            payloads.push(envelope(from.unwrap_or(seq), to, &entries));
+            entries.clear();
+            size = 0;
+            from = None;
+        }
+        from.get_or_insert(seq);
+        to = seq;
+        if FRAME + entry.len() < limit {
+            size += entry.len();
+            entries.push(entry);
+        }
+    }
+    if let Some(from) = from {
+        payloads.push(envelope(from, to, &entries));
+    }
+    payloads
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user(i: usize) -> Change {
+        Change::new(
+            ChangeKind::UserUpdated,
+            format!("user-{i}"),
+            Some(format!("user-{i}")),
+        )
+    }
+
+    #[test]
+    fn one_small_commit_is_one_notification() {
+        let changes = vec![
+            user(1),
+            Change::new(ChangeKind::SessionEnded, "s1", Some("user-1".into()))
+                .with("reason", "logout"),
+        ];
+        let payloads = notification_payloads(&changes, &[7, 8], MAX_PAYLOAD);
+        assert_eq!(payloads.len(), 1);
+        let parsed: Value = serde_json::from_str(&payloads[0]).expect("json");
+        assert_eq!(parsed["from"], 7);
+        assert_eq!(parsed["to"], 8);
+        assert_eq!(parsed["changes"][1]["kind"], "session_ended");
+        assert_eq!(parsed["changes"][1]["table"], "user_sessions");
+        assert_eq!(parsed["changes"][1]["detail"]["reason"], "logout");
+    }
+
+    #[test]
+    fn thousands_of_changes_split_into_few_notifications_under_the_limit_with_consecutive_ranges() {
+        let changes: Vec<Change> = (0..5_000).map(user).collect();
+        let seqs: Vec<i64> = (1_000..6_000).collect();
+        let payloads = notification_payloads(&changes, &seqs, MAX_PAYLOAD);
+        assert!(
+            payloads.len() > 1 && payloads.len() < 200,
+            "{}",
+            payloads.len()
+        );
+        let mut next = 1_000;
+        let mut listed = 0;
+        for payload in &payloads {
+            assert!(payload.len() < 8_000, "{}", payload.len());
+            let parsed: Value = serde_json::from_str(payload).expect("json");
+            assert_eq!(parsed["from"], next);
+            listed += parsed["changes"].as_array().expect("list").len();
+            next = parsed["to"].as_i64().expect("to") + 1;
+        }
+        assert_eq!(next, 6_000);
+        assert_eq!(listed, 5_000, "every change listed once");
+    }
+
+    #[test]
+    fn a_change_too_large_to_list_keeps_its_range() {
+        let huge = user(1).with("note", "x".repeat(10_000));
+        let payloads = notification_payloads(&[user(0), huge, user(2)], &[1, 2, 3], MAX_PAYLOAD);
+        let ranges: Vec<(i64, i64, usize)> = payloads
+            .iter()
+            .map(|p| {
+                let v: Value = serde_json::from_str(p).expect("json");
+                (
+                    v["from"].as_i64().expect("from"),
+                    v["to"].as_i64().expect("to"),
+                    v["changes"].as_array().expect("list").len(),
+                )
+            })
+            .collect();
+        assert_eq!(ranges.first().map(|r| r.0), Some(1));
+        assert_eq!(ranges.last().map(|r| r.1), Some(3));
+        assert_eq!(ranges.iter().map(|r| r.2).sum::<usize>(), 2);
+        assert!(payloads.iter().all(|p| p.len() < 8_000));
+    }
 
     #[test]
     fn kinds_name_their_table_and_serialise_as_their_name() {

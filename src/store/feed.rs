@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{query, Store, StoreError, Tx};
-use crate::core::change::{Change, ChangeKind};
+use super::{query, query_scalar, Store, StoreError, Tx};
+use crate::core::change::{notification_payloads, Change, ChangeKind, MAX_PAYLOAD};
 
 const PUBLISH: &str = include_str!("sql/publish_changes.sql");
 
@@ -49,6 +49,20 @@ impl Feed {
         if changes.is_empty() {
             return Ok(());
         }
+        // The lock orders the feed's writers until their commits; under it the block of
+        // seqs is this transaction's alone and contiguous.
+        let count = changes.len() as i64;
+        let last: i64 = query_scalar(
+            "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($1))
+             SELECT setval('changes_seq', nextval('changes_seq') + $2 - 1) FROM locked",
+        )
+        .bind(self.lock)
+        .bind(count)
+        .fetch_one(&mut **tx)
+        .await?;
+        let first = last - count + 1;
+        let seqs: Vec<i64> = (first..=last).collect();
+        let payloads = notification_payloads(&changes, &seqs, MAX_PAYLOAD);
         let column = |field: fn(&Change) -> Option<&str>| -> Vec<Option<&str>> {
             changes.iter().map(field).collect()
         };
@@ -57,13 +71,14 @@ impl Feed {
             .map(|c| serde_json::Value::Object(c.detail.clone()).to_string())
             .collect();
         query(PUBLISH)
-            .bind(self.lock)
+            .bind(first)
             .bind(column(|c| Some(c.kind.table())))
             .bind(column(|c| Some(c.row_id.as_str())))
             .bind(column(|c| c.user_id.as_deref()))
             .bind(column(|c| Some(c.kind.as_str())))
             .bind(&details)
             .bind(&self.channel)
+            .bind(&payloads)
             .execute(&mut **tx)
             .await?;
         Ok(())
