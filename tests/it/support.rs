@@ -228,12 +228,15 @@ pub async fn session(store: &Store, id: &str) -> SessionRow {
         .unwrap_or_else(|| panic!("no session {id}"))
 }
 
-/// Every column of both tables (bookkeeping included) except the write timestamp, as JSON.
+/// Every column of both tables (bookkeeping included) except what describes the last write
+/// rather than the row (`updated_at`, `change_flags`), as JSON.
 pub async fn full_rows(store: &Store) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
-    let users = sqlx::query_scalar("SELECT to_jsonb(u) - 'updated_at' FROM users u ORDER BY id")
-        .fetch_all(store.pool())
-        .await
-        .expect("users");
+    let users = sqlx::query_scalar(
+        "SELECT to_jsonb(u) - 'updated_at' - 'change_flags' FROM users u ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("users");
     let sessions = sqlx::query_scalar("SELECT to_jsonb(s) FROM user_sessions s ORDER BY id")
         .fetch_all(store.pool())
         .await
