@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use crate::core::import::{digest, newest_per_slot, read_row, slot_of, token_event, SourceToken};
 use crate::core::outcome::Outcome;
 use crate::core::plan::Version;
-use crate::store::import::{text, ImportCheckpoint, SourceReader};
+use crate::store::import::{ImportCheckpoint, SourceReader};
 use crate::store::vault::Vault;
 use crate::store::Store;
 use crate::telemetry::progress::{Progress, Unit};
@@ -136,10 +136,8 @@ pub async fn import(
         let Some(last) = rows.last() else {
             break;
         };
-        after = Some((
-            text(last, "realm_id").unwrap_or_default(),
-            text(last, "user_id").unwrap_or_default(),
-        ));
+        let slot = slot_of(last);
+        after = Some((slot.realm_id, slot.user_id));
         report.read += rows.len() as u64;
         let tokens = open_rows(&rows, options.legacy.as_ref(), &mut report);
         let (kept, superseded) = newest_per_slot(tokens);

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::write::lock_key;
 use super::{query, query_scalar, Store, StoreError, Tx};
 use crate::core::change::{notification_payloads, Change, ChangeKind, MAX_PAYLOAD};
 
@@ -22,15 +23,10 @@ pub struct Feed {
 
 impl Feed {
     pub fn new(channel: &str, schema: &str) -> Feed {
-        // FNV-1a of a name no user id can take (NUL cannot occur in text).
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in format!("changes\0{schema}").bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        // A key no user id can take (NUL cannot occur in text).
         Feed {
             channel: channel.to_string(),
-            lock: hash as i64,
+            lock: lock_key(&format!("changes\0{schema}")),
         }
     }
 

@@ -5,7 +5,7 @@
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{query, query_as, Store};
-use crate::core::import::SlotKey;
+use crate::core::import::{slot_of, SlotKey};
 
 /// Where a run stopped and what it had counted.
 #[derive(Debug, Clone, Default)]
@@ -115,17 +115,9 @@ impl SourceReader {
     }
 }
 
-fn user_key(row: &serde_json::Value) -> (Option<String>, Option<String>) {
-    (text(row, "realm_id"), text(row, "user_id"))
-}
-
-/// A column of a source row as text (numbers included), if present and not null.
-pub fn text(row: &serde_json::Value, column: &str) -> Option<String> {
-    match row.get(column)? {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
+fn user_key(row: &serde_json::Value) -> (String, String) {
+    let slot = slot_of(row);
+    (slot.realm_id, slot.user_id)
 }
 
 impl Store {

@@ -92,18 +92,14 @@ const QUERY: &str = r#"SELECT 'r' AS realm_id, "userId" AS user_id, 'refresh' AS
     jsonb_build_object('accountId', "accountId") AS metadata
   FROM accounts WHERE "providerId" = 'keycloak' AND "refreshToken" IS NOT NULL"#;
 
-fn run_import(
-    target: &TestDb,
-    source: &TestDb,
-    extra: &[&str],
-    passphrase: Option<&str>,
-) -> Output {
+/// `vault import` from the database at `source` into the one at `target`.
+fn run_import(target: &str, source: &str, extra: &[&str], passphrase: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keycloak-sync"));
     command
         .args(["vault", "import", "--query", QUERY])
         .args(extra)
-        .env("KEYCLOAK_SYNC__DATABASE__URL", &target.url)
-        .env("KEYCLOAK_SYNC_IMPORT_SOURCE_URL", &source.url)
+        .env("KEYCLOAK_SYNC__DATABASE__URL", target)
+        .env("KEYCLOAK_SYNC_IMPORT_SOURCE_URL", source)
         .env("KEYCLOAK_SYNC__VAULT__KEYS", vault_keys())
         .env("KEYCLOAK_SYNC__VAULT__ACTIVE_KEY", "k1")
         .env("KEYCLOAK_SYNC__LOG__LEVEL", "warn")
@@ -163,7 +159,7 @@ async fn plaintext_tokens_are_imported_newest_per_user_verified_and_resumable() 
     )
     .await;
 
-    let dry = run_import(&target, &source, &["--dry-run"], None);
+    let dry = run_import(&target.url, &source.url, &["--dry-run"], None);
     assert!(dry.status.success());
     let dry = summary(&dry);
     assert!(
@@ -178,8 +174,8 @@ async fn plaintext_tokens_are_imported_newest_per_user_verified_and_resumable() 
 
     // Interrupted after its first page (two rows: users whole), then resumed.
     let first = run_import(
-        &target,
-        &source,
+        &target.url,
+        &source.url,
         &["--page-size", "2", "--max-pages", "1"],
         None,
     );
@@ -189,7 +185,7 @@ async fn plaintext_tokens_are_imported_newest_per_user_verified_and_resumable() 
         "{}",
         summary(&first)
     );
-    let rest = run_import(&target, &source, &["--page-size", "2"], None);
+    let rest = run_import(&target.url, &source.url, &["--page-size", "2"], None);
     assert!(
         rest.status.success(),
         "{}",
@@ -225,7 +221,7 @@ async fn plaintext_tokens_are_imported_newest_per_user_verified_and_resumable() 
     assert_eq!(metadata["accountId"], "u1");
 
     // Again, whole: nothing changes, everything is a duplicate.
-    let again = summary(&run_import(&target, &source, &[], None));
+    let again = summary(&run_import(&target.url, &source.url, &[], None));
     assert!(
         again.contains("imported 0,") && again.contains("already imported 3,"),
         "{again}"
@@ -257,7 +253,12 @@ async fn legacy_encrypted_tokens_open_with_the_passphrase_and_fail_clearly_witho
         "APP_TOKEN_KEY",
     ];
 
-    let wrong = run_import(&target, &source, &legacy, Some("not the passphrase"));
+    let wrong = run_import(
+        &target.url,
+        &source.url,
+        &legacy,
+        Some("not the passphrase"),
+    );
     assert_eq!(
         wrong.status.code(),
         Some(1),
@@ -276,7 +277,7 @@ async fn legacy_encrypted_tokens_open_with_the_passphrase_and_fail_clearly_witho
     assert!(!log.contains(&sealed[0]), "the stored value is not printed");
     assert_eq!(count(&store, "SELECT count(*) FROM auth_vault").await, 0);
 
-    let right = run_import(&target, &source, &legacy, Some(PASSPHRASE));
+    let right = run_import(&target.url, &source.url, &legacy, Some(PASSPHRASE));
     assert_eq!(
         right.status.code(),
         Some(1),
@@ -322,17 +323,7 @@ async fn an_import_racing_live_token_messages_never_overwrites_a_newer_token() {
     let (output, _) = tokio::join!(
         tokio::task::spawn_blocking({
             let (t, s) = (target.url.clone(), source.url.clone());
-            move || {
-                Command::new(env!("CARGO_BIN_EXE_keycloak-sync"))
-                    .args(["vault", "import", "--query", QUERY])
-                    .env("KEYCLOAK_SYNC__DATABASE__URL", t)
-                    .env("KEYCLOAK_SYNC_IMPORT_SOURCE_URL", s)
-                    .env("KEYCLOAK_SYNC__VAULT__KEYS", vault_keys())
-                    .env("KEYCLOAK_SYNC__VAULT__ACTIVE_KEY", "k1")
-                    .env("KEYCLOAK_SYNC__LOG__LEVEL", "warn")
-                    .output()
-                    .expect("import")
-            }
+            move || run_import(&t, &s, &[], None)
         }),
         // A live message newer than everything, while the import runs.
         apply(&store, &newest),

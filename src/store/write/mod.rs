@@ -72,7 +72,7 @@ async fn lock_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
 }
 
 /// FNV-1a: stable across processes and versions, unlike std's hasher.
-fn lock_key(user_id: &str) -> i64 {
+pub(crate) fn lock_key(user_id: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in user_id.bytes() {
         hash ^= u64::from(byte);
