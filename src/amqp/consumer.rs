@@ -65,16 +65,18 @@ impl Consumer {
     pub async fn run(self) {
         let mut pause = Policy::reconnect(self.settings.reconnect_max).pauses();
         let mut first = true;
+        // The node to try first: after a loss, the one after the node that was lost.
+        let mut next: Option<usize> = None;
         while !self.shutdown.is_cancelled() {
             self.health.beat();
             if !first {
                 metrics::reconnected("amqp");
             }
             first = false;
-            match self.session(&mut pause).await {
+            match self.session(&mut pause, &mut next).await {
                 Ok(()) => break,
                 Err(error) => {
-                    self.health.set_consumer_attached(false);
+                    self.health.set_consumer_attached(None);
                     let wait = pause.next_wait();
                     tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "consumer lost its connection; reconnecting");
                     tokio::select! {
@@ -84,14 +86,22 @@ impl Consumer {
                 }
             }
         }
-        self.health.set_consumer_attached(false);
+        self.health.set_consumer_attached(None);
     }
 
     /// One connection's life: returns `Ok` on shutdown, `Err` when it must reconnect.
-    async fn session(&self, pause: &mut Pauses) -> Result<(), SessionError> {
-        let broker = Broker::connect(&self.settings).await?;
+    async fn session(
+        &self,
+        pause: &mut Pauses,
+        next: &mut Option<usize>,
+    ) -> Result<(), SessionError> {
+        let broker = match *next {
+            Some(index) => Broker::connect_from(&self.settings, index).await?,
+            None => Broker::connect(&self.settings).await?,
+        };
+        *next = Some((broker.index + 1) % self.settings.urls.len());
         if self.settings.declare_topology {
-            declare_topology(&broker.consume, &self.settings).await?;
+            declare_topology(&broker.connection, &self.settings).await?;
         }
         broker
             .consume
@@ -107,12 +117,13 @@ impl Consumer {
                 FieldTable::default(),
             )
             .await?;
-        self.health.set_consumer_attached(true);
+        self.health
+            .set_consumer_attached(Some(broker.address.clone()));
         pause.reset();
-        tracing::info!(queue = %self.settings.queue, prefetch = self.settings.prefetch, "consuming");
+        tracing::info!(queue = %self.settings.queue, node = %broker.address, prefetch = self.settings.prefetch, "consuming");
 
         let result = self.pump(&broker, &mut deliveries).await;
-        self.health.set_consumer_attached(false);
+        self.health.set_consumer_attached(None);
         if result.is_ok() {
             let _ = broker
                 .consume

@@ -59,7 +59,7 @@ async fn drain_once(
 ) -> Result<(), lapin::Error> {
     let broker = Broker::connect(settings).await?;
     if settings.declare_topology {
-        super::declare_topology(&broker.consume, settings).await?;
+        super::declare_topology(&broker.connection, settings).await?;
     }
     broker
         .consume

@@ -13,7 +13,9 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::config::AmqpSettings;
+use std::time::Duration;
+
+use crate::config::{AmqpSettings, ConnectOrder, SecretUrl};
 
 /// What can go wrong talking to the broker outside the consumer (publish, dlq tools).
 #[derive(Debug, thiserror::Error)]
@@ -36,28 +38,81 @@ pub const DEAD_LETTERED_AT_HEADER: &str = "x-dead-lettered-at";
 /// The broker user that published the original (its `user_id`).
 pub const PUBLISHER_HEADER: &str = "x-original-user-id";
 
+/// A node that does not complete the AMQP handshake within this is passed over.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One connection with a consuming channel and a publishing channel in confirm mode.
 pub struct Broker {
     pub connection: Connection,
     pub consume: Channel,
     pub publish: Channel,
+    /// Which of `amqp.url` this is, and its `host:port`.
+    pub index: usize,
+    pub address: String,
 }
 
 impl Broker {
+    /// Connects to the first node of `amqp.url` that answers, going round the list from
+    /// where `amqp.connect_order` says.
     pub async fn connect(settings: &AmqpSettings) -> lapin::Result<Broker> {
+        let first = match settings.connect_order {
+            ConnectOrder::Listed => 0,
+            ConnectOrder::Shuffled => rand::random_range(0..settings.urls.len().max(1)),
+        };
+        Broker::connect_from(settings, first).await
+    }
+
+    /// Tries each node once, starting at `first`; the last node's error if none answers.
+    pub async fn connect_from(settings: &AmqpSettings, first: usize) -> lapin::Result<Broker> {
+        let count = settings.urls.len();
+        let mut last_error = lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "amqp.url lists no broker",
+        ));
+        for step in 0..count {
+            let index = (first + step) % count;
+            let url = &settings.urls[index];
+            match Broker::connect_to(url).await {
+                Ok((connection, consume, publish)) => {
+                    return Ok(Broker {
+                        connection,
+                        consume,
+                        publish,
+                        index,
+                        address: url.address(),
+                    })
+                }
+                Err(error) => {
+                    if count > 1 {
+                        tracing::warn!(node = %url.address(), %error, "RabbitMQ node unreachable; trying the next");
+                    }
+                    last_error = error;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn connect_to(url: &SecretUrl) -> lapin::Result<(Connection, Channel, Channel)> {
         let properties = ConnectionProperties::default()
             .with_connection_name(LongString::from(b"keycloak-sync".to_vec()));
-        let connection = Connection::connect(settings.url.expose(), properties).await?;
+        let connection = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(url.expose(), properties),
+        )
+        .await
+        .map_err(|_| {
+            lapin::Error::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no AMQP handshake within {} s", CONNECT_TIMEOUT.as_secs()),
+            ))
+        })??;
         let consume = connection.create_channel().await?;
         let publish = connection.create_channel().await?;
         publish
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Broker {
-            connection,
-            consume,
-            publish,
-        })
+        Ok((connection, consume, publish))
     }
 
     pub async fn close(&self) {
@@ -81,9 +136,17 @@ fn long_string(text: &str) -> AMQPValue {
 
 /// Declares the exchange, the quorum queue with its delivery limit and dead-letter
 /// exchange, the dead-letter queue, the internal queue the dead-letter exchange feeds
-/// (see `limbo`), and the bindings. Idempotent; a dead-letter queue bound to the
-/// dead-letter exchange by an earlier version is unbound.
-pub async fn declare_topology(channel: &Channel, settings: &AmqpSettings) -> lapin::Result<()> {
+/// (see `limbo`), and the bindings, on a channel of its own. Idempotent; a dead-letter
+/// queue bound to the dead-letter exchange by an earlier version is unbound.
+///
+/// The queues are quorum queues (replicated over a cluster's nodes) whose leaders the
+/// broker places on the node with the fewest leaders (`balanced`), so the queues of
+/// several deployments spread over a cluster.
+pub async fn declare_topology(
+    connection: &Connection,
+    settings: &AmqpSettings,
+) -> lapin::Result<()> {
+    let mut channel = connection.create_channel().await?;
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
@@ -104,18 +167,7 @@ pub async fn declare_topology(channel: &Channel, settings: &AmqpSettings) -> lap
             FieldTable::default(),
         )
         .await?;
-    let queue_options = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    let quorum = AMQPValue::LongString(LongString::from(b"quorum".to_vec()));
-    channel
-        .queue_declare(
-            ShortString::from(settings.dead_letter_queue.as_str()),
-            queue_options,
-            table(&[("x-queue-type", quorum.clone())]),
-        )
-        .await?;
+    declare_quorum_queue(connection, &mut channel, &settings.dead_letter_queue, &[]).await?;
     let redacted = limbo::redacted_exchange(settings);
     channel
         .exchange_declare(
@@ -135,13 +187,7 @@ pub async fn declare_topology(channel: &Channel, settings: &AmqpSettings) -> lap
         )
         .await?;
     let limbo = limbo::limbo_queue(settings);
-    channel
-        .queue_declare(
-            ShortString::from(limbo.as_str()),
-            queue_options,
-            table(&[("x-queue-type", quorum.clone())]),
-        )
-        .await?;
+    declare_quorum_queue(connection, &mut channel, &limbo, &[]).await?;
     channel
         .queue_bind(
             ShortString::from(limbo.as_str()),
@@ -160,23 +206,22 @@ pub async fn declare_topology(channel: &Channel, settings: &AmqpSettings) -> lap
             FieldTable::default(),
         )
         .await?;
-    channel
-        .queue_declare(
-            ShortString::from(settings.queue.as_str()),
-            queue_options,
-            table(&[
-                ("x-queue-type", quorum),
-                (
-                    "x-dead-letter-exchange",
-                    long_string(&settings.dead_letter_exchange),
-                ),
-                (
-                    "x-delivery-limit",
-                    AMQPValue::LongInt(settings.delivery_limit.min(i32::MAX as u32) as i32),
-                ),
-            ]),
-        )
-        .await?;
+    declare_quorum_queue(
+        connection,
+        &mut channel,
+        &settings.queue,
+        &[
+            (
+                "x-dead-letter-exchange",
+                long_string(&settings.dead_letter_exchange),
+            ),
+            (
+                "x-delivery-limit",
+                AMQPValue::LongInt(settings.delivery_limit.min(i32::MAX as u32) as i32),
+            ),
+        ],
+    )
+    .await?;
     let mut bindings = vec![(settings.exchange.as_str(), settings.binding_key.as_str())];
     if settings.bind_aznamier {
         bindings.push((settings.aznamier_exchange.as_str(), "KK.EVENT.#"));
@@ -192,7 +237,53 @@ pub async fn declare_topology(channel: &Channel, settings: &AmqpSettings) -> lap
             )
             .await?;
     }
+    let _ = channel.close(200, ShortString::from("declared")).await;
     Ok(())
+}
+
+const LEADER_LOCATOR: &str = "x-queue-leader-locator";
+
+/// Declares a durable quorum queue with `arguments` and a balanced leader. A queue made
+/// without the leader locator (by an earlier version) cannot be declared with it — the
+/// broker refuses, closing the channel — so it is declared again as it was made, on a
+/// new channel: its leader stays where it is.
+async fn declare_quorum_queue(
+    connection: &Connection,
+    channel: &mut Channel,
+    name: &str,
+    arguments: &[(&str, AMQPValue)],
+) -> lapin::Result<()> {
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut entries = vec![("x-queue-type", long_string("quorum"))];
+    entries.extend(arguments.iter().cloned());
+    let mut balanced = entries.clone();
+    balanced.push((LEADER_LOCATOR, long_string("balanced")));
+    match channel
+        .queue_declare(ShortString::from(name), options, table(&balanced))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if refuses_leader_locator(&error) => {
+            tracing::info!(
+                queue = name,
+                "queue made without a leader locator; declared as it was made"
+            );
+            *channel = connection.create_channel().await?;
+            channel
+                .queue_declare(ShortString::from(name), options, table(&entries))
+                .await
+                .map(|_| ())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn refuses_leader_locator(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(refusal)
+        if refusal.get_id() == 406 && refusal.get_message().as_str().contains(LEADER_LOCATOR))
 }
 
 /// Properties of a dead-letter copy: the original's, plus the reason and origin headers.

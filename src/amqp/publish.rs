@@ -52,7 +52,7 @@ pub async fn publish_lines(
     options: PublishOptions,
 ) -> Result<u64, AmqpError> {
     let broker = Broker::connect(settings).await?;
-    super::declare_topology(&broker.consume, settings).await?;
+    super::declare_topology(&broker.connection, settings).await?;
     let window = match options.rate {
         Some(rate) => (rate as usize / 100).max(1),
         None => CONFIRM_WINDOW,

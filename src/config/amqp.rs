@@ -3,13 +3,21 @@
 use std::time::Duration;
 
 use super::key::{Key, Shown, Values};
+use url::Url;
+
 use super::{ConfigError, SecretUrl};
 
 const URL: Key = Key::new(
     "amqp.url",
     Some("amqp://guest:guest@127.0.0.1:5672/%2f"),
     Shown::SecretUrl,
-    "secret",
+    "secret; several: comma-separated, one per cluster node",
+);
+const CONNECT_ORDER: Key = Key::new(
+    "amqp.connect_order",
+    Some("shuffled"),
+    Shown::Plain,
+    "`shuffled` or `listed`",
 );
 const EXCHANGE: Key = Key::new("amqp.exchange", Some("keycloak.events"), Shown::Plain, "");
 const QUEUE: Key = Key::new("amqp.queue", Some("keycloak-sync"), Shown::Plain, "");
@@ -63,6 +71,7 @@ pub const LIST_KEYS: &[&str] = &[EVENT_PUBLISHERS.name, TOKEN_PUBLISHERS.name];
 
 pub const KEYS: &[Key] = &[
     URL,
+    CONNECT_ORDER,
     EXCHANGE,
     QUEUE,
     BINDING_KEY,
@@ -81,9 +90,21 @@ pub const KEYS: &[Key] = &[
     TOKEN_PUBLISHERS,
 ];
 
+/// Where in the broker list a connection starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectOrder {
+    /// Each process starts at a random broker and goes round the list from there, so
+    /// replicas sharing one configuration spread over the nodes.
+    Shuffled,
+    /// The first broker first: for a list ordered by preference.
+    Listed,
+}
+
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
-    pub url: SecretUrl,
+    /// The cluster's nodes; a lost connection moves on to the next one.
+    pub urls: Vec<SecretUrl>,
+    pub connect_order: ConnectOrder,
     pub exchange: String,
     pub queue: String,
     pub binding_key: String,
@@ -112,12 +133,20 @@ pub struct AmqpSettings {
 
 impl AmqpSettings {
     pub(super) fn read(values: &Values) -> Result<Self, ConfigError> {
-        let url = values
-            .url(&URL, &["amqp", "amqps"])?
+        let list: String = values
+            .optional(&URL)?
             .ok_or_else(|| URL.invalid("is not set"))?;
+        let urls = broker_list(&list).map_err(|problem| URL.invalid(problem))?;
         let prefetch: u16 = values.at_least(&PREFETCH, 1)?;
         Ok(AmqpSettings {
-            url,
+            urls,
+            connect_order: values.one_of(
+                &CONNECT_ORDER,
+                &[
+                    ("shuffled", ConnectOrder::Shuffled),
+                    ("listed", ConnectOrder::Listed),
+                ],
+            )?,
             exchange: values.non_empty(&EXCHANGE)?,
             queue: values.non_empty(&QUEUE)?,
             binding_key: values.non_empty(&BINDING_KEY)?,
@@ -135,5 +164,103 @@ impl AmqpSettings {
             event_publishers: values.list(&EVENT_PUBLISHERS)?,
             token_publishers: values.list(&TOKEN_PUBLISHERS)?,
         })
+    }
+}
+
+/// Reads a comma-separated list of AMQP URLs. A URL without credentials takes the first
+/// listed credentials, and one without a virtual host (path) or options (query) the
+/// first listed ones: `amqp://user:pw@node1/%2f,amqp://node2,amqp://node3`. Problems
+/// name the URL by its place in the list, never by its text.
+pub fn broker_list(text: &str) -> Result<Vec<SecretUrl>, String> {
+    let mut parsed = Vec::new();
+    for (index, part) in text.split(',').map(str::trim).enumerate() {
+        let place = index + 1;
+        if part.is_empty() {
+            return Err(format!("URL {place} of the list is empty"));
+        }
+        let url = Url::parse(part)
+            .map_err(|e| format!("URL {place} of the list is not a valid URL ({e})"))?;
+        if !matches!(url.scheme(), "amqp" | "amqps") {
+            return Err(format!(
+                "URL {place} of the list: scheme {:?} is not amqp or amqps",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("URL {place} of the list has no host"));
+        }
+        parsed.push(url);
+    }
+    let credentials = parsed
+        .iter()
+        .find(|url| !url.username().is_empty())
+        .map(|url| {
+            (
+                url.username().to_string(),
+                url.password().map(str::to_string),
+            )
+        });
+    let vhost = parsed
+        .iter()
+        .find(|url| !matches!(url.path(), "" | "/"))
+        .map(|url| url.path().to_string());
+    let query = parsed
+        .iter()
+        .find_map(|url| url.query().map(str::to_string));
+    Ok(parsed
+        .into_iter()
+        .map(|mut url| {
+            if let (true, Some((user, password))) = (url.username().is_empty(), &credentials) {
+                let _ = url.set_username(user);
+                let _ = url.set_password(password.as_deref());
+            }
+            if let (true, Some(path)) = (matches!(url.path(), "" | "/"), &vhost) {
+                url.set_path(path);
+            }
+            if url.query().is_none() {
+                url.set_query(query.as_deref());
+            }
+            SecretUrl::new(String::from(url))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(list: &str) -> Vec<String> {
+        broker_list(list)
+            .expect("valid list")
+            .iter()
+            .map(|url| url.expose().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn later_urls_share_the_first_credentials_vhost_and_options() {
+        assert_eq!(
+            texts("amqp://kcs:pw@n1:5672/prod?heartbeat=10, amqp://n2:5672 ,amqp://other:x@n3"),
+            vec![
+                "amqp://kcs:pw@n1:5672/prod?heartbeat=10",
+                "amqp://kcs:pw@n2:5672/prod?heartbeat=10",
+                "amqp://other:x@n3/prod?heartbeat=10",
+            ]
+        );
+        assert_eq!(texts("amqp://n1"), vec!["amqp://n1"]);
+    }
+
+    #[test]
+    fn a_bad_url_is_named_by_its_place_not_its_text() {
+        for (list, expected) in [
+            ("amqp://a:secret@n1,", "URL 2 of the list is empty"),
+            ("amqp://a:secret@n1,http://n2", "URL 2 of the list: scheme"),
+            ("amqp://a:secret@n1,amqp://", "URL 2 of the list"),
+            ("nonsense:secret", "URL 1 of the list"),
+        ] {
+            let problem = broker_list(list).expect_err(list);
+            assert!(problem.starts_with(expected), "{list}: {problem}");
+            assert!(!problem.contains("secret"), "{problem}");
+        }
     }
 }

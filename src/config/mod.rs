@@ -20,7 +20,7 @@ mod secret_url;
 mod sessions;
 mod vault;
 
-pub use amqp::AmqpSettings;
+pub use amqp::{AmqpSettings, ConnectOrder};
 pub use changes::ChangesSettings;
 pub use daemon::DaemonSettings;
 pub use database::DatabaseSettings;

@@ -92,15 +92,20 @@ async fn readyz(State(endpoints): State<Endpoints>) -> Response {
         Some(fault) => reasons.push(format!("database: {fault}; the batch in hand waits")),
         None => health.set_database_up(ping.is_ok()),
     }
-    if !endpoints.health.consumer_attached() {
+    let node = endpoints.health.attached_node();
+    if node.is_none() {
         reasons.push("queue consumer not attached".to_string());
     }
     if reasons.is_empty() {
-        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+        (
+            StatusCode::OK,
+            Json(json!({"ready": true, "amqp_node": node})),
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reasons": reasons})),
+            Json(json!({"ready": false, "reasons": reasons, "amqp_node": node})),
         )
             .into_response()
     }

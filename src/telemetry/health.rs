@@ -10,7 +10,8 @@ pub struct Health {
     started: Instant,
     /// Milliseconds since `started` at the consumer loop's last turn.
     heartbeat_ms: AtomicU64,
-    consumer_attached: AtomicBool,
+    /// The broker node (`host:port`) the consumer is attached to.
+    attached_node: Mutex<Option<String>>,
     database_up: AtomicBool,
     /// Why the apply path holds its batch (the database refuses it for a reason that is
     /// not the events'); cleared by the next commit.
@@ -24,7 +25,7 @@ impl Default for Health {
         Health {
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
-            consumer_attached: AtomicBool::new(false),
+            attached_node: Mutex::new(None),
             database_up: AtomicBool::new(false),
             database_fault: Mutex::new(None),
             last_ping: Mutex::new(None),
@@ -45,13 +46,20 @@ impl Health {
         self.started.elapsed().saturating_sub(last) <= max_silence
     }
 
-    pub fn set_consumer_attached(&self, attached: bool) {
-        self.consumer_attached.store(attached, Ordering::Relaxed);
-        crate::telemetry::metrics::consumer_connected(attached);
+    /// `Some(node)` once consuming through `node`, `None` when the connection is gone.
+    pub fn set_consumer_attached(&self, node: Option<String>) {
+        if let Ok(mut attached) = self.attached_node.lock() {
+            crate::telemetry::metrics::consumer_attached(attached.as_deref(), node.as_deref());
+            *attached = node;
+        }
     }
 
     pub fn consumer_attached(&self) -> bool {
-        self.consumer_attached.load(Ordering::Relaxed)
+        self.attached_node().is_some()
+    }
+
+    pub fn attached_node(&self) -> Option<String> {
+        self.attached_node.lock().ok().and_then(|node| node.clone())
     }
 
     pub fn set_database_up(&self, up: bool) {

@@ -133,6 +133,10 @@ fn describe() {
         "keycloak_sync_consumer_connected",
         "1 while the queue consumer is attached."
     );
+    describe_gauge!(
+        "keycloak_sync_amqp_node",
+        "1 for the RabbitMQ node (host:port of amqp.url) the consumer is attached to."
+    );
     describe_gauge!("keycloak_sync_database_up", "1 while the database answers.");
 }
 
@@ -184,8 +188,16 @@ pub fn reconnected(target: &'static str) {
     counter!("keycloak_sync_reconnects_total", "target" => target).increment(1);
 }
 
-pub fn consumer_connected(connected: bool) {
-    gauge!("keycloak_sync_consumer_connected").set(if connected { 1.0 } else { 0.0 });
+/// Moves the consumer from the node `was` on (if any) to `now` (if any): the node
+/// series is 1 for the node attached to, 0 for nodes attached to before.
+pub fn consumer_attached(was: Option<&str>, now: Option<&str>) {
+    if let Some(node) = was {
+        gauge!("keycloak_sync_amqp_node", "node" => node.to_string()).set(0.0);
+    }
+    if let Some(node) = now {
+        gauge!("keycloak_sync_amqp_node", "node" => node.to_string()).set(1.0);
+    }
+    gauge!("keycloak_sync_consumer_connected").set(if now.is_some() { 1.0 } else { 0.0 });
 }
 
 pub fn database_up(up: bool) {

@@ -509,8 +509,7 @@ pub async fn declare(amqp: &str, names: &Names) {
     )
     .expect("settings");
     let connection = amqp_connect(amqp).await;
-    let channel = connection.create_channel().await.expect("channel");
-    keycloak_sync::amqp::declare_topology(&channel, &settings.amqp)
+    keycloak_sync::amqp::declare_topology(&connection, &settings.amqp)
         .await
         .expect("declare");
     let _ = connection.close(200, ShortString::from("done")).await;

@@ -276,7 +276,8 @@ public final class Publisher implements EventSink, AutoCloseable {
             });
             reconnectDelay = 500;
             stats.connected(true);
-            LOG.infof("keycloak-sync: publishing to %s, exchange %s", settings.redactedUri(), settings.exchange);
+            LOG.infof("keycloak-sync: publishing to %s (node %s), exchange %s", settings.redactedUri(),
+                    connector.connectedTo(), settings.exchange);
             warnedDown = false;
             return true;
         } catch (Exception e) {

@@ -1,9 +1,11 @@
 package io.keycloaksync.spi;
 
+import com.rabbitmq.client.Address;
 import java.net.URI;
 import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.nio.file.Paths;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashSet;
@@ -31,7 +33,7 @@ public final class SpiSettings {
     public static final String ENV_PREFIX = "KEYCLOAK_SYNC_SPI_";
 
     /** Every option, as Keycloak's SPI config names it; the README's table lists each. */
-    public static final List<String> OPTIONS = List.of("amqpUri", "exchange", "declareExchange", "queueCapacity",
+    public static final List<String> OPTIONS = List.of("amqpUri", "amqpAddresses", "exchange", "declareExchange", "queueCapacity",
             "batchSize", "confirmTimeoutMillis", "spoolDir", "spoolMaxBytes", "spoolFullPolicy", "spoolBlockMillis",
             "shutdownGraceMillis", "trustStore", "trustStorePassword", "realms", "eventTypes", "adminResourceTypes",
             "representationResourceTypes");
@@ -46,6 +48,11 @@ public final class SpiSettings {
             "ORGANIZATION", "ORGANIZATION_MEMBERSHIP");
 
     public final URI amqpUri;
+    /**
+     * The cluster's nodes, tried in turn (credentials, virtual host and TLS from
+     * {@code amqpUri}); by default the host of {@code amqpUri} alone.
+     */
+    public final List<Address> amqpAddresses;
     public final String exchange;
     public final boolean declareExchange;
     public final int queueCapacity;
@@ -74,6 +81,7 @@ public final class SpiSettings {
             return reader.apply(key);
         };
         this.amqpUri = uri(source, "amqpUri", "amqp://guest:guest@localhost:5672/%2f");
+        this.amqpAddresses = addresses(source, amqpUri);
         this.exchange = text(source, "exchange", "keycloak.events");
         this.declareExchange = bool(source, "declareExchange", true);
         this.queueCapacity = (int) number(source, "queueCapacity", 10_000, 1, 10_000_000);
@@ -212,6 +220,74 @@ public final class SpiSettings {
         return uri;
     }
 
+    /**
+     * {@code host[:port],host[:port],…} (IPv6 hosts in brackets), the AMQP client's own
+     * address list format; a missing port is that of {@code amqpUri}'s scheme.
+     */
+    private static List<Address> addresses(Function<String, String> source, URI uri) {
+        boolean tls = "amqps".equals(uri.getScheme().toLowerCase(Locale.ROOT));
+        int defaultPort = uri.getPort() > 0 ? uri.getPort() : (tls ? 5671 : 5672);
+        String value = source.apply("amqpAddresses");
+        if (value == null) {
+            return List.of(new Address(uri.getHost(), defaultPort));
+        }
+        List<Address> addresses = new ArrayList<>();
+        for (String part : value.split(",")) {
+            String text = part.trim();
+            if (text.isEmpty()) {
+                continue;
+            }
+            Address parsed = parseAddress(text);
+            if (parsed == null) {
+                throw invalid("amqpAddresses", "has an address that is not host or host:port: \"" + text + "\"");
+            }
+            addresses.add(parsed.getPort() < 0 ? new Address(parsed.getHost(), defaultPort) : parsed);
+        }
+        if (addresses.isEmpty()) {
+            throw invalid("amqpAddresses", "lists no address");
+        }
+        return Collections.unmodifiableList(addresses);
+    }
+
+    /** {@code host}, {@code host:port}, {@code [v6]} or {@code [v6]:port}; null if it is none of these. */
+    private static Address parseAddress(String text) {
+        String host;
+        String port = null;
+        if (text.startsWith("[")) {
+            int close = text.indexOf(']');
+            if (close < 0) {
+                return null;
+            }
+            host = text.substring(0, close + 1);
+            String rest = text.substring(close + 1);
+            if (!rest.isEmpty()) {
+                if (!rest.startsWith(":")) {
+                    return null;
+                }
+                port = rest.substring(1);
+            }
+        } else {
+            int colon = text.indexOf(':');
+            if (colon != text.lastIndexOf(':')) {
+                return null;
+            }
+            host = colon < 0 ? text : text.substring(0, colon);
+            port = colon < 0 ? null : text.substring(colon + 1);
+        }
+        if (host.isEmpty() || host.equals("[]")) {
+            return null;
+        }
+        if (port == null) {
+            return new Address(host);
+        }
+        try {
+            int number = Integer.parseInt(port);
+            return number < 1 || number > 65_535 ? null : new Address(host, number);
+        } catch (NumberFormatException e) {
+            return null;
+        }
+    }
+
     private static Set<String> list(Function<String, String> source, String key) {
         String value = source.apply(key);
         if (value == null) {
@@ -252,7 +328,7 @@ public final class SpiSettings {
 
     @Override
     public String toString() {
-        return "amqpUri=" + redactedUri() + ", exchange=" + exchange + ", declareExchange=" + declareExchange
+        return "amqpUri=" + redactedUri() + ", amqpAddresses=" + amqpAddresses + ", exchange=" + exchange + ", declareExchange=" + declareExchange
                 + ", queueCapacity=" + queueCapacity + ", batchSize=" + batchSize + ", confirmTimeoutMillis="
                 + confirmTimeoutMillis + ", spoolDir=" + spoolDir + ", spoolMaxBytes=" + spoolMaxBytes
                 + ", spoolFullPolicy=" + spoolFullPolicy + ", spoolBlockMillis=" + spoolBlockMillis

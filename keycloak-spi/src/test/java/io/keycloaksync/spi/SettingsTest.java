@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.rabbitmq.client.Address;
+import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
@@ -35,6 +37,21 @@ class SettingsTest {
         var scheme = assertThrows(IllegalArgumentException.class,
                 () -> SpiSettings.from(null, Map.of("KEYCLOAK_SYNC_SPI_AMQP_URI", "http://user:hunter2@mq/")));
         assertFalse(scheme.getMessage().contains("hunter2"), scheme.getMessage());
+    }
+
+    @Test
+    void theAddressListTakesPortsFromTheUriSchemeAndRefusesGarbage() {
+        SpiSettings single = SpiSettings.from(null, Map.of("KEYCLOAK_SYNC_SPI_AMQP_URI", "amqps://u:p@mq1/prod"));
+        assertEquals(List.of(new Address("mq1", 5671)), single.amqpAddresses);
+        SpiSettings cluster = SpiSettings.from(null, Map.of(
+                "KEYCLOAK_SYNC_SPI_AMQP_URI", "amqp://u:p@mq1:5673/prod",
+                "KEYCLOAK_SYNC_SPI_AMQP_ADDRESSES", "mq1, mq2:5680 ,[::1]:5690"));
+        assertEquals(List.of(new Address("mq1", 5673), new Address("mq2", 5680), new Address("[::1]", 5690)),
+                cluster.amqpAddresses);
+        var error = assertThrows(IllegalArgumentException.class, () -> SpiSettings.from(null,
+                Map.of("KEYCLOAK_SYNC_SPI_AMQP_ADDRESSES", "mq1:5672,mq2:http")));
+        assertTrue(error.getMessage().contains("amqp-addresses (KEYCLOAK_SYNC_SPI_AMQP_ADDRESSES)"), error.getMessage());
+        assertTrue(error.getMessage().contains("mq2:http"), error.getMessage());
     }
 
     @Test
