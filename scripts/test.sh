@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh up
 eval "$(scripts/services.sh env)"
+# The three-node RabbitMQ cluster of tests/it/cluster.rs.
+scripts/services.sh cluster up
+eval "$(scripts/services.sh cluster env)"
 
 if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
@@ -26,6 +29,12 @@ leftover=$(timeout 60 rabbitmqctl -n "$KCS_RABBITMQ_NODE" -q list_queues name 2>
 if [ "${leftover:-0}" -gt 200 ] || ! timeout 60 rabbitmqctl -n "$KCS_RABBITMQ_NODE" -q status >/dev/null 2>&1; then
   echo "== resetting the local RabbitMQ (${leftover:-?} queues left by earlier runs)"
   scripts/services.sh reset-rabbitmq
+fi
+
+in_cluster=$(timeout 60 rabbitmqctl -n kcs-cluster-1@localhost -q list_queues name 2>/dev/null | grep -c '^kcs-' || true)
+if [ "${in_cluster:-0}" -gt 200 ]; then
+  echo "== resetting the RabbitMQ cluster (${in_cluster} queues left by earlier runs)"
+  scripts/services.sh cluster reset
 fi
 
 echo "== cargo fmt --check"

@@ -4,6 +4,8 @@
 mod apply;
 mod backfill;
 mod bench_admin;
+mod cluster;
+mod convergence;
 mod daemon;
 mod deploy;
 mod enrich;

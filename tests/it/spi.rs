@@ -10,7 +10,7 @@ use crate::support::*;
 const T0: i64 = 1_732_270_000_000;
 const REALM_ID: &str = "0c6f5d2e-realm";
 
-fn java_classpath() -> String {
+pub fn java_classpath() -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/keycloak-spi/target/test-classpath"
