@@ -406,3 +406,116 @@ async fn the_daemon_keeps_tokens_and_sweeps_the_expired_ones() {
     );
     assert_eq!(queue_depth(&amqp, &names.dlq).await, 0);
 }
+
+/// The arguments RabbitMQ holds for `queue` on the local broker.
+fn queue_arguments(queue: &str) -> serde_json::Value {
+    let node = std::env::var("KCS_RABBITMQ_NODE")
+        .unwrap_or_else(|_| "keycloak-sync-56729@localhost".to_string());
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["-n", &node, "-q", "list_queues", "name", "arguments"])
+        .args(["--formatter", "json"])
+        .output()
+        .expect("rabbitmqctl");
+    let queues: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("rabbitmqctl JSON");
+    queues
+        .as_array()
+        .and_then(|all| all.iter().find(|q| q["name"] == queue))
+        .and_then(|q| q["arguments"].as_array())
+        .map(|triples| {
+            // rabbitmqctl lists each argument as [name, type, value].
+            triples
+                .iter()
+                .map(|t| (t[0].as_str().unwrap_or("").to_string(), t[2].clone()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+        .unwrap_or_else(|| panic!("no queue {queue}"))
+}
+
+#[tokio::test]
+async fn an_unreachable_node_is_passed_over_and_a_queue_made_before_leader_placement_is_kept() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+
+    let db = TestDb::new().await;
+    let amqp = amqp_url();
+    let names = Names::random();
+    // The main queue as earlier versions made it: quorum, no leader locator.
+    let connection = amqp_connect(&amqp).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let mut arguments = FieldTable::default();
+    for (key, value) in [
+        (
+            "x-queue-type",
+            AMQPValue::LongString(LongString::from("quorum")),
+        ),
+        (
+            "x-dead-letter-exchange",
+            AMQPValue::LongString(LongString::from(names.dlx.as_str())),
+        ),
+        ("x-delivery-limit", AMQPValue::LongInt(10)),
+    ] {
+        arguments.insert(ShortString::from(key), value);
+    }
+    channel
+        .queue_declare(
+            ShortString::from(names.queue.as_str()),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .expect("old queue");
+    let _ = connection.close(200, ShortString::from("done")).await;
+
+    // The first node of the list does not answer; the daemon goes on to the second.
+    let gone = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
+    let list = format!("{gone},{amqp}");
+    let daemon = Daemon::start(
+        &db.url,
+        &list,
+        &names,
+        &[("KEYCLOAK_SYNC__AMQP__CONNECT_ORDER", "listed")],
+    );
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    let real = keycloak_sync::config::SecretUrl::new(amqp.as_str()).address();
+    let (_, readyz) = daemon.get("/readyz").await.expect("readyz");
+    assert!(
+        readyz.contains(&format!("\"amqp_node\":\"{real}\"")),
+        "{readyz}"
+    );
+    let (_, metrics) = daemon.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains(&format!("keycloak_sync_amqp_node{{node=\"{real}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        daemon
+            .log_text()
+            .contains("RabbitMQ node unreachable; trying the next"),
+        "the unreachable node is reported"
+    );
+    assert!(
+        !daemon.log_text().contains("guest:guest"),
+        "credentials logged"
+    );
+
+    publish(&amqp, &names.exchange, &[LOGIN.into()]).await;
+    let store = db.store().await;
+    let arrived = wait_until(Duration::from_secs(20), || async {
+        count(&store, "SELECT count(*) FROM processed_events").await == 1
+    })
+    .await;
+    assert!(arrived, "event not applied; log:\n{}", daemon.log_text());
+    // The old queue kept as it was; the queues made now have their leaders balanced.
+    let old = queue_arguments(&names.queue);
+    assert_eq!(old["x-delivery-limit"], 10);
+    assert!(old.get("x-queue-leader-locator").is_none(), "{old}");
+    assert_eq!(
+        queue_arguments(&names.dlq)["x-queue-leader-locator"],
+        "balanced"
+    );
+}
