@@ -30,7 +30,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 state="${KCS_STATE_DIR:-$root/.local}"
 pg_port=${KCS_PG_PORT:-54329}
 amqp_port=${KCS_AMQP_PORT:-56729}
-dist_port=$((amqp_port + 1000))
 bouncer_tx_port=$((pg_port + 1))
 bouncer_session_port=$((pg_port + 2))
 node="keycloak-sync-${amqp_port}@localhost"
@@ -179,10 +178,12 @@ cluster_up() {
   for i in 2 3; do
     if ! cluster_members | grep -q "$(cluster_node "$i")"; then
       log "joining $(cluster_node "$i") to $(cluster_node 1)"
-      rabbitmqctl -n "$(cluster_node "$i")" -q stop_app >>"$(cluster_base "$i")/log/join.log" 2>&1
-      rabbitmqctl -n "$(cluster_node "$i")" -q reset >>"$(cluster_base "$i")/log/join.log" 2>&1
-      rabbitmqctl -n "$(cluster_node "$i")" -q join_cluster "$(cluster_node 1)" >>"$(cluster_base "$i")/log/join.log" 2>&1
-      rabbitmqctl -n "$(cluster_node "$i")" -q start_app >>"$(cluster_base "$i")/log/join.log" 2>&1
+      {
+        rabbitmqctl -n "$(cluster_node "$i")" -q stop_app
+        rabbitmqctl -n "$(cluster_node "$i")" -q reset
+        rabbitmqctl -n "$(cluster_node "$i")" -q join_cluster "$(cluster_node 1)"
+        rabbitmqctl -n "$(cluster_node "$i")" -q start_app
+      } >>"$(cluster_base "$i")/log/join.log" 2>&1
     fi
   done
   rabbitmqctl -n "$(cluster_node 1)" await_online_nodes 3 >/dev/null
