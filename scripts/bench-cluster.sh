@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-50000}
 rounds=${2:-3}
+parts=${KCS_BENCH_PARTS:-replicas failover}  # any subset, e.g. KCS_BENCH_PARTS=failover
 
 . scripts/bench-common.sh
 scripts/services.sh cluster up >/dev/null 2>&1
@@ -72,7 +73,9 @@ attached_node() { # HTTP_PORT → host:port
 leader() { # → index of the node holding the queue's leader
   local name
   name=$(rabbitmqctl -n "${nodes[0]}" -q list_queues name leader | awk '$1 == "kcs-cluster-bench" { print $2 }')
-  for i in 0 1 2; do [ "${nodes[$i]}" = "$name" ] && echo "$i"; done
+  for i in 0 1 2; do
+    if [ "${nodes[$i]}" = "$name" ]; then echo "$i"; fi
+  done
 }
 
 failover() { # leader|follower → "reattached_s committing_s"
@@ -101,17 +104,17 @@ machine
 echo "cluster: ${nodes[*]} (RabbitMQ $(rabbitmqctl -n "${nodes[0]}" -q version))"
 echo "input: $file ($events events), $rounds rounds, 1 2 3 replicas alternating"
 declare -A rates
-for _ in $(seq "$rounds"); do
+[[ " $parts " == *" replicas "* ]] && for _ in $(seq "$rounds"); do
   for r in 1 2 3; do
     rate=$(replicas_rate "$r")
     rates[$r]+="$rate "
     echo "  $r replica(s): $rate events/s"
   done
 done
-for r in 1 2 3; do
+[[ " $parts " == *" replicas "* ]] && for r in 1 2 3; do
   echo "replicas=$r: median $(tr ' ' '\n' <<<"${rates[$r]}" | grep . | median) events/s (runs: ${rates[$r]})"
 done
-for kind in follower leader; do
+[[ " $parts " == *" failover "* ]] && for kind in follower leader; do
   for _ in $(seq "$rounds"); do
     read -r reattached committing < <(failover "$kind")
     echo "  lost the attached node ($kind): attached elsewhere after ${reattached} s, committing after ${committing} s"
