@@ -18,6 +18,15 @@ pub enum ChangeKind {
     SessionEnded,
     TokenStored,
     TokenRevoked,
+    GroupMemberAdded,
+    GroupMemberRemoved,
+    RoleGranted,
+    RoleRevoked,
+    OrganizationMemberAdded,
+    OrganizationMemberRemoved,
+    GroupDeleted,
+    RoleDeleted,
+    OrganizationDeleted,
 }
 
 impl ChangeKind {
@@ -31,6 +40,15 @@ impl ChangeKind {
             ChangeKind::SessionEnded => "session_ended",
             ChangeKind::TokenStored => "token_stored",
             ChangeKind::TokenRevoked => "token_revoked",
+            ChangeKind::GroupMemberAdded => "group_member_added",
+            ChangeKind::GroupMemberRemoved => "group_member_removed",
+            ChangeKind::RoleGranted => "role_granted",
+            ChangeKind::RoleRevoked => "role_revoked",
+            ChangeKind::OrganizationMemberAdded => "organization_member_added",
+            ChangeKind::OrganizationMemberRemoved => "organization_member_removed",
+            ChangeKind::GroupDeleted => "group_deleted",
+            ChangeKind::RoleDeleted => "role_deleted",
+            ChangeKind::OrganizationDeleted => "organization_deleted",
         }
     }
 
@@ -43,6 +61,14 @@ impl ChangeKind {
             | ChangeKind::UserDeleted => "users",
             ChangeKind::SessionStarted | ChangeKind::SessionEnded => "user_sessions",
             ChangeKind::TokenStored | ChangeKind::TokenRevoked => "auth_vault",
+            ChangeKind::GroupMemberAdded | ChangeKind::GroupMemberRemoved => "user_groups",
+            ChangeKind::RoleGranted | ChangeKind::RoleRevoked => "user_roles",
+            ChangeKind::OrganizationMemberAdded | ChangeKind::OrganizationMemberRemoved => {
+                "organization_members"
+            }
+            ChangeKind::GroupDeleted => "groups",
+            ChangeKind::RoleDeleted => "roles",
+            ChangeKind::OrganizationDeleted => "organizations",
         }
     }
 }

@@ -108,6 +108,23 @@ id_type!(
     ClientId
 );
 id_type!(
+    /// A group's id (`groups.id`).
+    GroupId
+);
+id_type!(
+    /// A role's id (`roles.id`), realm or client role alike.
+    RoleId
+);
+id_type!(
+    /// An organization's id (`organizations.id`, Keycloak 26).
+    OrganizationId
+);
+id_type!(
+    /// A client's internal id (the UUID in Admin API paths such as
+    /// `role-mappings/clients/{id}`), not the `clientId` events name.
+    ClientUuid
+);
+id_type!(
     /// An event's idempotency key: Keycloak's or the publisher's id, or one derived from
     /// the content.
     EventId

@@ -8,6 +8,7 @@ mod cluster;
 mod convergence;
 mod daemon;
 mod deploy;
+mod directory;
 mod enrich;
 mod expiry;
 mod faults;

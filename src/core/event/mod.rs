@@ -3,9 +3,13 @@
 //! Parsing (`parse`) turns bytes into an [`Event`]; from then on the rest of the program
 //! works with known-good values and never looks at JSON again.
 
+mod directory;
 mod fields;
 mod parse;
 
+pub use directory::{
+    Affected, DirectoryAction, GroupRecord, MemberRef, OrganizationRecord, RoleKey, RoleRecord,
+};
 pub use fields::kind_of as json_kind;
 pub use parse::{parse_message, read_admin_user, ParseError, Shape};
 
@@ -167,6 +171,8 @@ pub enum Action {
     /// Admin REALM UPDATE: the realm's session policy may have changed; read it again.
     RealmUpdated,
     StoreToken(TokenMessage),
+    /// Groups, roles, organizations and their members.
+    Directory(DirectoryAction),
     /// Valid, but nothing to do: recorded as `ignored`, counted by reason.
     Ignore(Ignored),
 }
@@ -240,6 +246,11 @@ impl Action {
             | Action::DisableUser { user_id }
             | Action::RevokeGrant { user_id, .. } => Some(user_id),
             Action::StoreToken(token) => Some(&token.user_id),
+            Action::Directory(
+                DirectoryAction::Membership { user_id, .. }
+                | DirectoryAction::RoleMapping { user_id, .. },
+            ) => Some(user_id),
+            Action::Directory(_) => None,
             Action::EndSession { .. }
             | Action::LogoutRealm
             | Action::RealmUpdated

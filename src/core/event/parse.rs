@@ -547,6 +547,17 @@ fn admin_action(raw: &RawAdmin) -> Result<Action, ParseError> {
             _ => Action::Ignore(Ignored::NoEffect),
         }),
         ("REALM", "UPDATE") => Ok(Action::RealmUpdated),
+        (
+            "GROUP"
+            | "GROUP_MEMBERSHIP"
+            | "REALM_ROLE"
+            | "CLIENT_ROLE"
+            | "REALM_ROLE_MAPPING"
+            | "CLIENT_ROLE_MAPPING"
+            | "ORGANIZATION"
+            | "ORGANIZATION_MEMBERSHIP",
+            _,
+        ) => directory::action(raw, &path),
         ("USER_SESSION", "DELETE") => match path.iter().rposition(|s| *s == "sessions") {
             Some(i) if i + 1 < path.len() => Ok(Action::EndSession {
                 session_id: SessionId::from(path[i + 1]),
@@ -637,6 +648,8 @@ pub fn read_admin_user(value: &Value, at: &str) -> Result<(UserId, Profile), Par
     profile.attributes.get_or_insert_with(Default::default);
     Ok((id, profile))
 }
+
+mod directory;
 
 #[cfg(test)]
 mod tests;

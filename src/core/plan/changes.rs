@@ -254,6 +254,8 @@ pub struct Plan {
     pub refreshed_sessions: Vec<SessionId>,
     /// Users the events leave incomplete, to read from the Admin API.
     pub enrichment: Vec<EnrichmentRequest>,
+    /// Groups, roles, organizations and memberships.
+    pub directory: super::DirectoryPlan,
 }
 
 /// A user worth reading whole from the Admin API, because of the events at `version`.
@@ -276,6 +278,7 @@ impl Plan {
             && self.revocations.is_empty()
             && self.tokens.is_empty()
             && self.stale_policies.is_empty()
+            && self.directory.is_empty()
     }
 
     /// Like [`user_locks`](Self::user_locks), per realm: a realm-wide cutoff and the

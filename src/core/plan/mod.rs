@@ -6,12 +6,17 @@
 //! the same rows whatever order, batching or redelivery the events come in (GUIDE §4).
 
 mod changes;
+mod directory;
 mod observation;
 mod version;
 
 pub use changes::{
     EndReason, EnrichmentRequest, LockMode, Plan, RealmCutoff, Revocation, SessionChange,
     SessionCutoff, SessionEnd, TokenChange, UserChange,
+};
+pub use directory::{
+    DirectoryPlan, GrantChange, GroupChange, MembershipChange, OrganizationChange, Recompute,
+    RoleChange, RoleNameDeletion, Verdict,
 };
 pub use observation::{profile_differences, Observation, StoredProfile};
 pub use version::{Version, Versioned};
@@ -53,6 +58,7 @@ struct Planner {
     stale_policies: Vec<RealmId>,
     refreshed_sessions: Vec<SessionId>,
     enrichment: BTreeMap<UserId, EnrichmentRequest>,
+    directory: directory::DirectoryPlanner,
 }
 
 impl Planner {
@@ -340,6 +346,10 @@ impl Planner {
                 issued_at: event.time,
                 version,
             }),
+            Action::Directory(action) => {
+                self.directory
+                    .add(&event.realm_id, event.time, &version, action)
+            }
             Action::Ignore(_) => {}
         }
     }
@@ -365,6 +375,7 @@ impl Planner {
             stale_policies: self.stale_policies,
             refreshed_sessions: self.refreshed_sessions,
             enrichment: self.enrichment.into_values().collect(),
+            directory: self.directory.finish(),
         }
     }
 }

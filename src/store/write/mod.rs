@@ -1,6 +1,7 @@
 //! Writes a [`Plan`] inside the caller's transaction: one multi-row statement per
 //! table, each merging with the same commutative rules as the planner.
 
+mod directory;
 mod sessions;
 mod tokens;
 mod users;
@@ -37,6 +38,8 @@ pub async fn write_plan(
     tokens::follow_refreshes(tx, plan).await?;
     // Last: the rows most batches share are then locked only until the commit.
     users::upsert(tx, plan, changes).await?;
+    // After the users: memberships follow their deletions.
+    directory::write(tx, plan, changes).await?;
     Ok(())
 }
 

@@ -1,0 +1,400 @@
+//! Groups, roles, organizations and memberships, folded per row with the same commutative
+//! rules as users and sessions: names last writer wins per field, deletions keep the
+//! earliest, and each membership (or direct role grant) the verdict of its latest event
+//! by version, removals included.
+
+use std::collections::BTreeMap;
+
+use super::version::{last_writer, max_opt, min_opt, Version, Versioned};
+use crate::core::event::{
+    Affected, DirectoryAction, GroupRecord, MemberRef, OrganizationRecord, RoleKey, RoleRecord,
+};
+use crate::core::ids::{ClientUuid, GroupId, OrganizationId, RealmId, RoleId, UserId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupChange {
+    pub id: GroupId,
+    pub realm_id: RealmId,
+    pub name: Option<Versioned<String>>,
+    pub path: Option<Versioned<String>>,
+    /// `Versioned(None)`: a top-level group.
+    pub parent_id: Option<Versioned<Option<GroupId>>>,
+    pub deleted_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleChange {
+    pub id: RoleId,
+    pub realm_id: RealmId,
+    pub client_id: Option<ClientUuid>,
+    pub name: Option<Versioned<String>>,
+    pub composite: Option<Versioned<bool>>,
+    pub deleted_at: Option<i64>,
+}
+
+/// A role deleted by name (`roles/{name}`): resolved against the roles known by then, and
+/// remembered for grants learnt later.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RoleNameDeletion {
+    pub realm_id: RealmId,
+    pub client_id: Option<ClientUuid>,
+    pub name: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrganizationChange {
+    pub id: OrganizationId,
+    pub realm_id: RealmId,
+    pub name: Option<Versioned<String>>,
+    pub alias: Option<Versioned<String>>,
+    pub deleted_at: Option<i64>,
+}
+
+/// The latest event's verdict on a membership: member (or granted) or not, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub member: bool,
+    pub at: i64,
+}
+
+/// The merged change to a membership-like row (`user_groups`, `user_roles`' direct
+/// grant, `organization_members`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MembershipChange<K> {
+    pub key: K,
+    pub realm_id: RealmId,
+    pub verdict: Versioned<Verdict>,
+    /// The latest time it was granted: once the latest event is a grant, its time.
+    pub since: Option<i64>,
+}
+
+/// A direct role grant also names the role it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantChange {
+    pub membership: MembershipChange<(UserId, RoleId)>,
+    pub client_id: Option<ClientUuid>,
+    pub role_name: Option<String>,
+}
+
+/// Users whose groups and effective roles are worth reading again, and the newest event
+/// that asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recompute {
+    pub realm_id: RealmId,
+    pub affected: Affected,
+    pub version: Version,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct DirectoryPlan {
+    pub groups: Vec<GroupChange>,
+    pub roles: Vec<RoleChange>,
+    pub role_name_deletions: Vec<RoleNameDeletion>,
+    pub organizations: Vec<OrganizationChange>,
+    pub group_members: Vec<MembershipChange<(UserId, GroupId)>>,
+    pub role_grants: Vec<GrantChange>,
+    pub organization_members: Vec<MembershipChange<(OrganizationId, MemberRef)>>,
+    pub recompute: Vec<Recompute>,
+}
+
+impl DirectoryPlan {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.roles.is_empty()
+            && self.role_name_deletions.is_empty()
+            && self.organizations.is_empty()
+            && self.group_members.is_empty()
+            && self.role_grants.is_empty()
+            && self.organization_members.is_empty()
+            && self.recompute.is_empty()
+    }
+}
+
+#[derive(Default)]
+pub(super) struct DirectoryPlanner {
+    groups: BTreeMap<GroupId, GroupChange>,
+    roles: BTreeMap<RoleId, RoleChange>,
+    role_name_deletions: BTreeMap<(RealmId, Option<ClientUuid>, String), i64>,
+    organizations: BTreeMap<OrganizationId, OrganizationChange>,
+    group_members: BTreeMap<(UserId, GroupId), MembershipChange<(UserId, GroupId)>>,
+    role_grants: BTreeMap<(UserId, RoleId), GrantChange>,
+    organization_members:
+        BTreeMap<(OrganizationId, MemberRef), MembershipChange<(OrganizationId, MemberRef)>>,
+    recompute: BTreeMap<(RealmId, Affected), Version>,
+}
+
+/// Folds one verdict into a membership: the latest by version decides, grants keep the
+/// latest grant time.
+fn decide<K: Clone>(
+    slot: &mut Option<MembershipChange<K>>,
+    key: &K,
+    realm_id: &RealmId,
+    member: bool,
+    at: i64,
+    version: &Version,
+) {
+    let change = slot.get_or_insert_with(|| MembershipChange {
+        key: key.clone(),
+        realm_id: realm_id.clone(),
+        verdict: Versioned {
+            value: Verdict { member, at },
+            version: version.clone(),
+        },
+        since: None,
+    });
+    if *version > change.verdict.version {
+        change.verdict = Versioned {
+            value: Verdict { member, at },
+            version: version.clone(),
+        };
+    }
+    if member {
+        max_opt(&mut change.since, at);
+    }
+}
+
+fn decide_in<K: Ord + Clone>(
+    map: &mut BTreeMap<K, MembershipChange<K>>,
+    key: K,
+    realm_id: &RealmId,
+    member: bool,
+    at: i64,
+    version: &Version,
+) {
+    let mut slot = map.remove(&key);
+    decide(&mut slot, &key, realm_id, member, at, version);
+    if let Some(change) = slot {
+        map.insert(key, change);
+    }
+}
+
+impl DirectoryPlanner {
+    pub(super) fn add(
+        &mut self,
+        realm_id: &RealmId,
+        time: i64,
+        version: &Version,
+        action: &DirectoryAction,
+    ) {
+        if let Some(affected) = action.affected() {
+            let newest = self
+                .recompute
+                .entry((realm_id.clone(), affected))
+                .or_insert_with(|| version.clone());
+            if version > newest {
+                *newest = version.clone();
+            }
+        }
+        match action {
+            DirectoryAction::Group(record) => {
+                self.group(realm_id, record, version);
+            }
+            DirectoryAction::GroupDeleted(id) => {
+                let group = self.group(realm_id, &GroupRecord::with_id(id), version);
+                min_opt(&mut group.deleted_at, time);
+            }
+            DirectoryAction::Membership {
+                user_id,
+                group,
+                member,
+            } => {
+                self.group(realm_id, group, version);
+                let key = (user_id.clone(), group.id.clone());
+                decide_in(
+                    &mut self.group_members,
+                    key,
+                    realm_id,
+                    *member,
+                    time,
+                    version,
+                );
+            }
+            DirectoryAction::Role(record) => {
+                self.role(realm_id, record, version);
+            }
+            DirectoryAction::RoleDeleted(RoleKey::Id(id)) => {
+                let role = self.role(realm_id, &RoleRecord::with_id(id), version);
+                min_opt(&mut role.deleted_at, time);
+            }
+            DirectoryAction::RoleDeleted(RoleKey::Name { client_id, name }) => {
+                let at = self
+                    .role_name_deletions
+                    .entry((realm_id.clone(), client_id.clone(), name.clone()))
+                    .or_insert(time);
+                *at = (*at).min(time);
+            }
+            DirectoryAction::RoleMapping {
+                user_id,
+                roles,
+                granted,
+            } => {
+                for record in roles {
+                    self.role(realm_id, record, version);
+                    let key = (user_id.clone(), record.id.clone());
+                    let grant =
+                        self.role_grants
+                            .entry(key.clone())
+                            .or_insert_with(|| GrantChange {
+                                membership: MembershipChange {
+                                    key: key.clone(),
+                                    realm_id: realm_id.clone(),
+                                    verdict: Versioned {
+                                        value: Verdict {
+                                            member: *granted,
+                                            at: time,
+                                        },
+                                        version: version.clone(),
+                                    },
+                                    since: None,
+                                },
+                                client_id: record.client_id.clone(),
+                                role_name: record.name.clone(),
+                            });
+                    let mut slot = Some(grant.membership.clone());
+                    decide(&mut slot, &key, realm_id, *granted, time, version);
+                    if let Some(membership) = slot {
+                        grant.membership = membership;
+                    }
+                    if grant.client_id.is_none() {
+                        grant.client_id = record.client_id.clone();
+                    }
+                    if grant.role_name.is_none() {
+                        grant.role_name = record.name.clone();
+                    }
+                }
+            }
+            DirectoryAction::Organization(record) => {
+                self.organization(realm_id, record, version);
+            }
+            DirectoryAction::OrganizationDeleted(id) => {
+                let organization =
+                    self.organization(realm_id, &OrganizationRecord::with_id(id), version);
+                min_opt(&mut organization.deleted_at, time);
+            }
+            DirectoryAction::OrganizationMembership {
+                organization_id,
+                member_ref,
+                member,
+            } => {
+                let key = (organization_id.clone(), member_ref.clone());
+                let members = &mut self.organization_members;
+                decide_in(members, key, realm_id, *member, time, version);
+            }
+            DirectoryAction::Recompute(_) => {}
+        }
+    }
+
+    fn group(
+        &mut self,
+        realm_id: &RealmId,
+        record: &GroupRecord,
+        version: &Version,
+    ) -> &mut GroupChange {
+        let group = self
+            .groups
+            .entry(record.id.clone())
+            .or_insert_with(|| GroupChange {
+                id: record.id.clone(),
+                realm_id: realm_id.clone(),
+                name: None,
+                path: None,
+                parent_id: None,
+                deleted_at: None,
+            });
+        if let Some(name) = &record.name {
+            last_writer(&mut group.name, name.clone(), version);
+        }
+        if let Some(path) = &record.path {
+            last_writer(&mut group.path, path.clone(), version);
+        }
+        if let Some(parent) = &record.parent_id {
+            last_writer(&mut group.parent_id, parent.clone(), version);
+        }
+        group
+    }
+
+    fn role(
+        &mut self,
+        realm_id: &RealmId,
+        record: &RoleRecord,
+        version: &Version,
+    ) -> &mut RoleChange {
+        let role = self
+            .roles
+            .entry(record.id.clone())
+            .or_insert_with(|| RoleChange {
+                id: record.id.clone(),
+                realm_id: realm_id.clone(),
+                client_id: None,
+                name: None,
+                composite: None,
+                deleted_at: None,
+            });
+        if role.client_id.is_none() {
+            role.client_id = record.client_id.clone();
+        }
+        if let Some(name) = &record.name {
+            last_writer(&mut role.name, name.clone(), version);
+        }
+        if let Some(composite) = record.composite {
+            last_writer(&mut role.composite, composite, version);
+        }
+        role
+    }
+
+    fn organization(
+        &mut self,
+        realm_id: &RealmId,
+        record: &OrganizationRecord,
+        version: &Version,
+    ) -> &mut OrganizationChange {
+        let organization = self
+            .organizations
+            .entry(record.id.clone())
+            .or_insert_with(|| OrganizationChange {
+                id: record.id.clone(),
+                realm_id: realm_id.clone(),
+                name: None,
+                alias: None,
+                deleted_at: None,
+            });
+        if let Some(name) = &record.name {
+            last_writer(&mut organization.name, name.clone(), version);
+        }
+        if let Some(alias) = &record.alias {
+            last_writer(&mut organization.alias, alias.clone(), version);
+        }
+        organization
+    }
+
+    pub(super) fn finish(self) -> DirectoryPlan {
+        DirectoryPlan {
+            groups: self.groups.into_values().collect(),
+            roles: self.roles.into_values().collect(),
+            role_name_deletions: self
+                .role_name_deletions
+                .into_iter()
+                .map(|((realm_id, client_id, name), at)| RoleNameDeletion {
+                    realm_id,
+                    client_id,
+                    name,
+                    at,
+                })
+                .collect(),
+            organizations: self.organizations.into_values().collect(),
+            group_members: self.group_members.into_values().collect(),
+            role_grants: self.role_grants.into_values().collect(),
+            organization_members: self.organization_members.into_values().collect(),
+            recompute: self
+                .recompute
+                .into_iter()
+                .map(|((realm_id, affected), version)| Recompute {
+                    realm_id,
+                    affected,
+                    version,
+                })
+                .collect(),
+        }
+    }
+}

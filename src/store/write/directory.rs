@@ -1,0 +1,408 @@
+//! `groups`, `roles`, `organizations` and who belongs to or holds them: one statement per
+//! table, merging with the planner's rules (see `sql/directory/`).
+
+use std::sync::LazyLock;
+
+use sqlx::Row;
+
+use crate::core::change::{Change, ChangeKind};
+use crate::core::event::MemberRef;
+use crate::core::plan::{MembershipChange, Plan, Versioned};
+use crate::store::rows::Rows;
+use crate::store::{query, Tx};
+
+/// `column = <newer of stored and incoming>, version = <the newer version>` for each
+/// (column, version column) merged last writer wins, `alias` being the table's.
+fn last_writer_wins(alias: &str, fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(f, ver)| {
+            format!(
+                "{f} = CASE WHEN EXCLUDED.{ver} > COALESCE({alias}.{ver}, '') \
+                 THEN EXCLUDED.{f} ELSE {alias}.{f} END,\n        \
+                 {ver} = GREATEST({alias}.{ver}, EXCLUDED.{ver})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",\n        ")
+}
+
+static UPSERT_GROUPS: LazyLock<String> = LazyLock::new(|| {
+    include_str!("../sql/directory/upsert_groups.sql").replace(
+        "{last_writer_wins}",
+        &last_writer_wins(
+            "g",
+            &[
+                ("name", "name_ver"),
+                ("path", "path_ver"),
+                ("parent_id", "parent_ver"),
+            ],
+        ),
+    )
+});
+static UPSERT_ROLES: LazyLock<String> = LazyLock::new(|| {
+    include_str!("../sql/directory/upsert_roles.sql").replace(
+        "{last_writer_wins}",
+        &last_writer_wins("r", &[("name", "name_ver"), ("composite", "composite_ver")]),
+    )
+});
+static UPSERT_ORGANIZATIONS: LazyLock<String> = LazyLock::new(|| {
+    include_str!("../sql/directory/upsert_organizations.sql").replace(
+        "{last_writer_wins}",
+        &last_writer_wins("o", &[("name", "name_ver"), ("alias", "alias_ver")]),
+    )
+});
+
+fn value<T: Clone>(slot: &Option<Versioned<T>>) -> Option<T> {
+    slot.as_ref().map(|v| v.value.clone())
+}
+
+fn version<T>(slot: &Option<Versioned<T>>) -> Option<String> {
+    slot.as_ref().map(|v| v.version.as_str().to_string())
+}
+
+/// Writes the plan's directory part, after the users (whose deletions it follows).
+pub async fn write(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    changes: &mut Vec<Change>,
+) -> Result<(), sqlx::Error> {
+    let directory = &plan.directory;
+    let mut deleted_groups = Vec::new();
+    let mut deleted_roles = Vec::new();
+    let mut deleted_organizations = Vec::new();
+
+    if !directory.groups.is_empty() {
+        let groups = &directory.groups;
+        let names: Vec<Option<String>> = groups.iter().map(|g| value(&g.name)).collect();
+        let name_vers: Vec<Option<String>> = groups.iter().map(|g| version(&g.name)).collect();
+        let paths: Vec<Option<String>> = groups.iter().map(|g| value(&g.path)).collect();
+        let path_vers: Vec<Option<String>> = groups.iter().map(|g| version(&g.path)).collect();
+        let parents: Vec<Option<String>> = groups
+            .iter()
+            .map(|g| value(&g.parent_id).flatten().map(|p| p.to_string()))
+            .collect();
+        let parent_vers: Vec<Option<String>> =
+            groups.iter().map(|g| version(&g.parent_id)).collect();
+        let rows = Rows::new()
+            .text("id", groups.iter().map(|g| Some(g.id.as_str())))
+            .text("realm_id", groups.iter().map(|g| Some(g.realm_id.as_str())))
+            .text("name", names.iter().map(Option::as_ref))
+            .text("name_ver", name_vers.iter().map(Option::as_ref))
+            .text("path", paths.iter().map(Option::as_ref))
+            .text("path_ver", path_vers.iter().map(Option::as_ref))
+            .text("parent_id", parents.iter().map(Option::as_ref))
+            .text("parent_ver", parent_vers.iter().map(Option::as_ref))
+            .int8("deleted_at", groups.iter().map(|g| g.deleted_at));
+        for row in rows
+            .query(&UPSERT_GROUPS)
+            .build()
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            if row.get::<bool, _>(2) {
+                deleted_groups.push(row.get::<String, _>(0));
+            }
+        }
+        let touched: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+        for row in query(include_str!("../sql/directory/cascade_group_deletions.sql"))
+            .bind(&touched)
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            deleted_groups.push(row.get::<String, _>(0));
+        }
+        let realms = |id: &str| {
+            groups
+                .iter()
+                .find(|g| g.id.as_str() == id)
+                .map(|g| g.realm_id.to_string())
+        };
+        for id in &deleted_groups {
+            changes.push(
+                Change::new(ChangeKind::GroupDeleted, id.clone(), None)
+                    .with("realm_id", realms(id)),
+            );
+        }
+    }
+
+    if !directory.roles.is_empty() {
+        let roles = &directory.roles;
+        let names: Vec<Option<String>> = roles.iter().map(|r| value(&r.name)).collect();
+        let name_vers: Vec<Option<String>> = roles.iter().map(|r| version(&r.name)).collect();
+        let composite_vers: Vec<Option<String>> =
+            roles.iter().map(|r| version(&r.composite)).collect();
+        let rows = Rows::new()
+            .text("id", roles.iter().map(|r| Some(r.id.as_str())))
+            .text("realm_id", roles.iter().map(|r| Some(r.realm_id.as_str())))
+            .text(
+                "client_id",
+                roles
+                    .iter()
+                    .map(|r| r.client_id.as_ref().map(|c| c.as_str())),
+            )
+            .text("name", names.iter().map(Option::as_ref))
+            .text("name_ver", name_vers.iter().map(Option::as_ref))
+            .bool("composite", roles.iter().map(|r| value(&r.composite)))
+            .text("composite_ver", composite_vers.iter().map(Option::as_ref))
+            .int8("deleted_at", roles.iter().map(|r| r.deleted_at));
+        for row in rows
+            .query(&UPSERT_ROLES)
+            .build()
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            if row.get::<bool, _>(2) {
+                deleted_roles.push(row.get::<String, _>(0));
+            }
+        }
+    }
+    if !directory.role_name_deletions.is_empty() {
+        let deletions = &directory.role_name_deletions;
+        let rows = Rows::new()
+            .text(
+                "realm_id",
+                deletions.iter().map(|d| Some(d.realm_id.as_str())),
+            )
+            .text(
+                "client_id",
+                deletions
+                    .iter()
+                    .map(|d| d.client_id.as_ref().map(|c| c.as_str())),
+            )
+            .text("name", deletions.iter().map(|d| Some(d.name.as_str())))
+            .int8("at", deletions.iter().map(|d| Some(d.at)));
+        for row in rows
+            .query(include_str!("../sql/directory/delete_roles_by_name.sql"))
+            .build()
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            deleted_roles.push(row.get::<String, _>(0));
+        }
+    }
+    for id in &deleted_roles {
+        changes.push(Change::new(ChangeKind::RoleDeleted, id.clone(), None));
+    }
+
+    if !directory.organizations.is_empty() {
+        let organizations = &directory.organizations;
+        let names: Vec<Option<String>> = organizations.iter().map(|o| value(&o.name)).collect();
+        let name_vers: Vec<Option<String>> =
+            organizations.iter().map(|o| version(&o.name)).collect();
+        let aliases: Vec<Option<String>> = organizations.iter().map(|o| value(&o.alias)).collect();
+        let alias_vers: Vec<Option<String>> =
+            organizations.iter().map(|o| version(&o.alias)).collect();
+        let rows = Rows::new()
+            .text("id", organizations.iter().map(|o| Some(o.id.as_str())))
+            .text(
+                "realm_id",
+                organizations.iter().map(|o| Some(o.realm_id.as_str())),
+            )
+            .text("name", names.iter().map(Option::as_ref))
+            .text("name_ver", name_vers.iter().map(Option::as_ref))
+            .text("alias", aliases.iter().map(Option::as_ref))
+            .text("alias_ver", alias_vers.iter().map(Option::as_ref))
+            .int8("deleted_at", organizations.iter().map(|o| o.deleted_at));
+        for row in rows
+            .query(&UPSERT_ORGANIZATIONS)
+            .build()
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            if row.get::<bool, _>(2) {
+                let id: String = row.get(0);
+                changes.push(Change::new(
+                    ChangeKind::OrganizationDeleted,
+                    id.clone(),
+                    None,
+                ));
+                deleted_organizations.push(id);
+            }
+        }
+    }
+
+    if !directory.group_members.is_empty() {
+        let members = &directory.group_members;
+        let rows = membership_rows(members)
+            .text("user_id", members.iter().map(|m| Some(m.key.0.as_str())))
+            .text("group_id", members.iter().map(|m| Some(m.key.1.as_str())));
+        let written = rows
+            .query(include_str!("../sql/directory/upsert_group_members.sql"))
+            .build()
+            .fetch_all(&mut **tx)
+            .await?;
+        for row in written {
+            report_membership(
+                changes,
+                (row.get(1), row.get(0), row.get(2)),
+                (row.get(3), row.get(4)),
+                [ChangeKind::GroupMemberAdded, ChangeKind::GroupMemberRemoved],
+            );
+        }
+    }
+
+    if !directory.role_grants.is_empty() {
+        let grants = &directory.role_grants;
+        let memberships: Vec<&MembershipChange<_>> = grants.iter().map(|g| &g.membership).collect();
+        let versions: Vec<&str> = memberships
+            .iter()
+            .map(|m| m.verdict.version.as_str())
+            .collect();
+        let rows = Rows::new()
+            .text(
+                "user_id",
+                memberships.iter().map(|m| Some(m.key.0.as_str())),
+            )
+            .text(
+                "role_id",
+                memberships.iter().map(|m| Some(m.key.1.as_str())),
+            )
+            .text(
+                "realm_id",
+                memberships.iter().map(|m| Some(m.realm_id.as_str())),
+            )
+            .text(
+                "client_id",
+                grants
+                    .iter()
+                    .map(|g| g.client_id.as_ref().map(|c| c.as_str())),
+            )
+            .text("role_name", grants.iter().map(|g| g.role_name.as_deref()))
+            .bool(
+                "granted",
+                memberships.iter().map(|m| Some(m.verdict.value.member)),
+            )
+            .int8(
+                "decided_at",
+                memberships.iter().map(|m| Some(m.verdict.value.at)),
+            )
+            .text("ver", versions.iter().map(|v| Some(*v)));
+        let written = rows
+            .query(include_str!("../sql/directory/upsert_role_grants.sql"))
+            .build()
+            .fetch_all(&mut **tx)
+            .await?;
+        for row in written {
+            report_membership(
+                changes,
+                (row.get(1), row.get(0), row.get(2)),
+                (row.get(3), row.get(4)),
+                [ChangeKind::RoleGranted, ChangeKind::RoleRevoked],
+            );
+        }
+    }
+
+    if !directory.organization_members.is_empty() {
+        let members = &directory.organization_members;
+        let rows = membership_rows(members)
+            .text(
+                "organization_id",
+                members.iter().map(|m| Some(m.key.0.as_str())),
+            )
+            .text(
+                "user_id",
+                members.iter().map(|m| match &m.key.1 {
+                    MemberRef::Id(id) => Some(id.as_str()),
+                    MemberRef::Username(_) => None,
+                }),
+            )
+            .text(
+                "username",
+                members.iter().map(|m| match &m.key.1 {
+                    MemberRef::Username(name) => Some(name.as_str()),
+                    MemberRef::Id(_) => None,
+                }),
+            );
+        let written = rows
+            .query(include_str!(
+                "../sql/directory/upsert_organization_members.sql"
+            ))
+            .build()
+            .fetch_all(&mut **tx)
+            .await?;
+        for row in written {
+            report_membership(
+                changes,
+                (row.get(0), row.get(1), row.get(2)),
+                (row.get(3), row.get(4)),
+                [
+                    ChangeKind::OrganizationMemberAdded,
+                    ChangeKind::OrganizationMemberRemoved,
+                ],
+            );
+        }
+    }
+
+    let deleted_users: Vec<&str> = plan
+        .users
+        .iter()
+        .filter(|u| u.deleted_at.is_some())
+        .map(|u| u.id.as_str())
+        .collect();
+    if deleted_users.is_empty()
+        && deleted_groups.is_empty()
+        && deleted_roles.is_empty()
+        && deleted_organizations.is_empty()
+    {
+        return Ok(());
+    }
+    let ended = query(include_str!(
+        "../sql/directory/end_what_hangs_on_deletions.sql"
+    ))
+    .bind(&deleted_users)
+    .bind(&deleted_groups)
+    .bind(&deleted_roles)
+    .bind(&deleted_organizations)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in ended {
+        let kind = match row.get::<&str, _>(0) {
+            "user_groups" => ChangeKind::GroupMemberRemoved,
+            "user_roles" => ChangeKind::RoleRevoked,
+            _ => ChangeKind::OrganizationMemberRemoved,
+        };
+        let (key, user, realm): (String, String, String) = (row.get(1), row.get(2), row.get(3));
+        changes.push(Change::new(kind, key, Some(user)).with("realm_id", realm));
+    }
+    Ok(())
+}
+
+/// The verdict columns every membership-like table shares.
+fn membership_rows<K>(members: &[MembershipChange<K>]) -> Rows<'_> {
+    Rows::new()
+        .text(
+            "realm_id",
+            members.iter().map(|m| Some(m.realm_id.as_str())),
+        )
+        .bool(
+            "member",
+            members.iter().map(|m| Some(m.verdict.value.member)),
+        )
+        .int8(
+            "decided_at",
+            members.iter().map(|m| Some(m.verdict.value.at)),
+        )
+        .text(
+            "ver",
+            members.iter().map(|m| Some(m.verdict.version.as_str())),
+        )
+        .int8("since", members.iter().map(|m| m.since))
+}
+
+/// A membership whose public state changed is announced: `row` is (the group, role or
+/// organization, the user, the realm); `state` (before, after), before `None` for a new
+/// row. A new row that is not a membership announces nothing.
+fn report_membership(
+    changes: &mut Vec<Change>,
+    (row_key, user, realm): (String, String, String),
+    (before, after): (Option<bool>, bool),
+    [added, removed]: [ChangeKind; 2],
+) {
+    let kind = match (before, after) {
+        (Some(true), false) => removed,
+        (Some(false) | None, true) => added,
+        _ => return,
+    };
+    changes.push(Change::new(kind, row_key, Some(user)).with("realm_id", realm));
+}
