@@ -28,7 +28,7 @@ use url::Url;
 use crate::config::KeycloakSettings;
 use crate::core::event::json_kind;
 pub use crate::core::event::EventStream;
-use crate::core::ids::{RealmId, RealmName, SessionId, UserId};
+use crate::core::ids::{ClientUuid, RealmId, RealmName, SessionId, UserId};
 use crate::core::session_policy::SessionPolicy;
 use crate::retry::{Policy, Verdict};
 
@@ -365,6 +365,69 @@ impl AdminClient {
             .into_iter()
             .map(|s| (SessionId::new(s.id), UserId::new(s.user_id)))
             .collect())
+    }
+
+    /// Every group of the user (`GET …/users/{id}/groups`, paged, brief: id, name, path);
+    /// `None` if Keycloak has no such user.
+    pub async fn user_groups(
+        &self,
+        realm: &RealmName,
+        user_id: &UserId,
+    ) -> Result<Option<Vec<Value>>, KeycloakError> {
+        let path = ["admin", "realms", realm, "users", user_id, "groups"];
+        let max = self.page_size();
+        let mut groups = Vec::new();
+        loop {
+            let query = [
+                ("first", groups.len().to_string()),
+                ("max", max.to_string()),
+                ("briefRepresentation", "true".to_string()),
+            ];
+            let page = match self.get(realm, &path, &query).await? {
+                None => return Ok(None),
+                Some(Value::Array(page)) => page,
+                Some(other) => {
+                    return Err(KeycloakError::BadResponse {
+                        request: self.request_name(&path),
+                        problem: format!("expected a JSON array, got {}", json_kind(&other)),
+                    })
+                }
+            };
+            let full = page.len() >= max as usize;
+            groups.extend(page);
+            if !full {
+                return Ok(Some(groups));
+            }
+        }
+    }
+
+    /// The user's effective roles, realm roles (`…/role-mappings/realm/composite`) or
+    /// those of one client (`…/role-mappings/clients/{id}/composite`): held directly,
+    /// through groups, composites or the realm's default roles. `None` if Keycloak has no
+    /// such user (or client).
+    pub async fn user_effective_roles(
+        &self,
+        realm: &RealmName,
+        user_id: &UserId,
+        client: Option<&ClientUuid>,
+    ) -> Result<Option<Vec<Value>>, KeycloakError> {
+        let base = ["admin", "realms", realm, "users", user_id, "role-mappings"];
+        let path: Vec<&str> = match client {
+            None => base.iter().copied().chain(["realm", "composite"]).collect(),
+            Some(client) => base
+                .iter()
+                .copied()
+                .chain(["clients", client.as_str(), "composite"])
+                .collect(),
+        };
+        match self.get(realm, &path, &[]).await? {
+            None => Ok(None),
+            Some(Value::Array(roles)) => Ok(Some(roles)),
+            Some(other) => Err(KeycloakError::BadResponse {
+                request: self.request_name(&path),
+                problem: format!("expected a JSON array, got {}", json_kind(&other)),
+            }),
+        }
     }
 
     /// One page of stored events, oldest first where Keycloak supports it (26.2+).

@@ -254,6 +254,7 @@ pub async fn apply_in<'e>(
     write_plan(tx, &plan, sealed, changes).await?;
     if enrich {
         enrichment::queue(tx, &plan.enrichment).await?;
+        enrichment::queue_directory(tx, &plan.directory.recompute).await?;
     }
     Ok(fresh)
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use super::rows::Rows;
 use super::write::{write_plan, SealedTokens};
 use super::{error as retry, query, query_as, query_scalar, Store, StoreError, Tx};
-use crate::core::ids::{RealmId, UserId};
-use crate::core::plan::{plan_observations, EnrichmentRequest, Observation, Version};
+use crate::core::event::{Affected, RoleKey};
+use crate::core::ids::{ClientUuid, GroupId, RealmId, RoleId, UserId};
+use crate::core::plan::{plan_observations, EnrichmentRequest, Observation, Recompute, Version};
 
 const QUEUE: &str = include_str!("sql/queue_enrichment.sql");
 
@@ -26,6 +27,50 @@ pub async fn queue(tx: &mut Tx<'_>, requests: &[EnrichmentRequest]) -> Result<()
         );
     rows.query(QUEUE).build().execute(&mut **tx).await?;
     Ok(())
+}
+
+/// Queues the users whose groups and roles the batch's admin events changed without
+/// saying how (a group's role mapping, a role's composites, a group deleted, a mapping
+/// without its representation), in the batch's transaction.
+pub async fn queue_directory(tx: &mut Tx<'_>, recompute: &[Recompute]) -> Result<(), sqlx::Error> {
+    if recompute.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(&str, &str, Option<&str>)> = recompute
+        .iter()
+        .map(|r| match &r.affected {
+            Affected::User(user) => ("user", user.as_str(), None),
+            Affected::GroupMembers(group) => ("group", group.as_str(), None),
+            Affected::RoleHolders(RoleKey::Id(role)) => ("role_id", role.as_str(), None),
+            Affected::RoleHolders(RoleKey::Name { client_id, name }) => (
+                "role_name",
+                name.as_str(),
+                client_id.as_ref().map(|c| c.as_str()),
+            ),
+        })
+        .collect();
+    let rows = Rows::new()
+        .text("kind", keys.iter().map(|k| Some(k.0)))
+        .text("key", keys.iter().map(|k| Some(k.1)))
+        .text("client_id", keys.iter().map(|k| k.2))
+        .text(
+            "realm_id",
+            recompute.iter().map(|r| Some(r.realm_id.as_str())),
+        )
+        .text("ver", recompute.iter().map(|r| Some(r.version.as_str())));
+    rows.query(include_str!("sql/queue_directory_enrichment.sql"))
+        .build()
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A user's groups and roles as the tables hold them (see [`Store::held_directory`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeldDirectory {
+    pub groups: Vec<GroupId>,
+    pub roles: Vec<(RoleId, Option<ClientUuid>)>,
+    pub clients: Vec<ClientUuid>,
 }
 
 /// A user to read from Keycloak, as claimed from the queue.
@@ -82,9 +127,9 @@ impl Store {
     pub async fn complete_enrichment(
         &self,
         claim: &EnrichmentClaim,
-        observation: &Observation,
+        observations: &[Observation],
     ) -> Result<(), StoreError> {
-        let plan = plan_observations([observation]);
+        let plan = plan_observations(observations);
         retry::with_backoff(self.retry_max, "apply an enriched profile", || async {
             let mut tx = self.begin().await?;
             let mut changes = Vec::new();
@@ -92,6 +137,47 @@ impl Store {
             finish(&mut tx, claim).await?;
             self.announce(&mut tx, changes).await?;
             tx.commit().await
+        })
+        .await
+    }
+
+    /// What the tables say a user holds: the groups it is a member of, the roles it holds
+    /// (directly or effectively), and the clients whose roles are worth asking Keycloak
+    /// about (every client with a role known in the realm).
+    pub async fn held_directory(
+        &self,
+        realm_id: &RealmId,
+        user_id: &UserId,
+    ) -> Result<HeldDirectory, StoreError> {
+        retry::with_backoff(self.retry_max, "read a user's groups and roles", || async {
+            let groups: Vec<String> =
+                query_scalar("SELECT group_id FROM user_groups WHERE user_id = $1 AND member")
+                    .bind(user_id.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+            let roles: Vec<(String, Option<String>)> = query_as(
+                "SELECT role_id, client_id FROM user_roles
+                 WHERE user_id = $1 AND (effective OR direct_granted)",
+            )
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            let clients: Vec<String> = query_scalar(
+                "SELECT DISTINCT client_id FROM roles
+                 WHERE realm_id = $1 AND client_id IS NOT NULL AND deleted_at IS NULL
+                 ORDER BY client_id",
+            )
+            .bind(realm_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(HeldDirectory {
+                groups: groups.into_iter().map(GroupId::from).collect(),
+                roles: roles
+                    .into_iter()
+                    .map(|(role, client)| (RoleId::from(role), client.map(ClientUuid::from)))
+                    .collect(),
+                clients: clients.into_iter().map(ClientUuid::from).collect(),
+            })
         })
         .await
     }

@@ -19,7 +19,7 @@ mod write;
 
 pub use apply::{ApplyError, EventResult};
 pub use checkpoint::BackfillWindow;
-pub use enrichment::EnrichmentClaim;
+pub use enrichment::{EnrichmentClaim, HeldDirectory};
 pub use error::{fault_summary, is_event_fault, is_transient, until_database_answers, MayPass};
 pub use expiry::{ExpiryPass, PolicySource, StoredPolicy};
 pub use feed::Feed;

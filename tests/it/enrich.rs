@@ -268,3 +268,158 @@ async fn the_daemon_enriches_in_the_background_and_never_waits_for_keycloak() {
     );
     assert!(!log.contains("token-1"), "an access token reached the log");
 }
+
+mod directory {
+    //! Groups and effective roles read from the Admin API
+    //! (`…/users/{id}/groups`, `…/role-mappings/realm/composite`,
+    //! `…/role-mappings/clients/{client}/composite`).
+
+    use super::*;
+    use keycloak_sync::store::Store;
+    use serde_json::Value;
+
+    const CLIENT: &str = "9e8d7c6b-client";
+
+    fn admin(
+        id: &str,
+        time: i64,
+        resource: &str,
+        op: &str,
+        path: &str,
+        rep: Option<Value>,
+    ) -> String {
+        let mut envelope = json!({
+            "schema": 1, "kind": "admin", "id": id, "time": time, "realmId": REALM_ID,
+            "resourceType": resource, "operationType": op, "resourcePath": path,
+        });
+        if let Some(rep) = rep {
+            envelope["representation"] = Value::String(rep.to_string());
+        }
+        envelope.to_string()
+    }
+
+    fn role(id: &str, name: &str, client: Option<&str>) -> Value {
+        json!({"id": id, "name": name, "composite": false, "clientRole": client.is_some(),
+               "containerId": client.unwrap_or(REALM_ID)})
+    }
+
+    async fn table(store: &Store, sql: &str) -> Vec<Value> {
+        sqlx::query_scalar::<_, Value>(&format!("SELECT to_jsonb(t) FROM ({sql}) t"))
+            .fetch_all(store.pool())
+            .await
+            .expect("rows")
+    }
+
+    #[tokio::test]
+    async fn enrichment_reads_groups_and_effective_roles_and_drops_what_keycloak_no_longer_lists() {
+        let (_db, store, fake, enricher) = setup().await;
+        fake.state()
+            .users
+            .push(user_rep("u1", "alice", "Alice", "Liddell"));
+        {
+            let mut state = fake.state();
+            state.groups.insert(
+                "u1".into(),
+                vec![json!({"id": "g-staff", "name": "staff", "path": "/staff"})],
+            );
+            state.realm_roles.insert(
+                "u1".into(),
+                vec![
+                    role("r-admin", "admin", None),
+                    role("r-default", "default-roles-acme", None),
+                ],
+            );
+            state.client_roles.insert(
+                ("u1".into(), CLIENT.into()),
+                vec![role("c-viewer", "viewer", Some(CLIENT))],
+            );
+        }
+        let events = [
+            register("u1", "alice"),
+            // Joined g-old once; Keycloak no longer lists it.
+            admin(
+                "m1",
+                REGISTERED_AT + 1,
+                "GROUP_MEMBERSHIP",
+                "CREATE",
+                "users/u1/groups/g-old",
+                None,
+            ),
+            admin(
+                "rm1",
+                REGISTERED_AT + 2,
+                "REALM_ROLE_MAPPING",
+                "CREATE",
+                "users/u1/role-mappings/realm",
+                Some(json!([
+                    role("r-admin", "admin", None),
+                    role("r-gone", "gone", None)
+                ])),
+            ),
+            // A client role seen in an event: that client's roles are asked for.
+            admin(
+                "cr1",
+                REGISTERED_AT + 3,
+                "CLIENT_ROLE",
+                "CREATE",
+                &format!("clients/{CLIENT}/roles/viewer"),
+                Some(role("c-viewer", "viewer", Some(CLIENT))),
+            ),
+        ];
+        let events: Vec<_> = events.iter().map(|e| event(e)).collect();
+        apply(&store, &events).await;
+        assert_eq!(backlog(&store).await, 1);
+        let tally = enricher.run_once().await.expect("enrich");
+        assert_eq!(tally.enriched, 1);
+
+        let groups = table(
+            &store,
+            "SELECT group_id, member_since IS NOT NULL AS since_known, removed_at IS NULL AS member
+             FROM user_groups ORDER BY group_id",
+        )
+        .await;
+        assert_eq!(
+            groups,
+            vec![
+                json!({"group_id": "g-old", "since_known": true, "member": false}),
+                json!({"group_id": "g-staff", "since_known": false, "member": true}),
+            ]
+        );
+        let roles = table(
+            &store,
+            "SELECT role_id, client_id, role_name, direct, effective FROM user_roles ORDER BY role_id",
+        )
+        .await;
+        assert_eq!(
+            roles,
+            vec![
+                json!({"role_id": "c-viewer", "client_id": CLIENT, "role_name": "viewer", "direct": false, "effective": true}),
+                json!({"role_id": "r-admin", "client_id": null, "role_name": "admin", "direct": true, "effective": true}),
+                json!({"role_id": "r-default", "client_id": null, "role_name": "default-roles-acme", "direct": false, "effective": true}),
+                json!({"role_id": "r-gone", "client_id": null, "role_name": "gone", "direct": true, "effective": false}),
+            ]
+        );
+        let asked = fake.requests_to("/composite");
+        assert_eq!(
+            asked.len(),
+            2,
+            "realm roles and the one known client: {asked:?}"
+        );
+
+        // A role mapping of a group the user is in changes its effective roles: the
+        // members are read again.
+        apply(
+            &store,
+            &[event(&admin(
+                "grm",
+                REGISTERED_AT + 10,
+                "REALM_ROLE_MAPPING",
+                "CREATE",
+                "groups/g-staff/role-mappings/realm",
+                Some(json!([role("r-ops", "ops", None)])),
+            ))],
+        )
+        .await;
+        assert_eq!(backlog(&store).await, 1, "the group's member is queued");
+    }
+}

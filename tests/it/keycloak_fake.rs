@@ -52,6 +52,13 @@ pub struct FakeState {
     tokens_issued: u32,
     /// Every request, as `METHOD path?query`.
     pub requests: Vec<String>,
+    /// Per user: its groups (`GET …/users/{id}/groups`, brief representations).
+    pub groups: HashMap<String, Vec<Value>>,
+    /// Per user: its effective realm roles (`…/role-mappings/realm/composite`).
+    pub realm_roles: HashMap<String, Vec<Value>>,
+    /// Per (user, client id): its effective client roles
+    /// (`…/role-mappings/clients/{client}/composite`).
+    pub client_roles: HashMap<(String, String), Vec<Value>>,
 }
 
 pub struct FakeKeycloak {
@@ -228,6 +235,37 @@ impl Respond for Responder {
                     .map(|s| json!({"id": s, "userId": id, "ipAddress": "203.0.113.9", "start": 1, "lastAccess": 2, "clients": {}}))
                     .collect();
                 ResponseTemplate::new(200).set_body_json(Value::Array(sessions))
+            }
+            ["users", id, rest @ ..]
+                if matches!(
+                    rest,
+                    ["groups"]
+                        | ["role-mappings", "realm", "composite"]
+                        | ["role-mappings", "clients", _, "composite"]
+                ) =>
+            {
+                if !state.users.iter().any(|u| id_of(u) == *id) {
+                    return ResponseTemplate::new(404)
+                        .set_body_json(json!({"error": "User not found"}));
+                }
+                match rest {
+                    ["groups"] => page(state.groups.get(*id).into_iter().flatten().collect()),
+                    ["role-mappings", "realm", "composite"] => ResponseTemplate::new(200)
+                        .set_body_json(json!(state
+                            .realm_roles
+                            .get(*id)
+                            .cloned()
+                            .unwrap_or_default())),
+                    ["role-mappings", "clients", client, "composite"] => {
+                        let key = (id.to_string(), client.to_string());
+                        ResponseTemplate::new(200).set_body_json(json!(state
+                            .client_roles
+                            .get(&key)
+                            .cloned()
+                            .unwrap_or_default()))
+                    }
+                    _ => ResponseTemplate::new(404),
+                }
             }
             // Every session with a client session belongs to client `web` (internal id
             // WEB_CLIENT): its count as a string, as RealmAdminResource gives it.

@@ -11,7 +11,9 @@ pub use directory::{
     Affected, DirectoryAction, GroupRecord, MemberRef, OrganizationRecord, RoleKey, RoleRecord,
 };
 pub use fields::kind_of as json_kind;
-pub use parse::{parse_message, read_admin_user, ParseError, Shape};
+pub use parse::{
+    parse_message, read_admin_group, read_admin_role, read_admin_user, ParseError, Shape,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -651,5 +651,7 @@ pub fn read_admin_user(value: &Value, at: &str) -> Result<(UserId, Profile), Par
 
 mod directory;
 
+pub use directory::{read_admin_group, read_admin_role};
+
 #[cfg(test)]
 mod tests;

@@ -77,6 +77,15 @@ pub struct GrantChange {
     pub role_name: Option<String>,
 }
 
+/// Whether a user holds a role at all, as the Admin API computes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveChange {
+    pub user_id: UserId,
+    pub realm_id: RealmId,
+    pub role: RoleRecord,
+    pub effective: Versioned<bool>,
+}
+
 /// Users whose groups and effective roles are worth reading again, and the newest event
 /// that asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +104,7 @@ pub struct DirectoryPlan {
     pub group_members: Vec<MembershipChange<(UserId, GroupId)>>,
     pub role_grants: Vec<GrantChange>,
     pub organization_members: Vec<MembershipChange<(OrganizationId, MemberRef)>>,
+    pub effective_roles: Vec<EffectiveChange>,
     pub recompute: Vec<Recompute>,
 }
 
@@ -107,6 +117,7 @@ impl DirectoryPlan {
             && self.group_members.is_empty()
             && self.role_grants.is_empty()
             && self.organization_members.is_empty()
+            && self.effective_roles.is_empty()
             && self.recompute.is_empty()
     }
 }
@@ -121,6 +132,7 @@ pub(super) struct DirectoryPlanner {
     role_grants: BTreeMap<(UserId, RoleId), GrantChange>,
     organization_members:
         BTreeMap<(OrganizationId, MemberRef), MembershipChange<(OrganizationId, MemberRef)>>,
+    effective_roles: BTreeMap<(UserId, RoleId), EffectiveChange>,
     recompute: BTreeMap<(RealmId, Affected), Version>,
 }
 
@@ -133,6 +145,7 @@ fn decide<K: Clone>(
     member: bool,
     at: i64,
     version: &Version,
+    joined: bool,
 ) {
     let change = slot.get_or_insert_with(|| MembershipChange {
         key: key.clone(),
@@ -149,21 +162,23 @@ fn decide<K: Clone>(
             version: version.clone(),
         };
     }
-    if member {
+    if member && joined {
         max_opt(&mut change.since, at);
     }
 }
 
+/// `joined`: the verdict comes from an event that added the member (whose time is the
+/// latest join), not from a listing that only says it is a member now.
 fn decide_in<K: Ord + Clone>(
     map: &mut BTreeMap<K, MembershipChange<K>>,
     key: K,
     realm_id: &RealmId,
-    member: bool,
+    (member, joined): (bool, bool),
     at: i64,
     version: &Version,
 ) {
     let mut slot = map.remove(&key);
-    decide(&mut slot, &key, realm_id, member, at, version);
+    decide(&mut slot, &key, realm_id, member, at, version, joined);
     if let Some(change) = slot {
         map.insert(key, change);
     }
@@ -201,11 +216,12 @@ impl DirectoryPlanner {
             } => {
                 self.group(realm_id, group, version);
                 let key = (user_id.clone(), group.id.clone());
+                let verdict = (*member, true);
                 decide_in(
                     &mut self.group_members,
                     key,
                     realm_id,
-                    *member,
+                    verdict,
                     time,
                     version,
                 );
@@ -252,7 +268,7 @@ impl DirectoryPlanner {
                                 role_name: record.name.clone(),
                             });
                     let mut slot = Some(grant.membership.clone());
-                    decide(&mut slot, &key, realm_id, *granted, time, version);
+                    decide(&mut slot, &key, realm_id, *granted, time, version, true);
                     if let Some(membership) = slot {
                         grant.membership = membership;
                     }
@@ -279,9 +295,59 @@ impl DirectoryPlanner {
             } => {
                 let key = (organization_id.clone(), member_ref.clone());
                 let members = &mut self.organization_members;
-                decide_in(members, key, realm_id, *member, time, version);
+                decide_in(members, key, realm_id, (*member, true), time, version);
             }
             DirectoryAction::Recompute(_) => {}
+        }
+    }
+
+    /// What the Admin API lists for a user: memberships (without a join time: a listing
+    /// says who is a member, not since when) and effective roles.
+    pub(super) fn observe(
+        &mut self,
+        version: &Version,
+        time: i64,
+        realm_id: &RealmId,
+        user_id: &UserId,
+        groups: &[(GroupRecord, bool)],
+        roles: &[(RoleRecord, bool)],
+    ) {
+        for (group, member) in groups {
+            if *member {
+                self.group(realm_id, group, version);
+            }
+            let key = (user_id.clone(), group.id.clone());
+            decide_in(
+                &mut self.group_members,
+                key,
+                realm_id,
+                (*member, false),
+                time,
+                version,
+            );
+        }
+        for (role, held) in roles {
+            if *held {
+                self.role(realm_id, role, version);
+            }
+            let change = self
+                .effective_roles
+                .entry((user_id.clone(), role.id.clone()))
+                .or_insert_with(|| EffectiveChange {
+                    user_id: user_id.clone(),
+                    realm_id: realm_id.clone(),
+                    role: role.clone(),
+                    effective: Versioned {
+                        value: *held,
+                        version: version.clone(),
+                    },
+                });
+            if *version > change.effective.version {
+                change.effective = Versioned {
+                    value: *held,
+                    version: version.clone(),
+                };
+            }
         }
     }
 
@@ -386,6 +452,7 @@ impl DirectoryPlanner {
             group_members: self.group_members.into_values().collect(),
             role_grants: self.role_grants.into_values().collect(),
             organization_members: self.organization_members.into_values().collect(),
+            effective_roles: self.effective_roles.into_values().collect(),
             recompute: self
                 .recompute
                 .into_iter()

@@ -179,6 +179,19 @@ impl Planner {
                 session_id,
                 ..
             } => self.end_session(&stamp, session_id, Some(user_id), EndReason::Expired, false),
+            Observation::Directory {
+                user_id,
+                groups,
+                roles,
+                ..
+            } => self.directory.observe(
+                &stamp.version,
+                stamp.time,
+                stamp.realm_id,
+                user_id,
+                groups,
+                roles,
+            ),
         }
     }
 

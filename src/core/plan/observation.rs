@@ -3,7 +3,7 @@
 
 use super::version::Version;
 use super::Stamp;
-use crate::core::event::Profile;
+use crate::core::event::{GroupRecord, Profile, RoleRecord};
 use crate::core::ids::{RealmId, SessionId, UserId};
 
 /// What the Admin API says about a user or session (enrichment, reconcile), planned
@@ -22,6 +22,16 @@ pub enum Observation {
     UserGone {
         realm_id: RealmId,
         user_id: UserId,
+        at: i64,
+        version: Version,
+    },
+    /// A user's groups and effective roles as the Admin API lists them, each with its
+    /// verdict: listed (`true`), or held before and no longer listed (`false`).
+    Directory {
+        realm_id: RealmId,
+        user_id: UserId,
+        groups: Vec<(GroupRecord, bool)>,
+        roles: Vec<(RoleRecord, bool)>,
         at: i64,
         version: Version,
     },
@@ -50,6 +60,12 @@ impl Observation {
             ..
         }
         | Observation::SessionGone {
+            realm_id,
+            at,
+            version,
+            ..
+        }
+        | Observation::Directory {
             realm_id,
             at,
             version,

@@ -334,6 +334,58 @@ pub async fn write(
         }
     }
 
+    if !directory.effective_roles.is_empty() {
+        let effective = &directory.effective_roles;
+        let rows = Rows::new()
+            .text(
+                "user_id",
+                effective.iter().map(|e| Some(e.user_id.as_str())),
+            )
+            .text(
+                "role_id",
+                effective.iter().map(|e| Some(e.role.id.as_str())),
+            )
+            .text(
+                "realm_id",
+                effective.iter().map(|e| Some(e.realm_id.as_str())),
+            )
+            .text(
+                "client_id",
+                effective
+                    .iter()
+                    .map(|e| e.role.client_id.as_ref().map(|c| c.as_str())),
+            )
+            .text(
+                "role_name",
+                effective.iter().map(|e| e.role.name.as_deref()),
+            )
+            .bool(
+                "effective",
+                effective.iter().map(|e| Some(e.effective.value)),
+            )
+            .text(
+                "ver",
+                effective.iter().map(|e| Some(e.effective.version.as_str())),
+            );
+        let written = rows
+            .query(include_str!("../sql/directory/upsert_effective_roles.sql"))
+            .build()
+            .fetch_all(&mut **tx)
+            .await?;
+        for row in written {
+            // A role first known held (or no longer held) through the Admin API is a
+            // grant (or revocation) for applications, however it is held.
+            let before: Option<Option<bool>> = row.get(3);
+            let after: Option<bool> = row.get(4);
+            report_membership(
+                changes,
+                (row.get(1), row.get(0), row.get(2)),
+                (before.map(|b| b.unwrap_or(false)), after.unwrap_or(false)),
+                [ChangeKind::RoleGranted, ChangeKind::RoleRevoked],
+            );
+        }
+    }
+
     let deleted_users: Vec<&str> = plan
         .users
         .iter()

@@ -262,3 +262,42 @@ fn represented_roles(
     }
     Ok(roles)
 }
+
+/// A group as the Admin API lists it (`GET …/users/{id}/groups`); `at` names it in errors.
+pub fn read_admin_group(value: &Value, at: &str) -> Result<GroupRecord, ParseError> {
+    let Value::Object(object) = value else {
+        return Err(ParseError::Field {
+            field: at.to_string(),
+            expected: "a GroupRepresentation object",
+            got: kind_of(value).into(),
+        });
+    };
+    let fields = Fields::new(object, at);
+    Ok(GroupRecord {
+        id: GroupId::from(fields.required_id("id")?),
+        name: fields.text("name", MAX_TEXT_LEN)?,
+        path: fields.text("path", MAX_TEXT_LEN)?,
+        parent_id: None,
+    })
+}
+
+/// A role as the Admin API lists it (`…/role-mappings/…/composite`); `client` is the
+/// client whose roles were asked for.
+pub fn read_admin_role(
+    value: &Value,
+    at: &str,
+    client: Option<&ClientUuid>,
+) -> Result<RoleRecord, ParseError> {
+    let Value::Object(object) = value else {
+        return Err(ParseError::Field {
+            field: at.to_string(),
+            expected: "a RoleRepresentation object",
+            got: kind_of(value).into(),
+        });
+    };
+    let fields = Fields::new(object, at);
+    let id = fields.required_id("id")?;
+    let mut record = role_record(&fields, client);
+    record.id = RoleId::from(id);
+    Ok(record)
+}
