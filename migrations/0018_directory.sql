@@ -110,3 +110,16 @@ CREATE INDEX organization_members_user ON organization_members (user_id);
 CREATE FUNCTION version_ms(ver text) RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT substr(ver, 2, 15)::bigint $$;
+
+-- Organization members added by username whose user is not known yet (the add arrived
+-- before the user): kept with their verdict until a user of that name is written.
+CREATE TABLE organization_members_pending (
+    organization_id text COLLATE "C" NOT NULL,
+    realm_id        text NOT NULL,
+    username        text NOT NULL,
+    member          boolean NOT NULL,
+    decided_at      bigint NOT NULL,
+    ver             text COLLATE "C" NOT NULL,
+    since           bigint,
+    PRIMARY KEY (organization_id, realm_id, username)
+);

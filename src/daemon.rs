@@ -26,6 +26,8 @@ use crate::telemetry::metrics;
 /// Per-call retry budget inside the daemon: short, so the consumer loop keeps turning
 /// (and reporting) while it waits for the database itself.
 const DAEMON_RETRY: Duration = Duration::from_secs(5);
+/// How often organization members added before their user was known are looked at.
+const PENDING_MEMBERS_EVERY: Duration = Duration::from_secs(300);
 /// How often old inbox entries are pruned (with `daemon.inbox_retention_days`).
 const INBOX_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Per-request retry budget of enrichment reads.
@@ -151,6 +153,15 @@ fn spawn_background(
             move || prune_changes(store.clone(), retention),
         ));
     }
+    {
+        let store = store.clone();
+        tasks.spawn(periodically(
+            Duration::ZERO,
+            PENDING_MEMBERS_EVERY,
+            shutdown.clone(),
+            move || resolve_pending_members(store.clone()),
+        ));
+    }
     spawn_session_expiry(tasks, settings, store, shutdown)?;
     if settings.keycloak.url.is_none() {
         return Ok(());
@@ -261,6 +272,16 @@ async fn prune_inbox(store: Store, retention: Duration) {
         Ok(0) => {}
         Ok(pruned) => tracing::info!(pruned, "old inbox entries removed"),
         Err(error) => tracing::warn!(%error, "inbox pruning failed; will try again"),
+    }
+}
+
+/// Writes organization members added before their user was known (see
+/// `Store::resolve_pending_members`).
+async fn resolve_pending_members(store: Store) {
+    match store.resolve_pending_members().await {
+        Ok(0) => {}
+        Ok(resolved) => tracing::info!(resolved, "waiting organization members written"),
+        Err(error) => tracing::warn!(%error, "waiting organization members: will try again"),
     }
 }
 

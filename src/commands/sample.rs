@@ -13,6 +13,11 @@ pub struct Args {
     users: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Weight of admin changes to groups, roles and organizations (memberships, role
+    /// grants, renames, deletions) against 100 for the rest of the event catalogue and
+    /// 200 for everyday traffic; 0 leaves them out.
+    #[arg(long, default_value_t = 0)]
+    directory_weight: u32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -20,6 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         events: args.events,
         users: args.users,
         seed: args.seed,
+        directory_weight: args.directory_weight,
         ..SampleOptions::default()
     };
     let stdout = std::io::stdout();

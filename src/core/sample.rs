@@ -5,6 +5,8 @@
 //! updated, disabled and deleted by admins — in all three input shapes, with ties in time
 //! and events the product ignores.
 
+mod directory;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
@@ -28,6 +30,9 @@ pub struct SampleOptions {
     /// for the whole event catalogue: 0 makes deletions, disablings and admin edits
     /// common (tests), the default gives a production-like mix.
     pub everyday_weight: u32,
+    /// Weight of admin changes to groups, roles and organizations against the same 100:
+    /// 0 (the default) leaves them out.
+    pub directory_weight: u32,
 }
 
 impl Default for SampleOptions {
@@ -38,6 +43,7 @@ impl Default for SampleOptions {
             seed: 1,
             start_ms: 1_732_270_000_000,
             everyday_weight: 200,
+            directory_weight: 0,
         }
     }
 }
@@ -58,6 +64,7 @@ pub struct History {
     produced: usize,
     users: Vec<SimUser>,
     live: Vec<usize>,
+    directory: directory::SimDirectory,
 }
 
 pub fn history(options: SampleOptions) -> History {
@@ -68,6 +75,7 @@ pub fn history(options: SampleOptions) -> History {
         produced: 0,
         users: Vec::new(),
         live: Vec::new(),
+        directory: directory::SimDirectory::default(),
     }
 }
 
@@ -108,7 +116,13 @@ impl History {
         let index = self.live[slot];
         let has_session = !self.users[index].sessions.is_empty();
         let enabled = self.users[index].enabled;
-        let roll = self.rng.random_range(0..100 + self.options.everyday_weight);
+        let everyday = self.options.everyday_weight;
+        let roll = self
+            .rng
+            .random_range(0..100 + everyday + self.options.directory_weight);
+        if roll >= 100 + everyday {
+            return self.directory_step(index);
+        }
         // Realm-wide admin actions are rare in production (an admin signing everyone out,
         // editing the realm's settings): the production-like mix makes them rarer still.
         let realm_rarity = 10.0 / (10.0 + f64::from(self.options.everyday_weight));
@@ -448,6 +462,19 @@ impl History {
         path: &str,
         representation: Option<Value>,
     ) -> String {
+        self.admin_event_with_details(resource, operation, path, representation, Value::Null)
+    }
+
+    /// An admin event with details (Keycloak 23+ records some, e.g. the username of an
+    /// organization member).
+    fn admin_event_with_details(
+        &mut self,
+        resource: &str,
+        operation: &str,
+        path: &str,
+        representation: Option<Value>,
+        details: Value,
+    ) -> String {
         let mut body = Map::new();
         body.insert("time".into(), json!(self.clock));
         body.insert("realmId".into(), json!(REALM_ID));
@@ -460,6 +487,9 @@ impl History {
         body.insert("resourcePath".into(), json!(path));
         if let Some(rep) = representation {
             body.insert("representation".into(), json!(rep.to_string()));
+        }
+        if !details.is_null() {
+            body.insert("details".into(), details);
         }
         self.shape(body, "admin", AZNAMIER_ADMIN_CLASS)
     }

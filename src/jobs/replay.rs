@@ -202,6 +202,12 @@ pub async fn replay(
     if let Some(mut out) = rejects_out {
         out.flush().context("writing the rejects file")?;
     }
+    // Concurrent batches can leave an organization member added by username waiting
+    // for a user another batch wrote meanwhile.
+    store
+        .resolve_pending_members()
+        .await
+        .context("writing waiting organization members")?;
     summary.elapsed = started.elapsed();
     progress.finish();
     Ok(summary)

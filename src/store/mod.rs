@@ -5,6 +5,7 @@
 
 mod apply;
 mod checkpoint;
+mod directory;
 mod enrichment;
 mod error;
 mod expiry;

@@ -422,3 +422,33 @@ async fn membership_changes_reach_the_change_feed() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_organization_member_added_before_its_user_is_known_waits_for_it() {
+    let register = event(&format!(
+        r#"{{"schema":1,"kind":"user","id":"reg","time":{T0},"realmId":"r","type":"REGISTER","userId":"{U1}","details":{{"username":"alice"}}}}"#
+    ));
+    let add = event(
+        &json!({
+            "schema": 1, "kind": "admin", "id": "om1", "time": T0 + 10, "realmId": "r",
+            "resourceType": "ORGANIZATION_MEMBERSHIP", "operationType": "CREATE",
+            "resourcePath": format!("organizations/{ORG}/members"),
+            "details": {"username": "alice"},
+        })
+        .to_string(),
+    );
+    for (_db, store) in both_orders(&[register, add]).await {
+        assert_eq!(
+            organization_members(&store).await,
+            vec![
+                json!({"organization_id": ORG, "user_id": U1, "member_since": T0 + 10,
+                        "removed_at": null})
+            ]
+        );
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM organization_members_pending")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        assert_eq!(waiting, 0);
+    }
+}

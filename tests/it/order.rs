@@ -119,6 +119,7 @@ async fn check(db: &TestDb, case: usize, scenario: &Scenario) -> Result<(), Test
         users: scenario.users,
         seed: scenario.history_seed,
         everyday_weight: 0,
+        directory_weight: 60,
         ..SampleOptions::default()
     };
     let events: Vec<Event> = history(options).map(|line| event(&line)).collect();
@@ -164,6 +165,12 @@ async fn check(db: &TestDb, case: usize, scenario: &Scenario) -> Result<(), Test
     }
     passes.await.expect("passes");
     expiry_pass(&shuffled).await;
+    // What the daemon's sweep does now and then: members added by username while
+    // another worker was writing their user.
+    shuffled
+        .resolve_pending_members()
+        .await
+        .expect("resolve waiting members");
 
     let (want_users, want_sessions) = full_rows(&reference).await;
     let (got_users, got_sessions) = full_rows(&shuffled).await;
@@ -199,6 +206,18 @@ async fn check(db: &TestDb, case: usize, scenario: &Scenario) -> Result<(), Test
         "sessions differ:\n{}",
         sessions_differing.join("\n")
     );
+    let want_directory = directory_rows(&reference).await;
+    let got_directory = directory_rows(&shuffled).await;
+    for (table, want) in &want_directory {
+        let got = &got_directory[table];
+        let first_difference = got.iter().zip(want).find(|(g, w)| g != w);
+        prop_assert!(
+            got.len() == want.len() && first_difference.is_none(),
+            "{table}: {} rows against {}; first difference: {first_difference:#?}",
+            got.len(),
+            want.len()
+        );
+    }
     let inbox = |store: keycloak_sync::store::Store| async move {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM processed_events")
             .fetch_one(store.pool())

@@ -254,6 +254,32 @@ use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Confirmation, ConnectionProperties};
 
+/// Every row of the groups, roles and organizations tables, write times and merge
+/// bookkeeping left out, in key order: what two stores fed the same events must share.
+pub async fn directory_rows(
+    store: &Store,
+) -> std::collections::BTreeMap<&'static str, Vec<serde_json::Value>> {
+    let tables = [
+        ("groups", "id"),
+        ("user_groups", "user_id, group_id"),
+        ("roles", "id"),
+        ("user_roles", "user_id, role_id"),
+        ("organizations", "id"),
+        ("organization_members", "organization_id, user_id"),
+    ];
+    let mut rows = std::collections::BTreeMap::new();
+    for (table, key) in tables {
+        let values: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
+            "SELECT to_jsonb(t) - 'updated_at' FROM {table} t ORDER BY {key}"
+        ))
+        .fetch_all(store.pool())
+        .await
+        .expect("directory rows");
+        rows.insert(table, values);
+    }
+    rows
+}
+
 pub fn amqp_url() -> String {
     std::env::var("KCS_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:56729/%2f".to_string())

@@ -293,46 +293,37 @@ pub async fn write(
         }
     }
 
-    if !directory.organization_members.is_empty() {
-        let members = &directory.organization_members;
-        let rows = membership_rows(members)
-            .text(
-                "organization_id",
-                members.iter().map(|m| Some(m.key.0.as_str())),
-            )
-            .text(
-                "user_id",
-                members.iter().map(|m| match &m.key.1 {
-                    MemberRef::Id(id) => Some(id.as_str()),
-                    MemberRef::Username(_) => None,
-                }),
-            )
-            .text(
-                "username",
-                members.iter().map(|m| match &m.key.1 {
-                    MemberRef::Username(name) => Some(name.as_str()),
-                    MemberRef::Id(_) => None,
-                }),
-            );
-        let written = rows
-            .query(include_str!(
-                "../sql/directory/upsert_organization_members.sql"
-            ))
-            .build()
-            .fetch_all(&mut **tx)
-            .await?;
-        for row in written {
-            report_membership(
-                changes,
-                (row.get(0), row.get(1), row.get(2)),
-                (row.get(3), row.get(4)),
-                [
-                    ChangeKind::OrganizationMemberAdded,
-                    ChangeKind::OrganizationMemberRemoved,
-                ],
-            );
-        }
+    let mut organization_members: Vec<OrganizationMemberRow> = directory
+        .organization_members
+        .iter()
+        .map(|m| OrganizationMemberRow {
+            organization_id: m.key.0.to_string(),
+            realm_id: m.realm_id.to_string(),
+            user_id: match &m.key.1 {
+                MemberRef::Id(id) => Some(id.to_string()),
+                MemberRef::Username(_) => None,
+            },
+            username: match &m.key.1 {
+                MemberRef::Username(name) => Some(name.clone()),
+                MemberRef::Id(_) => None,
+            },
+            member: m.verdict.value.member,
+            decided_at: m.verdict.value.at,
+            ver: m.verdict.version.as_str().to_string(),
+            since: m.since,
+        })
+        .collect();
+    // Members added by username before their user was known: written now if it is.
+    let named: Vec<&str> = plan
+        .users
+        .iter()
+        .filter(|u| u.username.is_some())
+        .map(|u| u.id.as_str())
+        .collect();
+    if !named.is_empty() {
+        organization_members.extend(resolve_pending(tx, Some(&named)).await?);
     }
+    upsert_organization_members(tx, &organization_members, changes).await?;
 
     if !directory.effective_roles.is_empty() {
         let effective = &directory.effective_roles;
@@ -416,6 +407,87 @@ pub async fn write(
         };
         let (key, user, realm): (String, String, String) = (row.get(1), row.get(2), row.get(3));
         changes.push(Change::new(kind, key, Some(user)).with("realm_id", realm));
+    }
+    Ok(())
+}
+
+/// An `organization_members` row to merge: the member by id, or by username.
+pub(crate) struct OrganizationMemberRow {
+    organization_id: String,
+    realm_id: String,
+    user_id: Option<String>,
+    username: Option<String>,
+    member: bool,
+    decided_at: i64,
+    ver: String,
+    since: Option<i64>,
+}
+
+/// Takes the waiting members by username whose user is now known (among `users`, or
+/// all of them).
+pub(crate) async fn resolve_pending(
+    tx: &mut Tx<'_>,
+    users: Option<&[&str]>,
+) -> Result<Vec<OrganizationMemberRow>, sqlx::Error> {
+    let rows = query(include_str!("../sql/directory/resolve_pending_members.sql"))
+        .bind(users)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| OrganizationMemberRow {
+            organization_id: row.get(0),
+            realm_id: row.get(1),
+            user_id: Some(row.get(2)),
+            username: None,
+            member: row.get(3),
+            decided_at: row.get(4),
+            ver: row.get(5),
+            since: row.get(6),
+        })
+        .collect())
+}
+
+pub(crate) async fn upsert_organization_members(
+    tx: &mut Tx<'_>,
+    members: &[OrganizationMemberRow],
+    changes: &mut Vec<Change>,
+) -> Result<(), sqlx::Error> {
+    if members.is_empty() {
+        return Ok(());
+    }
+    let rows = Rows::new()
+        .text(
+            "organization_id",
+            members.iter().map(|m| Some(m.organization_id.as_str())),
+        )
+        .text(
+            "realm_id",
+            members.iter().map(|m| Some(m.realm_id.as_str())),
+        )
+        .text("user_id", members.iter().map(|m| m.user_id.as_deref()))
+        .text("username", members.iter().map(|m| m.username.as_deref()))
+        .bool("member", members.iter().map(|m| Some(m.member)))
+        .int8("decided_at", members.iter().map(|m| Some(m.decided_at)))
+        .text("ver", members.iter().map(|m| Some(m.ver.as_str())))
+        .int8("since", members.iter().map(|m| m.since));
+    let written = rows
+        .query(include_str!(
+            "../sql/directory/upsert_organization_members.sql"
+        ))
+        .build()
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in written {
+        report_membership(
+            changes,
+            (row.get(0), row.get(1), row.get(2)),
+            (row.get(3), row.get(4)),
+            [
+                ChangeKind::OrganizationMemberAdded,
+                ChangeKind::OrganizationMemberRemoved,
+            ],
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod sessions;
 mod tokens;
 mod users;
 
+pub(crate) use directory::{resolve_pending, upsert_organization_members};
 pub(crate) use sessions::ended_sessions;
 pub(crate) use tokens::vault_change;
 pub use tokens::SealedTokens;

@@ -1,8 +1,9 @@
 -- Organization memberships, as group memberships (upsert_group_members.sql). A member
 -- added by username (Keycloak records adds on `organizations/{id}/members`, the user only
--- in the details) is the realm's user of that name, if known by now.
+-- in the details) is the realm's user of that name; until one is known the verdict waits
+-- in organization_members_pending (resolve_pending_members.sql).
 WITH n AS (
-    SELECT n.organization_id, n.realm_id, n.member, n.decided_at, n.ver, n.since,
+    SELECT n.organization_id, n.realm_id, n.member, n.decided_at, n.ver, n.since, n.username,
         COALESCE(n.user_id, (
             SELECT u.id FROM users u
             WHERE u.realm_id = n.realm_id AND u.username = n.username
@@ -10,6 +11,20 @@ WITH n AS (
     FROM {rows}
 ),
 known AS (SELECT * FROM n WHERE user_id IS NOT NULL),
+pending AS (
+    INSERT INTO organization_members_pending AS p (organization_id, realm_id, username,
+        member, decided_at, ver, since)
+    SELECT DISTINCT ON (n.organization_id, n.realm_id, n.username) n.organization_id,
+        n.realm_id, n.username, n.member, n.decided_at, n.ver, n.since
+    FROM n WHERE n.user_id IS NULL
+    ORDER BY n.organization_id, n.realm_id, n.username, n.ver DESC
+    ON CONFLICT (organization_id, realm_id, username) DO UPDATE SET
+        member = CASE WHEN EXCLUDED.ver > p.ver THEN EXCLUDED.member ELSE p.member END,
+        decided_at = CASE WHEN EXCLUDED.ver > p.ver THEN EXCLUDED.decided_at
+                          ELSE p.decided_at END,
+        ver = GREATEST(p.ver, EXCLUDED.ver),
+        since = GREATEST(p.since, EXCLUDED.since)
+),
 old AS (
     SELECT om.organization_id, om.user_id, om.removed_at IS NULL AS was_member
     FROM organization_members om
