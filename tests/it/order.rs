@@ -273,3 +273,23 @@ fn any_order_any_batches_any_duplicates_give_the_same_rows() {
         panic!("{error}");
     }
 }
+
+/// A case the property test found once memberships were in the histories: a membership
+/// decided before a group's deletion, learnt in another order.
+#[test]
+fn a_membership_and_a_group_deletion_in_any_order() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::new());
+    let scenario = Scenario {
+        history_seed: 5_483_185_825_549_275_217,
+        users: 6,
+        events: 331,
+        shuffle_seed: 17_734_643_106_957_332_201,
+        duplicate_percent: 29,
+        max_batch: 1,
+        workers: 1,
+    };
+    if let Err(error) = runtime.block_on(check(&db, 2000, &scenario)) {
+        panic!("{error}");
+    }
+}

@@ -399,7 +399,7 @@ pub async fn write(
     .bind(&deleted_organizations)
     .fetch_all(&mut **tx)
     .await?;
-    for row in ended {
+    for row in ended.iter().filter(|row| row.get::<bool, _>(4)) {
         let kind = match row.get::<&str, _>(0) {
             "user_groups" => ChangeKind::GroupMemberRemoved,
             "user_roles" => ChangeKind::RoleRevoked,
