@@ -20,6 +20,10 @@ pub struct Args {
     /// (default: reconcile.sessions).
     #[arg(long, value_name = "all|N|none")]
     sessions: Option<SessionCheck>,
+    /// Also read each user's groups and effective roles and correct memberships and
+    /// grants (default: reconcile.directory).
+    #[arg(long)]
+    directory: bool,
     /// Only this realm (repeatable; default: keycloak.realms).
     #[arg(long)]
     realm: Vec<String>,
@@ -32,6 +36,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
         allow_mass_delete: args.allow_mass_delete,
         max_delete_percent: settings.reconcile.max_delete_percent,
         sessions: args.sessions.unwrap_or(settings.reconcile.sessions),
+        directory: args.directory || settings.reconcile.directory,
         progress: stderr_is_terminal(),
     };
     let results = reconcile_all(&store, &keycloak, &options).await;

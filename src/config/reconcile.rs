@@ -20,7 +20,14 @@ const SESSIONS: Key = Key::new(
     "`all` or a number of users",
 );
 
-pub const KEYS: &[Key] = &[RECONCILE_INTERVAL, MAX_DELETE_PERCENT, SESSIONS];
+const DIRECTORY: Key = Key::new(
+    "reconcile.directory",
+    Some("false"),
+    Shown::Plain,
+    "also read each user's groups and effective roles",
+);
+
+pub const KEYS: &[Key] = &[RECONCILE_INTERVAL, MAX_DELETE_PERCENT, SESSIONS, DIRECTORY];
 
 /// Which users' sessions a reconcile compares with Keycloak's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +62,8 @@ pub struct ReconcileSettings {
     /// Above this share of local users missing from Keycloak, nothing is deleted.
     pub max_delete_percent: f64,
     pub sessions: SessionCheck,
+    /// Also sweep each user's groups and effective roles (2 or more requests a user).
+    pub directory: bool,
 }
 
 impl ReconcileSettings {
@@ -68,6 +77,7 @@ impl ReconcileSettings {
             interval: Some(interval).filter(|d| !d.is_zero()),
             max_delete_percent: values.within(&MAX_DELETE_PERCENT, 0.0..=100.0)?,
             sessions: sessions.parse().map_err(|e: String| SESSIONS.invalid(e))?,
+            directory: values.get(&DIRECTORY)?,
         })
     }
 }

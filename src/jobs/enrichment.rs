@@ -13,12 +13,10 @@ use std::time::Duration;
 use futures_util::{stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::event::{
-    read_admin_group, read_admin_role, read_admin_user, GroupRecord, RoleRecord,
-};
-use crate::core::ids::{ClientUuid, RealmName};
+use super::directory::{read_directory, DirectoryReadError};
+use crate::core::event::read_admin_user;
 use crate::core::plan::{Observation, Version};
-use crate::keycloak::{AdminClient, KeycloakError};
+use crate::keycloak::AdminClient;
 use crate::store::{EnrichmentClaim, Store, StoreError};
 use crate::telemetry::metrics;
 
@@ -40,20 +38,6 @@ pub struct EnrichmentReport {
     pub skipped: usize,
     /// Put back to be tried again later.
     pub postponed: usize,
-}
-
-/// Why a user's groups and roles could not be read.
-enum Failure {
-    Keycloak(KeycloakError),
-    /// Keycloak answered something that is not what its API documents.
-    Answer(String),
-    Store(StoreError),
-}
-
-impl From<KeycloakError> for Failure {
-    fn from(error: KeycloakError) -> Self {
-        Failure::Keycloak(error)
-    }
 }
 
 enum Done {
@@ -191,19 +175,28 @@ impl Enricher {
         };
         let at = crate::now_ms();
         let version = Version::read_after(&claim.version);
-        let directory = match self.directory(&realm, &claim, at, &version).await {
+        let read = read_directory(
+            &self.store,
+            &self.keycloak,
+            (&realm, &claim.realm_id),
+            &claim.user_id,
+            (at, &version),
+        );
+        let directory = match read.await {
             Ok(Some(observation)) => observation,
             Ok(None) => {
                 self.store.drop_enrichment(&claim).await?;
                 return Ok(Done::Gone);
             }
-            Err(Failure::Keycloak(error)) => {
+            Err(DirectoryReadError::Keycloak(error)) => {
                 return self
                     .postpone(&claim, &error.to_string(), error.is_transient())
                     .await
             }
-            Err(Failure::Answer(problem)) => return self.postpone(&claim, &problem, false).await,
-            Err(Failure::Store(error)) => return Err(error),
+            Err(DirectoryReadError::Answer(problem)) => {
+                return self.postpone(&claim, &problem, false).await
+            }
+            Err(DirectoryReadError::Store(error)) => return Err(error),
         };
         let profile = Observation::Profile {
             realm_id: claim.realm_id.clone(),
@@ -216,75 +209,6 @@ impl Enricher {
             .complete_enrichment(&claim, &[profile, directory])
             .await?;
         Ok(Done::Enriched)
-    }
-
-    /// The user's groups and effective roles as Keycloak lists them, against what the
-    /// tables hold: listed ones are held, held ones no longer listed are not. Client
-    /// roles are asked for the clients with a role known in the realm. `None` if
-    /// Keycloak has no such user.
-    async fn directory(
-        &self,
-        realm: &RealmName,
-        claim: &EnrichmentClaim,
-        at: i64,
-        version: &Version,
-    ) -> Result<Option<Observation>, Failure> {
-        let held = self
-            .store
-            .held_directory(&claim.realm_id, &claim.user_id)
-            .await
-            .map_err(Failure::Store)?;
-        let Some(listed_groups) = self.keycloak.user_groups(realm, &claim.user_id).await? else {
-            return Ok(None);
-        };
-        let mut groups = Vec::with_capacity(listed_groups.len());
-        for (index, value) in listed_groups.iter().enumerate() {
-            let group = read_admin_group(value, &format!("groups[{index}]"))
-                .map_err(|e| Failure::Answer(format!("Keycloak's group list: {e}")))?;
-            groups.push((group, true));
-        }
-        for id in &held.groups {
-            if !groups.iter().any(|(g, _)| g.id == *id) {
-                groups.push((GroupRecord::with_id(id), false));
-            }
-        }
-        let mut roles = Vec::new();
-        let mut read_clients: Vec<Option<&ClientUuid>> = vec![None];
-        read_clients.extend(held.clients.iter().map(Some));
-        for client in &read_clients {
-            let Some(listed) = self
-                .keycloak
-                .user_effective_roles(realm, &claim.user_id, *client)
-                .await?
-            else {
-                if client.is_none() {
-                    return Ok(None);
-                }
-                // The client is gone: none of its roles is held.
-                continue;
-            };
-            for (index, value) in listed.iter().enumerate() {
-                let role = read_admin_role(value, &format!("roles[{index}]"), *client)
-                    .map_err(|e| Failure::Answer(format!("Keycloak's role list: {e}")))?;
-                roles.push((role, true));
-            }
-        }
-        for (id, client) in &held.roles {
-            let asked = read_clients.contains(&client.as_ref());
-            if asked && !roles.iter().any(|(r, _)| r.id == *id) {
-                let mut role = RoleRecord::with_id(id);
-                role.client_id = client.clone();
-                roles.push((role, false));
-            }
-        }
-        Ok(Some(Observation::Directory {
-            realm_id: claim.realm_id.clone(),
-            user_id: claim.user_id.clone(),
-            groups,
-            roles,
-            at,
-            version: version.clone(),
-        }))
     }
 
     async fn postpone(

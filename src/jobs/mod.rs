@@ -2,6 +2,7 @@
 //! commands and the daemon.
 
 pub mod backfill;
+pub mod directory;
 pub mod enrichment;
 pub mod expiry;
 pub mod import;

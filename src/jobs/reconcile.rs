@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::try_join_all;
 use thiserror::Error;
 
+use super::directory::{read_directory, DirectoryReadError};
 use crate::config::{ReconcileSettings, SessionCheck};
 use crate::core::event::read_admin_user;
 use crate::core::ids::{RealmId, RealmName, UserId};
@@ -66,6 +67,8 @@ pub struct ReconcileOptions {
     pub allow_mass_delete: bool,
     pub max_delete_percent: f64,
     pub sessions: SessionCheck,
+    /// Also sweep each listed user's groups and effective roles.
+    pub directory: bool,
     pub progress: bool,
 }
 
@@ -76,6 +79,7 @@ impl ReconcileOptions {
             allow_mass_delete: false,
             max_delete_percent: settings.max_delete_percent,
             sessions: settings.sessions,
+            directory: settings.directory,
             progress: false,
         }
     }
@@ -110,6 +114,13 @@ pub struct ReconcileReport {
     /// How sessions were read, and the Admin API requests it took.
     pub session_source: SessionSource,
     pub session_requests: u64,
+    /// Users whose groups and effective roles were read; memberships and grants held
+    /// here before, and those Keycloak no longer lists.
+    pub directory_users: u64,
+    pub memberships_held: u64,
+    pub memberships_ended: u64,
+    /// A dry run that a real run would stop at the guard for memberships.
+    pub over_membership_limit: bool,
     pub elapsed: Duration,
 }
 
@@ -121,7 +132,8 @@ impl fmt::Display for ReconcileReport {
             f,
             "reconcile summary: realm {}{}: Keycloak listed {} users; {} {}, {} {}, {} unchanged, {} unreadable; \
              {} of {} local users missing from Keycloak: {} {}, {} still present{}; \
-             sessions of {} users compared ({}, {} requests): {} {} ({:.1}s)",
+             sessions of {} users compared ({}, {} requests): {} {}; \
+             groups and roles of {} users read: {} of {} held {}{} ({:.1}s)",
             self.realm,
             if self.dry_run { " (dry run)" } else { "" },
             self.listed,
@@ -146,6 +158,15 @@ impl fmt::Display for ReconcileReport {
             self.session_requests,
             self.sessions_ended,
             verb("sessions ended", "sessions to end"),
+            self.directory_users,
+            self.memberships_ended,
+            self.memberships_held,
+            verb("no longer held", "to end"),
+            if self.over_membership_limit {
+                " (over the mass-delete limit: a real run stops here)"
+            } else {
+                ""
+            },
             self.elapsed.as_secs_f64(),
         )
     }
@@ -157,6 +178,8 @@ pub enum ReconcileError {
     Keycloak(#[from] KeycloakError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryReadError),
     #[error(
         "realm {realm}: {missing} of {local} local users ({percent:.1} %) are not in Keycloak, \
          over reconcile.max_delete_percent ({limit} %): nothing was deleted. Check keycloak.url \
@@ -166,6 +189,19 @@ pub enum ReconcileError {
         realm: String,
         missing: u64,
         local: u64,
+        percent: f64,
+        limit: f64,
+    },
+    #[error(
+        "realm {realm}: {ending} of {held} memberships and role grants ({percent:.1} %) are no \
+         longer in Keycloak, over reconcile.max_delete_percent ({limit} %): none was ended. \
+         Check keycloak.url and keycloak.realms; if it is right, run again with \
+         --allow-mass-delete"
+    )]
+    MassMembershipRemoval {
+        realm: String,
+        ending: u64,
+        held: u64,
         percent: f64,
         limit: f64,
     },
@@ -217,10 +253,12 @@ pub async fn reconcile_realm(
             dry_run: options.dry_run,
             ..ReconcileReport::default()
         },
+        removals: Vec::new(),
     };
     let swept = async {
         sweep.profiles(&mut run).await?;
-        sweep.deletions(&mut run).await
+        sweep.deletions(&mut run).await?;
+        sweep.membership_removals().await
     }
     .await;
     // The lease goes whether the sweep finished or failed, so the next run may start.
@@ -240,6 +278,9 @@ struct Sweep<'a> {
     realm_id: &'a RealmId,
     options: &'a ReconcileOptions,
     report: ReconcileReport,
+    /// What Keycloak no longer lists for the users swept, applied at the end behind the
+    /// guard (what Keycloak does list is applied page by page).
+    removals: Vec<Observation>,
 }
 
 impl Sweep<'_> {
@@ -316,6 +357,9 @@ impl Sweep<'_> {
             if !self.options.dry_run {
                 self.store.apply_observations(&observations).await?;
             }
+            if self.options.directory {
+                self.directories(&ids, read_at).await?;
+            }
             self.report.listed += page.len() as u64;
             bar.inc(page.len() as u64);
             if page.len() < max as usize {
@@ -324,6 +368,97 @@ impl Sweep<'_> {
             first += page.len() as u64;
         }
         bar.finish();
+        Ok(())
+    }
+
+    /// Reads the groups and effective roles of a page's users: what Keycloak lists is
+    /// applied now, what it no longer lists is kept for the guarded step at the end.
+    async fn directories(&mut self, ids: &[UserId], read_at: i64) -> Result<(), ReconcileError> {
+        let version = Version::observed(read_at, "reconcile");
+        let mut held = Vec::new();
+        for group in ids.chunks(CONCURRENCY) {
+            let reads = group.iter().map(|user_id| {
+                read_directory(
+                    self.store,
+                    self.keycloak,
+                    (self.realm, self.realm_id),
+                    user_id,
+                    (read_at, &version),
+                )
+            });
+            for observation in try_join_all(reads).await?.into_iter().flatten() {
+                let Observation::Directory {
+                    realm_id,
+                    user_id,
+                    groups,
+                    roles,
+                    at,
+                    version,
+                } = observation
+                else {
+                    continue;
+                };
+                self.report.directory_users += 1;
+                let (kept_groups, ended_groups): (Vec<_>, Vec<_>) =
+                    groups.into_iter().partition(|(_, member)| *member);
+                let (kept_roles, ended_roles): (Vec<_>, Vec<_>) =
+                    roles.into_iter().partition(|(_, held)| *held);
+                let ended = (ended_groups.len() + ended_roles.len()) as u64;
+                self.report.memberships_ended += ended;
+                self.report.memberships_held +=
+                    (kept_groups.len() + kept_roles.len()) as u64 + ended;
+                if !ended_groups.is_empty() || !ended_roles.is_empty() {
+                    self.removals.push(Observation::Directory {
+                        realm_id: realm_id.clone(),
+                        user_id: user_id.clone(),
+                        groups: ended_groups,
+                        roles: ended_roles,
+                        at,
+                        version: version.clone(),
+                    });
+                }
+                held.push(Observation::Directory {
+                    realm_id,
+                    user_id,
+                    groups: kept_groups,
+                    roles: kept_roles,
+                    at,
+                    version,
+                });
+            }
+        }
+        if !self.options.dry_run {
+            self.store.apply_observations(&held).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the memberships and grants Keycloak no longer lists — not at all if more than
+    /// `reconcile.max_delete_percent` of those held would end, as with users.
+    async fn membership_removals(&mut self) -> Result<(), ReconcileError> {
+        let (ending, held) = (self.report.memberships_ended, self.report.memberships_held);
+        if ending == 0 {
+            return Ok(());
+        }
+        let percent = ending as f64 * 100.0 / held.max(1) as f64;
+        if percent > self.options.max_delete_percent && !self.options.allow_mass_delete {
+            if self.options.dry_run {
+                self.report.over_membership_limit = true;
+                return Ok(());
+            }
+            return Err(ReconcileError::MassMembershipRemoval {
+                realm: self.realm.to_string(),
+                ending,
+                held,
+                percent,
+                limit: self.options.max_delete_percent,
+            });
+        }
+        if !self.options.dry_run {
+            for chunk in self.removals.chunks(CONFIRM_CHUNK as usize) {
+                self.store.apply_observations(chunk).await?;
+            }
+        }
         Ok(())
     }
 

@@ -42,6 +42,7 @@ async fn bench_reconcile_and_backfill_by_page_size() {
             allow_mass_delete: false,
             max_delete_percent: 10.0,
             sessions: SessionCheck::None,
+            directory: false,
             progress: false,
         };
         let started = Instant::now();

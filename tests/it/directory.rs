@@ -278,7 +278,7 @@ async fn a_deleted_user_keeps_no_membership_grant_or_organization() {
         &format!("users/{U1}/role-mappings/realm"),
         Some(json!([role_rep(R1, "admin", None)])),
     );
-    let org_join = admin(
+    let org_leave = admin(
         "om1",
         T0 + 2,
         "ORGANIZATION_MEMBERSHIP",
@@ -286,13 +286,14 @@ async fn a_deleted_user_keeps_no_membership_grant_or_organization() {
         &format!("organizations/{ORG}/members/{U1}"),
         None,
     );
-    let org_rejoin = admin(
-        "om2",
-        T0 + 3,
-        "ORGANIZATION_MEMBERSHIP",
-        "CREATE",
-        &format!("organizations/{ORG}/members/{U1}"),
-        None,
+    let org_rejoin = event(
+        &json!({
+            "schema": 1, "kind": "admin", "id": "om2", "time": T0 + 3, "realmId": "r",
+            "resourceType": "ORGANIZATION_MEMBERSHIP", "operationType": "CREATE",
+            "resourcePath": format!("organizations/{ORG}/members"),
+            "details": {"username": "alice"},
+        })
+        .to_string(),
     );
     let delete = admin(
         "del",
@@ -302,7 +303,7 @@ async fn a_deleted_user_keeps_no_membership_grant_or_organization() {
         &format!("users/{U1}"),
         None,
     );
-    for (_db, store) in both_orders(&[register, join, grant, org_join, org_rejoin, delete]).await {
+    for (_db, store) in both_orders(&[register, join, grant, org_leave, org_rejoin, delete]).await {
         assert_eq!(
             group_members(&store).await,
             vec![json!({"user_id": U1, "group_id": G1, "realm_id": "r",

@@ -293,3 +293,23 @@ fn a_membership_and_a_group_deletion_in_any_order() {
         panic!("{error}");
     }
 }
+
+/// A case the property test found: an organization member added by username (waiting for
+/// its user) and removed by id, learnt in another order.
+#[test]
+fn an_organization_member_added_by_name_and_removed_by_id_in_any_order() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::new());
+    let scenario = Scenario {
+        history_seed: 12_181_060_825_425_784_039,
+        users: 3,
+        events: 197,
+        shuffle_seed: 9_243_110_705_347_233_458,
+        duplicate_percent: 0,
+        max_batch: 21,
+        workers: 1,
+    };
+    if let Err(error) = runtime.block_on(check(&db, 3000, &scenario)) {
+        panic!("{error}");
+    }
+}

@@ -19,6 +19,7 @@ fn options(max_delete_percent: f64) -> ReconcileOptions {
         allow_mass_delete: false,
         max_delete_percent,
         sessions: SessionCheck::None,
+        directory: false,
         progress: false,
     }
 }
@@ -468,4 +469,123 @@ async fn the_daemon_reconciles_on_its_schedule() {
     .await;
     assert!(counted, "scheduled reconcile not in /metrics");
     assert!(daemon.log_text().contains("scheduled reconcile finished"));
+}
+
+mod directory {
+    //! `reconcile --directory`: groups and effective roles swept, paged, behind the guard.
+
+    use super::*;
+    use serde_json::Value;
+
+    fn join(user_id: &str, group: &str, n: usize) -> String {
+        json!({
+            "schema": 1, "kind": "admin", "id": format!("join-{user_id}-{group}-{n}"),
+            "time": T0 + n as i64, "realmId": REALM_ID,
+            "resourceType": "GROUP_MEMBERSHIP", "operationType": "CREATE",
+            "resourcePath": format!("users/{user_id}/groups/{group}"),
+        })
+        .to_string()
+    }
+
+    async fn memberships(store: &Store) -> Vec<Value> {
+        sqlx::query_scalar(
+            "SELECT jsonb_build_array(user_id, group_id, removed_at IS NULL) FROM user_groups
+             ORDER BY user_id, group_id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("rows")
+    }
+
+    #[tokio::test]
+    async fn reconcile_reads_every_users_groups_across_pages_and_ends_what_keycloak_dropped() {
+        let (_db, store, fake) = setup().await;
+        keycloak_users(&fake, 2);
+        {
+            let mut state = fake.state();
+            state.groups.insert(
+                "u01".into(),
+                vec![
+                    json!({"id": "g-a", "name": "a", "path": "/a"}),
+                    json!({"id": "g-b", "name": "b", "path": "/b"}),
+                    json!({"id": "g-c", "name": "c", "path": "/c"}),
+                ],
+            );
+        }
+        let events: Vec<_> = [
+            register("u01", "user01"),
+            register("u02", "user02"),
+            join("u01", "g-a", 1),
+            join("u01", "g-old", 2),
+            join("u02", "g-a", 3),
+            join("u02", "g-b", 4),
+            join("u02", "g-c", 5),
+            join("u02", "g-d", 6),
+        ]
+        .iter()
+        .map(|e| event(e))
+        .collect();
+        apply(&store, &events).await;
+        // u02 left everything in Keycloak: of 8 memberships (3 listed, 5 no longer), 5 end:
+        // over 50 %.
+        let guarded = ReconcileOptions {
+            directory: true,
+            ..options(50.0)
+        };
+        let refused = reconcile_realm(&store, &fake.client(2), &realm(), &guarded).await;
+        assert!(
+            matches!(
+                refused,
+                Err(ReconcileError::MassMembershipRemoval {
+                    ending: 5,
+                    held: 8,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(
+            memberships(&store)
+                .await
+                .iter()
+                .filter(|m| m[2] == true)
+                .count(),
+            8,
+            "what Keycloak lists was added; nothing ended behind the guard"
+        );
+        let report = reconcile_realm(
+            &store,
+            &fake.client(2),
+            &realm(),
+            &ReconcileOptions {
+                directory: true,
+                ..options(70.0)
+            },
+        )
+        .await
+        .expect("within the limit");
+        assert_eq!((report.directory_users, report.memberships_ended), (2, 5));
+        assert_eq!(
+            memberships(&store).await,
+            vec![
+                json!(["u01", "g-a", true]),
+                json!(["u01", "g-b", true]),
+                json!(["u01", "g-c", true]),
+                json!(["u01", "g-old", false]),
+                json!(["u02", "g-a", false]),
+                json!(["u02", "g-b", false]),
+                json!(["u02", "g-c", false]),
+                json!(["u02", "g-d", false]),
+            ]
+        );
+        // Three groups at two per page: two pages for u01.
+        let pages = fake.requests_to("/users/u01/groups");
+        assert!(pages.iter().any(|r| r.contains("first=2")), "{pages:?}");
+        assert!(
+            report
+                .to_string()
+                .contains("groups and roles of 2 users read"),
+            "{report}"
+        );
+    }
 }

@@ -71,11 +71,13 @@ pub(super) fn action(raw: &RawAdmin, path: &[&str]) -> Result<Action, ParseError
                     member_ref: MemberRef::Username(name.clone()),
                     member: true,
                 }),
-            (["organizations", org, "members", user], "CREATE" | "DELETE") => {
+            // A CREATE below `members/` is an invitation (`invite-user`,
+            // `invite-existing-user`): not a membership until it is accepted.
+            (["organizations", org, "members", user], "DELETE") => {
                 Some(DirectoryAction::OrganizationMembership {
                     organization_id: OrganizationId::from(*org),
                     member_ref: MemberRef::Id(UserId::from(*user)),
-                    member: added,
+                    member: false,
                 })
             }
             _ => None,

@@ -654,3 +654,244 @@ fn a_redacted_token_message_is_rejected_with_what_to_do() {
         "{reason}"
     );
 }
+
+mod directory {
+    use super::*;
+    use crate::core::event::{
+        Affected, DirectoryAction, GroupRecord, MemberRef, OrganizationRecord, RoleKey, RoleRecord,
+    };
+    use crate::core::ids::{ClientUuid, GroupId, OrganizationId, RoleId};
+
+    fn admin(resource: &str, operation: &str, path: &str, rep: Option<&str>) -> Action {
+        let mut envelope = serde_json::json!({
+            "schema": 1, "kind": "admin", "id": "a1", "time": 1000, "realmId": "r",
+            "resourceType": resource, "operationType": operation, "resourcePath": path,
+            "details": {"username": "alice"},
+        });
+        if let Some(rep) = rep {
+            envelope["representation"] = Value::String(rep.to_string());
+        }
+        ok(&envelope.to_string()).action
+    }
+
+    fn directory(action: Action) -> DirectoryAction {
+        match action {
+            Action::Directory(directory) => directory,
+            other => panic!("not a directory action: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn group_memberships_name_user_and_group_by_path() {
+        let joined = directory(admin(
+            "GROUP_MEMBERSHIP",
+            "CREATE",
+            "users/u1/groups/g1",
+            Some(r#"{"id":"g1","name":"staff","path":"/staff","subGroups":[]}"#),
+        ));
+        assert_eq!(
+            joined,
+            DirectoryAction::Membership {
+                user_id: "u1".into(),
+                group: GroupRecord {
+                    id: GroupId::from("g1"),
+                    name: Some("staff".into()),
+                    path: Some("/staff".into()),
+                    parent_id: None,
+                },
+                member: true,
+            }
+        );
+        // Without (or with an unreadable) representation the membership still counts.
+        let left = directory(admin(
+            "GROUP_MEMBERSHIP",
+            "DELETE",
+            "users/u1/groups/g1",
+            Some("{oops"),
+        ));
+        assert!(matches!(
+            left,
+            DirectoryAction::Membership { member: false, .. }
+        ));
+    }
+
+    #[test]
+    fn role_mappings_list_their_roles_and_group_mappings_ask_for_the_members() {
+        let realm = directory(admin(
+            "REALM_ROLE_MAPPING",
+            "CREATE",
+            "users/u1/role-mappings/realm",
+            Some(
+                r#"[{"id":"r1","name":"admin","composite":false,"clientRole":false,"containerId":"r"}]"#,
+            ),
+        ));
+        assert_eq!(
+            realm,
+            DirectoryAction::RoleMapping {
+                user_id: "u1".into(),
+                roles: vec![RoleRecord {
+                    id: RoleId::from("r1"),
+                    name: Some("admin".into()),
+                    client_id: None,
+                    composite: Some(false),
+                }],
+                granted: true,
+            }
+        );
+        let client = directory(admin(
+            "CLIENT_ROLE_MAPPING",
+            "DELETE",
+            "users/u1/role-mappings/clients/c-uuid",
+            Some(r#"[{"id":"cr1","name":"viewer","clientRole":true,"containerId":"c-uuid"}]"#),
+        ));
+        let DirectoryAction::RoleMapping { roles, granted, .. } = client else {
+            panic!("{client:?}");
+        };
+        assert_eq!(
+            (roles[0].client_id.clone(), granted),
+            (Some(ClientUuid::from("c-uuid")), false)
+        );
+        assert_eq!(
+            directory(admin(
+                "REALM_ROLE_MAPPING",
+                "CREATE",
+                "users/u1/role-mappings/realm",
+                None
+            )),
+            DirectoryAction::Recompute(Affected::User("u1".into()))
+        );
+        assert_eq!(
+            directory(admin(
+                "CLIENT_ROLE_MAPPING",
+                "CREATE",
+                "groups/g1/role-mappings/clients/c-uuid",
+                Some("[]")
+            )),
+            DirectoryAction::Recompute(Affected::GroupMembers(GroupId::from("g1")))
+        );
+        // The roles are what the effect needs: a list that is not one is refused, named.
+        let refused = err(&serde_json::json!({
+            "schema": 1, "kind": "admin", "id": "a2", "time": 1, "realmId": "r",
+            "resourceType": "REALM_ROLE_MAPPING", "operationType": "CREATE",
+            "resourcePath": "users/u1/role-mappings/realm",
+            "representation": r#"[{"name":"admin"}]"#,
+        })
+        .to_string());
+        assert!(refused.contains("representation[0].id"), "{refused}");
+    }
+
+    #[test]
+    fn groups_roles_and_organizations_by_their_resources() {
+        let child = directory(admin(
+            "GROUP",
+            "CREATE",
+            "groups/parent/children",
+            Some(r#"{"id":"child","name":"ops"}"#),
+        ));
+        assert_eq!(
+            child,
+            DirectoryAction::Group(GroupRecord {
+                id: GroupId::from("child"),
+                name: Some("ops".into()),
+                path: None,
+                parent_id: Some(Some(GroupId::from("parent"))),
+            })
+        );
+        assert_eq!(
+            directory(admin("GROUP", "DELETE", "groups/g1", None)),
+            DirectoryAction::GroupDeleted(GroupId::from("g1"))
+        );
+        assert_eq!(
+            directory(admin("REALM_ROLE", "DELETE", "roles/admin", None)),
+            DirectoryAction::RoleDeleted(RoleKey::Name {
+                client_id: None,
+                name: "admin".into()
+            })
+        );
+        assert_eq!(
+            directory(admin("CLIENT_ROLE", "DELETE", "roles-by-id/r9", None)),
+            DirectoryAction::RoleDeleted(RoleKey::Id(RoleId::from("r9")))
+        );
+        assert_eq!(
+            directory(admin(
+                "REALM_ROLE",
+                "CREATE",
+                "roles/admin/composites",
+                Some("[]")
+            )),
+            DirectoryAction::Recompute(Affected::RoleHolders(RoleKey::Name {
+                client_id: None,
+                name: "admin".into()
+            }))
+        );
+        let role = directory(admin(
+            "CLIENT_ROLE",
+            "UPDATE",
+            "clients/c-uuid/roles/viewer",
+            Some(r#"{"id":"cr1","composite":true}"#),
+        ));
+        assert_eq!(
+            role,
+            DirectoryAction::Role(RoleRecord {
+                id: RoleId::from("cr1"),
+                name: Some("viewer".into()),
+                client_id: Some(ClientUuid::from("c-uuid")),
+                composite: Some(true),
+            })
+        );
+        assert_eq!(
+            directory(admin(
+                "ORGANIZATION",
+                "UPDATE",
+                "organizations/o1",
+                Some(r#"{"id":"o1","name":"Acme","alias":"acme"}"#)
+            )),
+            DirectoryAction::Organization(OrganizationRecord {
+                id: OrganizationId::from("o1"),
+                name: Some("Acme".into()),
+                alias: Some("acme".into()),
+            })
+        );
+        // OrganizationMemberResource: the add names the member in the details only.
+        assert_eq!(
+            directory(admin(
+                "ORGANIZATION_MEMBERSHIP",
+                "CREATE",
+                "organizations/o1/members",
+                None
+            )),
+            DirectoryAction::OrganizationMembership {
+                organization_id: OrganizationId::from("o1"),
+                member_ref: MemberRef::Username("alice".into()),
+                member: true,
+            }
+        );
+        assert_eq!(
+            directory(admin(
+                "ORGANIZATION_MEMBERSHIP",
+                "DELETE",
+                "organizations/o1/members/u1",
+                None
+            )),
+            DirectoryAction::OrganizationMembership {
+                organization_id: OrganizationId::from("o1"),
+                member_ref: MemberRef::Id("u1".into()),
+                member: false,
+            }
+        );
+        // Invitations are not memberships yet; unknown sub-resources change nothing.
+        for (resource, path) in [
+            (
+                "ORGANIZATION_MEMBERSHIP",
+                "organizations/o1/members/invite-user",
+            ),
+            ("GROUP", "groups/g1/management/permissions"),
+        ] {
+            assert_eq!(
+                admin(resource, "CREATE", path, None),
+                Action::Ignore(Ignored::NoEffect),
+                "{path}"
+            );
+        }
+    }
+}

@@ -10,7 +10,16 @@ WITH n AS (
             ORDER BY u.deleted_at IS NULL DESC, u.id LIMIT 1)) AS user_id
     FROM {rows}
 ),
-known AS (SELECT * FROM n WHERE user_id IS NOT NULL),
+-- A member named by username and by id (or a waiting one resolved) in the same statement
+-- is one row: the latest verdict, the latest join.
+known AS (
+    SELECT organization_id, user_id, realm_id,
+        (array_agg(member ORDER BY ver DESC))[1] AS member,
+        (array_agg(decided_at ORDER BY ver DESC))[1] AS decided_at,
+        max(ver) AS ver, max(since) AS since
+    FROM n WHERE user_id IS NOT NULL
+    GROUP BY organization_id, user_id, realm_id
+),
 pending AS (
     INSERT INTO organization_members_pending AS p (organization_id, realm_id, username,
         member, decided_at, ver, since)
@@ -33,14 +42,12 @@ old AS (
 up AS (
     INSERT INTO organization_members AS om (organization_id, user_id, realm_id,
         member_since, removed_at, member, decided_at, ver)
-    SELECT DISTINCT ON (n.organization_id, n.user_id) n.organization_id, n.user_id,
-        n.realm_id, ms_ts(n.since),
+    SELECT n.organization_id, n.user_id, n.realm_id, ms_ts(n.since),
         LEAST(CASE WHEN n.member THEN NULL ELSE ms_ts(n.decided_at) END,
               (SELECT deleted_at FROM users WHERE id = n.user_id),
               (SELECT deleted_at FROM organizations WHERE id = n.organization_id)),
         n.member, n.decided_at, n.ver
     FROM known n
-    ORDER BY n.organization_id, n.user_id, n.ver DESC
     ON CONFLICT (organization_id, user_id) DO UPDATE SET
         member = CASE WHEN EXCLUDED.ver > om.ver THEN EXCLUDED.member ELSE om.member END,
         decided_at = CASE WHEN EXCLUDED.ver > om.ver THEN EXCLUDED.decided_at
