@@ -313,3 +313,23 @@ fn an_organization_member_added_by_name_and_removed_by_id_in_any_order() {
         panic!("{error}");
     }
 }
+
+/// A case the property test found: a membership of a subgroup whose parent's deletion
+/// was learnt before the subgroup.
+#[test]
+fn a_subgroup_membership_and_its_parents_deletion_in_any_order() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::new());
+    let scenario = Scenario {
+        history_seed: 9_570_687_097_410_689_090,
+        users: 12,
+        events: 411,
+        shuffle_seed: 11_006_008_323_768_819_608,
+        duplicate_percent: 0,
+        max_batch: 1,
+        workers: 1,
+    };
+    if let Err(error) = runtime.block_on(check(&db, 4000, &scenario)) {
+        panic!("{error}");
+    }
+}

@@ -94,14 +94,19 @@ pub async fn write(
             .text("parent_id", parents.iter().map(Option::as_ref))
             .text("parent_ver", parent_vers.iter().map(Option::as_ref))
             .int8("deleted_at", groups.iter().map(|g| g.deleted_at));
+        let mut announced = Vec::new();
         for row in rows
             .query(&UPSERT_GROUPS)
             .build()
             .fetch_all(&mut **tx)
             .await?
         {
+            let id: String = row.get(0);
             if row.get::<bool, _>(2) {
-                deleted_groups.push(row.get::<String, _>(0));
+                announced.push(id.clone());
+            }
+            if row.get::<bool, _>(3) {
+                deleted_groups.push(id);
             }
         }
         let touched: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
@@ -110,7 +115,11 @@ pub async fn write(
             .fetch_all(&mut **tx)
             .await?
         {
-            deleted_groups.push(row.get::<String, _>(0));
+            let id: String = row.get(0);
+            if row.get::<bool, _>(2) {
+                announced.push(id.clone());
+            }
+            deleted_groups.push(id);
         }
         let realms = |id: &str| {
             groups
@@ -118,11 +127,9 @@ pub async fn write(
                 .find(|g| g.id.as_str() == id)
                 .map(|g| g.realm_id.to_string())
         };
-        for id in &deleted_groups {
-            changes.push(
-                Change::new(ChangeKind::GroupDeleted, id.clone(), None)
-                    .with("realm_id", realms(id)),
-            );
+        for id in announced {
+            let realm = realms(&id);
+            changes.push(Change::new(ChangeKind::GroupDeleted, id, None).with("realm_id", realm));
         }
     }
 
@@ -152,8 +159,12 @@ pub async fn write(
             .fetch_all(&mut **tx)
             .await?
         {
+            let id: String = row.get(0);
             if row.get::<bool, _>(2) {
-                deleted_roles.push(row.get::<String, _>(0));
+                changes.push(Change::new(ChangeKind::RoleDeleted, id.clone(), None));
+            }
+            if row.get::<bool, _>(3) {
+                deleted_roles.push(id);
             }
         }
     }
@@ -178,11 +189,12 @@ pub async fn write(
             .fetch_all(&mut **tx)
             .await?
         {
-            deleted_roles.push(row.get::<String, _>(0));
+            let id: String = row.get(0);
+            if row.get::<bool, _>(1) {
+                changes.push(Change::new(ChangeKind::RoleDeleted, id.clone(), None));
+            }
+            deleted_roles.push(id);
         }
-    }
-    for id in &deleted_roles {
-        changes.push(Change::new(ChangeKind::RoleDeleted, id.clone(), None));
     }
 
     if !directory.organizations.is_empty() {
@@ -210,13 +222,15 @@ pub async fn write(
             .fetch_all(&mut **tx)
             .await?
         {
+            let id: String = row.get(0);
             if row.get::<bool, _>(2) {
-                let id: String = row.get(0);
                 changes.push(Change::new(
                     ChangeKind::OrganizationDeleted,
                     id.clone(),
                     None,
                 ));
+            }
+            if row.get::<bool, _>(3) {
                 deleted_organizations.push(id);
             }
         }

@@ -19,7 +19,7 @@ earliest AS (
     SELECT id, min(deleted_at) AS deleted_at FROM chain GROUP BY id
 )
 UPDATE groups g SET deleted_at = e.deleted_at, updated_at = now()
-FROM earliest e
-WHERE g.id = e.id AND e.deleted_at IS NOT NULL
+FROM earliest e, groups x
+WHERE g.id = e.id AND x.id = e.id AND e.deleted_at IS NOT NULL
   AND g.deleted_at IS DISTINCT FROM e.deleted_at
-RETURNING g.id, g.realm_id
+RETURNING g.id, g.realm_id, x.deleted_at IS NULL AS deleted_now

@@ -9,8 +9,9 @@ remembered AS (
         SET deleted_at = LEAST(d.deleted_at, EXCLUDED.deleted_at)
 )
 UPDATE roles r SET deleted_at = LEAST(r.deleted_at, ms_ts(n.at)), updated_at = now()
-FROM n
-WHERE r.realm_id = n.realm_id AND r.client_id IS NOT DISTINCT FROM n.client_id
-  AND r.name = n.name AND r.deleted_at IS NULL
-  AND version_ms(r.name_ver) <= n.at
-RETURNING r.id
+FROM n, roles x
+WHERE x.id = r.id
+  AND r.realm_id = n.realm_id AND r.client_id IS NOT DISTINCT FROM n.client_id
+  AND r.name = n.name AND version_ms(r.name_ver) <= n.at
+  AND (r.deleted_at IS NULL OR r.deleted_at > ms_ts(n.at))
+RETURNING r.id, x.deleted_at IS NULL AS deleted_now

@@ -2,7 +2,7 @@
 -- Returns each row with whether it is new and whether this statement deleted it.
 WITH n AS (SELECT * FROM {rows}),
 old AS (
-    SELECT g.id, g.deleted_at IS NOT NULL AS was_deleted
+    SELECT g.id, g.deleted_at AS was_deleted_at
     FROM groups g JOIN n ON n.id = g.id
 ),
 up AS (
@@ -15,7 +15,11 @@ up AS (
         {last_writer_wins},
         deleted_at = LEAST(g.deleted_at, EXCLUDED.deleted_at),
         updated_at = now()
-    RETURNING g.id, xmax = 0 AS created, g.deleted_at IS NOT NULL AS deleted
+    RETURNING g.id, xmax = 0 AS created, g.deleted_at
 )
-SELECT up.id, up.created, up.deleted AND NOT COALESCE(old.was_deleted, false) AS deleted_now
+-- deleted_now: for the feed; moved: the deletion is new or earlier, so what hangs on the
+-- row ends (again) at it.
+SELECT up.id, up.created,
+    up.deleted_at IS NOT NULL AND old.was_deleted_at IS NULL AS deleted_now,
+    up.deleted_at IS DISTINCT FROM old.was_deleted_at AS moved
 FROM up LEFT JOIN old ON old.id = up.id

@@ -1,7 +1,7 @@
 -- Organizations: name and alias last writer wins per field, deletion the earliest.
 WITH n AS (SELECT * FROM {rows}),
 old AS (
-    SELECT o.id, o.deleted_at IS NOT NULL AS was_deleted
+    SELECT o.id, o.deleted_at AS was_deleted_at
     FROM organizations o JOIN n ON n.id = o.id
 ),
 up AS (
@@ -12,7 +12,11 @@ up AS (
         {last_writer_wins},
         deleted_at = LEAST(o.deleted_at, EXCLUDED.deleted_at),
         updated_at = now()
-    RETURNING o.id, xmax = 0 AS created, o.deleted_at IS NOT NULL AS deleted
+    RETURNING o.id, xmax = 0 AS created, o.deleted_at
 )
-SELECT up.id, up.created, up.deleted AND NOT COALESCE(old.was_deleted, false) AS deleted_now
+-- deleted_now: for the feed; moved: the deletion is new or earlier, so what hangs on the
+-- row ends (again) at it.
+SELECT up.id, up.created,
+    up.deleted_at IS NOT NULL AND old.was_deleted_at IS NULL AS deleted_now,
+    up.deleted_at IS DISTINCT FROM old.was_deleted_at AS moved
 FROM up LEFT JOIN old ON old.id = up.id

@@ -9,7 +9,7 @@ WITH n AS (
     FROM {rows}
 ),
 old AS (
-    SELECT r.id, r.deleted_at IS NOT NULL AS was_deleted
+    SELECT r.id, r.deleted_at AS was_deleted_at
     FROM roles r JOIN n ON n.id = r.id
 ),
 up AS (
@@ -23,7 +23,11 @@ up AS (
         {last_writer_wins},
         deleted_at = LEAST(r.deleted_at, EXCLUDED.deleted_at),
         updated_at = now()
-    RETURNING r.id, xmax = 0 AS created, r.deleted_at IS NOT NULL AS deleted
+    RETURNING r.id, xmax = 0 AS created, r.deleted_at
 )
-SELECT up.id, up.created, up.deleted AND NOT COALESCE(old.was_deleted, false) AS deleted_now
+-- deleted_now: for the feed; moved: the deletion is new or earlier, so what hangs on the
+-- row ends (again) at it.
+SELECT up.id, up.created,
+    up.deleted_at IS NOT NULL AND old.was_deleted_at IS NULL AS deleted_now,
+    up.deleted_at IS DISTINCT FROM old.was_deleted_at AS moved
 FROM up LEFT JOIN old ON old.id = up.id
