@@ -453,3 +453,99 @@ async fn an_organization_member_added_before_its_user_is_known_waits_for_it() {
         assert_eq!(waiting, 0);
     }
 }
+
+#[tokio::test]
+async fn groups_roles_and_organizations_keep_their_newest_names_in_either_order() {
+    let events = [
+        admin(
+            "g1",
+            T0,
+            "GROUP",
+            "CREATE",
+            &format!("groups/{G1}"),
+            Some(json!({"id": G1, "name": "staff", "path": "/staff"})),
+        ),
+        // GroupResource.updateGroup: the body as sent (no path).
+        admin(
+            "g2",
+            T0 + 10,
+            "GROUP",
+            "UPDATE",
+            &format!("groups/{G1}"),
+            Some(json!({"id": G1, "name": "employees"})),
+        ),
+        admin(
+            "r1",
+            T0,
+            "REALM_ROLE",
+            "CREATE",
+            "roles/admin",
+            Some(json!({"id": R1, "name": "admin", "composite": false})),
+        ),
+        // RoleByIdResource.updateRole, then a composite added elsewhere flips `composite`.
+        admin(
+            "r2",
+            T0 + 10,
+            "REALM_ROLE",
+            "UPDATE",
+            &format!("roles-by-id/{R1}"),
+            Some(json!({"id": R1, "name": "administrator", "composite": true})),
+        ),
+        admin(
+            "o1",
+            T0,
+            "ORGANIZATION",
+            "CREATE",
+            &format!("organizations/{ORG}"),
+            Some(json!({"id": ORG, "name": "Acme", "alias": "acme"})),
+        ),
+        admin(
+            "o2",
+            T0 + 10,
+            "ORGANIZATION",
+            "UPDATE",
+            &format!("organizations/{ORG}"),
+            Some(json!({"id": ORG, "name": "Acme Corp", "alias": "acme"})),
+        ),
+        admin(
+            "o3",
+            T0 + 20,
+            "ORGANIZATION",
+            "DELETE",
+            &format!("organizations/{ORG}"),
+            None,
+        ),
+        admin(
+            "r3",
+            T0 + 20,
+            "REALM_ROLE",
+            "DELETE",
+            &format!("roles-by-id/{R1}"),
+            None,
+        ),
+    ];
+    for (_db, store) in both_orders(&events).await {
+        assert_eq!(
+            groups(&store).await,
+            vec![
+                json!({"id": G1, "realm_id": "r", "name": "employees", "path": "/staff",
+                        "parent_id": null, "deleted_at": null})
+            ]
+        );
+        assert_eq!(
+            roles(&store).await,
+            vec![
+                json!({"id": R1, "realm_id": "r", "client_id": null, "name": "administrator",
+                        "composite": true, "deleted_at": T0 + 20})
+            ]
+        );
+        assert_eq!(
+            rows(
+                &store,
+                "SELECT id, name, alias, ts_ms(deleted_at) AS deleted_at FROM organizations"
+            )
+            .await,
+            vec![json!({"id": ORG, "name": "Acme Corp", "alias": "acme", "deleted_at": T0 + 20})]
+        );
+    }
+}
