@@ -333,3 +333,25 @@ fn a_subgroup_membership_and_its_parents_deletion_in_any_order() {
         panic!("{error}");
     }
 }
+
+/// A case the property test found: two workers, one deleting a role by name while the
+/// other wrote a grant naming it; neither saw the other's uncommitted row.
+#[test]
+fn a_role_deleted_by_name_racing_a_grant_of_it() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::new());
+    let scenario = Scenario {
+        history_seed: 9_618_757_472_354_891_415,
+        users: 5,
+        events: 431,
+        shuffle_seed: 1_480_161_228_479_534_015,
+        duplicate_percent: 15,
+        max_batch: 41,
+        workers: 2,
+    };
+    for case in 0..4 {
+        if let Err(error) = runtime.block_on(check(&db, 5000 + case, &scenario)) {
+            panic!("{error}");
+        }
+    }
+}

@@ -314,6 +314,10 @@ impl Plan {
         }
         // Cutoffs and tokens must each see the other (a token older than a cutoff is not
         // kept, a cutoff removes older tokens), as must tokens and session ends.
+        // Memberships and grants meet their user's deletion (a cutoff) the same way.
+        for user in self.directory.member_users() {
+            locks.entry(user).or_insert(LockMode::Shared);
+        }
         for user in self
             .cutoffs
             .iter()

@@ -108,7 +108,128 @@ pub struct DirectoryPlan {
     pub recompute: Vec<Recompute>,
 }
 
+/// What a directory lock guards, per realm: the group tree and the memberships hanging
+/// on it, roles and the grants of them, organizations and their members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DirectoryArea {
+    Groups,
+    Roles,
+    Organizations,
+}
+
+impl DirectoryArea {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirectoryArea::Groups => "groups",
+            DirectoryArea::Roles => "roles",
+            DirectoryArea::Organizations => "organizations",
+        }
+    }
+}
+
 impl DirectoryPlan {
+    /// The users whose memberships or grants this plan writes.
+    pub fn member_users(&self) -> impl Iterator<Item = &str> {
+        self.group_members
+            .iter()
+            .map(|m| m.key.0.as_str())
+            .chain(self.role_grants.iter().map(|g| g.membership.key.0.as_str()))
+            .chain(self.effective_roles.iter().map(|e| e.user_id.as_str()))
+            .chain(
+                self.organization_members
+                    .iter()
+                    .filter_map(|m| match &m.key.1 {
+                        MemberRef::Id(id) => Some(id.as_str()),
+                        MemberRef::Username(_) => None,
+                    }),
+            )
+    }
+
+    /// A deletion and the rows hanging on what it deletes, written concurrently, must see
+    /// each other (else a membership written beside its group's deletion would outlive
+    /// it): per realm and area, writers of hanging rows share a lock that a deletion takes
+    /// alone. Deletions are rare admin acts; they briefly hold off the area's writers.
+    pub fn locks(&self) -> BTreeMap<(&str, DirectoryArea), super::LockMode> {
+        use super::LockMode::{Exclusive, Shared};
+        let mut locks = BTreeMap::new();
+        fn take<'a>(
+            locks: &mut BTreeMap<(&'a str, DirectoryArea), super::LockMode>,
+            realm: &'a RealmId,
+            area: DirectoryArea,
+            mode: super::LockMode,
+        ) {
+            let slot = locks.entry((realm.as_str(), area)).or_insert(mode);
+            if mode == super::LockMode::Exclusive {
+                *slot = mode;
+            }
+        }
+        for group in &self.groups {
+            let mode = if group.deleted_at.is_some() {
+                Exclusive
+            } else {
+                Shared
+            };
+            take(&mut locks, &group.realm_id, DirectoryArea::Groups, mode);
+        }
+        for member in &self.group_members {
+            take(&mut locks, &member.realm_id, DirectoryArea::Groups, Shared);
+        }
+        for role in &self.roles {
+            let mode = if role.deleted_at.is_some() {
+                Exclusive
+            } else {
+                Shared
+            };
+            take(&mut locks, &role.realm_id, DirectoryArea::Roles, mode);
+        }
+        for deletion in &self.role_name_deletions {
+            take(
+                &mut locks,
+                &deletion.realm_id,
+                DirectoryArea::Roles,
+                Exclusive,
+            );
+        }
+        for grant in &self.role_grants {
+            take(
+                &mut locks,
+                &grant.membership.realm_id,
+                DirectoryArea::Roles,
+                Shared,
+            );
+        }
+        for effective in &self.effective_roles {
+            take(
+                &mut locks,
+                &effective.realm_id,
+                DirectoryArea::Roles,
+                Shared,
+            );
+        }
+        for organization in &self.organizations {
+            let mode = if organization.deleted_at.is_some() {
+                Exclusive
+            } else {
+                Shared
+            };
+            take(
+                &mut locks,
+                &organization.realm_id,
+                DirectoryArea::Organizations,
+                mode,
+            );
+        }
+        for member in &self.organization_members {
+            take(
+                &mut locks,
+                &member.realm_id,
+                DirectoryArea::Organizations,
+                Shared,
+            );
+        }
+        locks
+    }
+
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
             && self.roles.is_empty()

@@ -56,7 +56,12 @@ async fn lock_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
         .realm_locks()
         .into_iter()
         .map(|(r, m)| (lock_key(&format!("realm\0{r}")), m));
-    for (key, mode) in users.chain(realms) {
+    let directory = plan
+        .directory
+        .locks()
+        .into_iter()
+        .map(|((realm, area), m)| (lock_key(&format!("{}\0{realm}", area.as_str())), m));
+    for (key, mode) in users.chain(realms).chain(directory) {
         let exclusive = keys.entry(key).or_default();
         *exclusive |= mode == LockMode::Exclusive;
     }

@@ -5,8 +5,7 @@ WITH n AS (SELECT * FROM {rows}),
 remembered AS (
     INSERT INTO role_name_deletions AS d (realm_id, client_id, name, deleted_at)
     SELECT n.realm_id, COALESCE(n.client_id, ''), n.name, n.at FROM n
-    ON CONFLICT (realm_id, client_id, name) DO UPDATE
-        SET deleted_at = LEAST(d.deleted_at, EXCLUDED.deleted_at)
+    ON CONFLICT DO NOTHING
 )
 UPDATE roles r SET deleted_at = LEAST(r.deleted_at, ms_ts(n.at)), updated_at = now()
 FROM n, roles x

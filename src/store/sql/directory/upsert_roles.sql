@@ -2,7 +2,7 @@
 -- deleted by name before its id was known is deleted when it appears.
 WITH n AS (
     SELECT n.*, (
-        SELECT d.deleted_at FROM role_name_deletions d
+        SELECT min(d.deleted_at) FROM role_name_deletions d
         WHERE d.realm_id = n.realm_id AND d.client_id = COALESCE(n.client_id, '')
           AND d.name = n.name AND version_ms(n.name_ver) <= d.deleted_at
     ) AS name_deleted_at
