@@ -241,19 +241,9 @@ pub async fn write(
         let rows = membership_rows(members)
             .text("user_id", members.iter().map(|m| Some(m.key.0.as_str())))
             .text("group_id", members.iter().map(|m| Some(m.key.1.as_str())));
-        let written = rows
-            .query(include_str!("../sql/directory/upsert_group_members.sql"))
-            .build()
-            .fetch_all(&mut **tx)
-            .await?;
-        for row in written {
-            report_membership(
-                changes,
-                (row.get(1), row.get(0), row.get(2)),
-                (row.get(3), row.get(4)),
-                [ChangeKind::GroupMemberAdded, ChangeKind::GroupMemberRemoved],
-            );
-        }
+        let sql = include_str!("../sql/directory/upsert_group_members.sql");
+        let kinds = [ChangeKind::GroupMemberAdded, ChangeKind::GroupMemberRemoved];
+        upsert_reporting(tx, rows, sql, kinds, changes).await?;
     }
 
     if !directory.role_grants.is_empty() {
@@ -292,19 +282,9 @@ pub async fn write(
                 memberships.iter().map(|m| Some(m.verdict.value.at)),
             )
             .text("ver", versions.iter().map(|v| Some(*v)));
-        let written = rows
-            .query(include_str!("../sql/directory/upsert_role_grants.sql"))
-            .build()
-            .fetch_all(&mut **tx)
-            .await?;
-        for row in written {
-            report_membership(
-                changes,
-                (row.get(1), row.get(0), row.get(2)),
-                (row.get(3), row.get(4)),
-                [ChangeKind::RoleGranted, ChangeKind::RoleRevoked],
-            );
-        }
+        let sql = include_str!("../sql/directory/upsert_role_grants.sql");
+        let kinds = [ChangeKind::RoleGranted, ChangeKind::RoleRevoked];
+        upsert_reporting(tx, rows, sql, kinds, changes).await?;
     }
 
     let mut organization_members: Vec<OrganizationMemberRow> = directory
@@ -372,23 +352,9 @@ pub async fn write(
                 "ver",
                 effective.iter().map(|e| Some(e.effective.version.as_str())),
             );
-        let written = rows
-            .query(include_str!("../sql/directory/upsert_effective_roles.sql"))
-            .build()
-            .fetch_all(&mut **tx)
-            .await?;
-        for row in written {
-            // A role first known held (or no longer held) through the Admin API is a
-            // grant (or revocation) for applications, however it is held.
-            let before: Option<Option<bool>> = row.get(3);
-            let after: Option<bool> = row.get(4);
-            report_membership(
-                changes,
-                (row.get(1), row.get(0), row.get(2)),
-                (before.map(|b| b.unwrap_or(false)), after.unwrap_or(false)),
-                [ChangeKind::RoleGranted, ChangeKind::RoleRevoked],
-            );
-        }
+        let sql = include_str!("../sql/directory/upsert_effective_roles.sql");
+        let kinds = [ChangeKind::RoleGranted, ChangeKind::RoleRevoked];
+        upsert_reporting(tx, rows, sql, kinds, changes).await?;
     }
 
     let deleted_users: Vec<&str> = plan
@@ -485,25 +451,12 @@ pub(crate) async fn upsert_organization_members(
         .int8("decided_at", members.iter().map(|m| Some(m.decided_at)))
         .text("ver", members.iter().map(|m| Some(m.ver.as_str())))
         .int8("since", members.iter().map(|m| m.since));
-    let written = rows
-        .query(include_str!(
-            "../sql/directory/upsert_organization_members.sql"
-        ))
-        .build()
-        .fetch_all(&mut **tx)
-        .await?;
-    for row in written {
-        report_membership(
-            changes,
-            (row.get(0), row.get(1), row.get(2)),
-            (row.get(3), row.get(4)),
-            [
-                ChangeKind::OrganizationMemberAdded,
-                ChangeKind::OrganizationMemberRemoved,
-            ],
-        );
-    }
-    Ok(())
+    let sql = include_str!("../sql/directory/upsert_organization_members.sql");
+    let kinds = [
+        ChangeKind::OrganizationMemberAdded,
+        ChangeKind::OrganizationMemberRemoved,
+    ];
+    upsert_reporting(tx, rows, sql, kinds, changes).await
 }
 
 /// The verdict columns every membership-like table shares.
@@ -528,19 +481,26 @@ fn membership_rows<K>(members: &[MembershipChange<K>]) -> Rows<'_> {
         .int8("since", members.iter().map(|m| m.since))
 }
 
-/// A membership whose public state changed is announced: `row` is (the group, role or
-/// organization, the user, the realm); `state` (before, after), before `None` for a new
-/// row. A new row that is not a membership announces nothing.
-fn report_membership(
-    changes: &mut Vec<Change>,
-    (row_key, user, realm): (String, String, String),
-    (before, after): (Option<bool>, bool),
+/// Runs a membership upsert (`sql` over `rows`) that returns each row as (group, role
+/// or organization; user; realm; held before, null for a new row; held after), and
+/// announces the rows whose state changed: `added` when one became held, `removed` when
+/// one no longer is. A new row that is not held announces nothing.
+async fn upsert_reporting(
+    tx: &mut Tx<'_>,
+    rows: Rows<'_>,
+    sql: &str,
     [added, removed]: [ChangeKind; 2],
-) {
-    let kind = match (before, after) {
-        (Some(true), false) => removed,
-        (Some(false) | None, true) => added,
-        _ => return,
-    };
-    changes.push(Change::new(kind, row_key, Some(user)).with("realm_id", realm));
+    changes: &mut Vec<Change>,
+) -> Result<(), sqlx::Error> {
+    for row in rows.query(sql).build().fetch_all(&mut **tx).await? {
+        let (before, after): (Option<bool>, bool) = (row.get(3), row.get(4));
+        let kind = match (before, after) {
+            (Some(true), false) => removed,
+            (Some(false) | None, true) => added,
+            _ => continue,
+        };
+        let (key, user, realm): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        changes.push(Change::new(kind, key, Some(user)).with("realm_id", realm));
+    }
+    Ok(())
 }

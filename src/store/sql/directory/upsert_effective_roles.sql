@@ -23,5 +23,8 @@ up AS (
         updated_at = now()
     RETURNING ur.user_id, ur.role_id, ur.realm_id, ur.effective
 )
-SELECT up.user_id, up.role_id, up.realm_id, old.was_effective, up.effective
+-- A row first read (or no longer read) as held is a grant (or a revocation) for
+-- applications, however the role is held.
+SELECT up.role_id, up.user_id, up.realm_id, COALESCE(old.was_effective, false),
+    COALESCE(up.effective, false)
 FROM up LEFT JOIN old ON old.user_id = up.user_id AND old.role_id = up.role_id

@@ -1,7 +1,8 @@
 -- Group memberships: the latest event by version decides (`member`, `decided_at`, `ver`),
 -- `member_since` is the latest time the user was added. `removed_at` follows from the
 -- verdict and from the deletions of the user and the group: nothing from before a
--- deletion brings a membership back. Returns each row's membership before and after.
+-- deletion brings a membership back. Returns each row (group, user, realm) with its
+-- membership before (null: a new row) and after.
 WITH n AS (SELECT * FROM {rows}),
 old AS (
     SELECT ug.user_id, ug.group_id, ug.removed_at IS NULL AS was_member
@@ -32,5 +33,5 @@ up AS (
         updated_at = now()
     RETURNING ug.user_id, ug.group_id, ug.realm_id, ug.removed_at IS NULL AS is_member
 )
-SELECT up.user_id, up.group_id, up.realm_id, old.was_member, up.is_member
+SELECT up.group_id, up.user_id, up.realm_id, old.was_member, up.is_member
 FROM up LEFT JOIN old ON old.user_id = up.user_id AND old.group_id = up.group_id

@@ -29,5 +29,5 @@ up AS (
         updated_at = now()
     RETURNING ur.user_id, ur.role_id, ur.realm_id, ur.direct
 )
-SELECT up.user_id, up.role_id, up.realm_id, old.was_direct, up.direct
+SELECT up.role_id, up.user_id, up.realm_id, old.was_direct, up.direct
 FROM up LEFT JOIN old ON old.user_id = up.user_id AND old.role_id = up.role_id
