@@ -35,6 +35,28 @@ fn admin(
     event(&envelope.to_string())
 }
 
+/// REGISTER of U1 as `alice`.
+fn register_alice(time: i64) -> Event {
+    event(&format!(
+        r#"{{"schema":1,"kind":"user","id":"reg","time":{time},"realmId":"r","type":"REGISTER","userId":"{U1}","details":{{"username":"alice"}}}}"#
+    ))
+}
+
+/// OrganizationMemberResource.addMember as Keycloak records it: the path is the members
+/// collection, the representation the organization, the user only in the details.
+fn add_alice_to_org(id: &str, time: i64) -> Event {
+    event(
+        &json!({
+            "schema": 1, "kind": "admin", "id": id, "time": time, "realmId": "r",
+            "resourceType": "ORGANIZATION_MEMBERSHIP", "operationType": "CREATE",
+            "resourcePath": format!("organizations/{ORG}/members"),
+            "representation": json!({"id": ORG, "name": "Acme", "alias": "acme"}).to_string(),
+            "details": {"username": "alice", "email": "alice@example.com"},
+        })
+        .to_string(),
+    )
+}
+
 async fn rows(store: &Store, sql: &str) -> Vec<Value> {
     sqlx::query_scalar::<_, Value>(&format!("SELECT to_jsonb(t) - 'updated_at' FROM ({sql}) t"))
         .fetch_all(store.pool())
@@ -258,10 +280,7 @@ async fn direct_role_grants_follow_the_latest_mapping_event_and_die_with_the_rol
 
 #[tokio::test]
 async fn a_deleted_user_keeps_no_membership_grant_or_organization() {
-    let register = event(&format!(
-        r#"{{"schema":1,"kind":"user","id":"reg","time":{},"realmId":"r","type":"REGISTER","userId":"{U1}","details":{{"username":"alice"}}}}"#,
-        T0 - 100
-    ));
+    let register = register_alice(T0 - 100);
     let join = admin(
         "m1",
         T0,
@@ -286,15 +305,7 @@ async fn a_deleted_user_keeps_no_membership_grant_or_organization() {
         &format!("organizations/{ORG}/members/{U1}"),
         None,
     );
-    let org_rejoin = event(
-        &json!({
-            "schema": 1, "kind": "admin", "id": "om2", "time": T0 + 3, "realmId": "r",
-            "resourceType": "ORGANIZATION_MEMBERSHIP", "operationType": "CREATE",
-            "resourcePath": format!("organizations/{ORG}/members"),
-            "details": {"username": "alice"},
-        })
-        .to_string(),
-    );
+    let org_rejoin = add_alice_to_org("om2", T0 + 3);
     let delete = admin(
         "del",
         T0 + 1_000,
@@ -324,21 +335,8 @@ async fn a_deleted_user_keeps_no_membership_grant_or_organization() {
 async fn an_organization_member_added_by_username_is_the_realms_user_of_that_name() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    let register = event(&format!(
-        r#"{{"schema":1,"kind":"user","id":"reg","time":{T0},"realmId":"r","type":"REGISTER","userId":"{U1}","details":{{"username":"alice"}}}}"#
-    ));
-    // OrganizationMemberResource.addMember: the path is the members collection, the
-    // representation the organization, the user only in the details.
-    let add = event(
-        &json!({
-            "schema": 1, "kind": "admin", "id": "om1", "time": T0 + 10, "realmId": "r",
-            "resourceType": "ORGANIZATION_MEMBERSHIP", "operationType": "CREATE",
-            "resourcePath": format!("organizations/{ORG}/members"),
-            "representation": json!({"id": ORG, "name": "Acme", "alias": "acme"}).to_string(),
-            "details": {"username": "alice", "email": "alice@example.com"},
-        })
-        .to_string(),
-    );
+    let register = register_alice(T0);
+    let add = add_alice_to_org("om1", T0 + 10);
     let create_org = admin(
         "o1",
         T0 + 5,
@@ -426,18 +424,8 @@ async fn membership_changes_reach_the_change_feed() {
 
 #[tokio::test]
 async fn an_organization_member_added_before_its_user_is_known_waits_for_it() {
-    let register = event(&format!(
-        r#"{{"schema":1,"kind":"user","id":"reg","time":{T0},"realmId":"r","type":"REGISTER","userId":"{U1}","details":{{"username":"alice"}}}}"#
-    ));
-    let add = event(
-        &json!({
-            "schema": 1, "kind": "admin", "id": "om1", "time": T0 + 10, "realmId": "r",
-            "resourceType": "ORGANIZATION_MEMBERSHIP", "operationType": "CREATE",
-            "resourcePath": format!("organizations/{ORG}/members"),
-            "details": {"username": "alice"},
-        })
-        .to_string(),
-    );
+    let register = register_alice(T0);
+    let add = add_alice_to_org("om1", T0 + 10);
     for (_db, store) in both_orders(&[register, add]).await {
         assert_eq!(
             organization_members(&store).await,

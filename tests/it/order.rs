@@ -233,26 +233,35 @@ async fn check(db: &TestDb, case: usize, scenario: &Scenario) -> Result<(), Test
     Ok(())
 }
 
+/// Runs a case the property test once found, `runs` times (races may need several),
+/// each into its own schemas numbered from `first_case`.
+fn found_case(scenario: Scenario, first_case: usize, runs: usize) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDb::new());
+    for case in first_case..first_case + runs {
+        if let Err(error) = runtime.block_on(check(&db, case, &scenario)) {
+            panic!("{error}");
+        }
+    }
+}
+
 /// A case the property test found: three concurrent workers, where an admin ending a
 /// session raced the deletion of its user and the later end overwrote the earlier one.
 #[test]
 fn an_admin_session_end_racing_a_user_deletion_keeps_the_earlier_end() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(TestDb::new());
-    let scenario = Scenario {
-        history_seed: 13_521_875_203_162_511_818,
-        users: 5,
-        events: 463,
-        shuffle_seed: 12_136_729_847_709_862_554,
-        duplicate_percent: 5,
-        max_batch: 12,
-        workers: 3,
-    };
-    for case in 0..4 {
-        if let Err(error) = runtime.block_on(check(&db, 1000 + case, &scenario)) {
-            panic!("{error}");
-        }
-    }
+    found_case(
+        Scenario {
+            history_seed: 13_521_875_203_162_511_818,
+            users: 5,
+            events: 463,
+            shuffle_seed: 12_136_729_847_709_862_554,
+            duplicate_percent: 5,
+            max_batch: 12,
+            workers: 3,
+        },
+        1000,
+        4,
+    );
 }
 
 #[test]
@@ -278,80 +287,74 @@ fn any_order_any_batches_any_duplicates_give_the_same_rows() {
 /// decided before a group's deletion, learnt in another order.
 #[test]
 fn a_membership_and_a_group_deletion_in_any_order() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(TestDb::new());
-    let scenario = Scenario {
-        history_seed: 5_483_185_825_549_275_217,
-        users: 6,
-        events: 331,
-        shuffle_seed: 17_734_643_106_957_332_201,
-        duplicate_percent: 29,
-        max_batch: 1,
-        workers: 1,
-    };
-    if let Err(error) = runtime.block_on(check(&db, 2000, &scenario)) {
-        panic!("{error}");
-    }
+    found_case(
+        Scenario {
+            history_seed: 5_483_185_825_549_275_217,
+            users: 6,
+            events: 331,
+            shuffle_seed: 17_734_643_106_957_332_201,
+            duplicate_percent: 29,
+            max_batch: 1,
+            workers: 1,
+        },
+        2000,
+        1,
+    );
 }
 
 /// A case the property test found: an organization member added by username (waiting for
 /// its user) and removed by id, learnt in another order.
 #[test]
 fn an_organization_member_added_by_name_and_removed_by_id_in_any_order() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(TestDb::new());
-    let scenario = Scenario {
-        history_seed: 12_181_060_825_425_784_039,
-        users: 3,
-        events: 197,
-        shuffle_seed: 9_243_110_705_347_233_458,
-        duplicate_percent: 0,
-        max_batch: 21,
-        workers: 1,
-    };
-    if let Err(error) = runtime.block_on(check(&db, 3000, &scenario)) {
-        panic!("{error}");
-    }
+    found_case(
+        Scenario {
+            history_seed: 12_181_060_825_425_784_039,
+            users: 3,
+            events: 197,
+            shuffle_seed: 9_243_110_705_347_233_458,
+            duplicate_percent: 0,
+            max_batch: 21,
+            workers: 1,
+        },
+        3000,
+        1,
+    );
 }
 
 /// A case the property test found: a membership of a subgroup whose parent's deletion
 /// was learnt before the subgroup.
 #[test]
 fn a_subgroup_membership_and_its_parents_deletion_in_any_order() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(TestDb::new());
-    let scenario = Scenario {
-        history_seed: 9_570_687_097_410_689_090,
-        users: 12,
-        events: 411,
-        shuffle_seed: 11_006_008_323_768_819_608,
-        duplicate_percent: 0,
-        max_batch: 1,
-        workers: 1,
-    };
-    if let Err(error) = runtime.block_on(check(&db, 4000, &scenario)) {
-        panic!("{error}");
-    }
+    found_case(
+        Scenario {
+            history_seed: 9_570_687_097_410_689_090,
+            users: 12,
+            events: 411,
+            shuffle_seed: 11_006_008_323_768_819_608,
+            duplicate_percent: 0,
+            max_batch: 1,
+            workers: 1,
+        },
+        4000,
+        1,
+    );
 }
 
 /// A case the property test found: two workers, one deleting a role by name while the
 /// other wrote a grant naming it; neither saw the other's uncommitted row.
 #[test]
 fn a_role_deleted_by_name_racing_a_grant_of_it() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(TestDb::new());
-    let scenario = Scenario {
-        history_seed: 9_618_757_472_354_891_415,
-        users: 5,
-        events: 431,
-        shuffle_seed: 1_480_161_228_479_534_015,
-        duplicate_percent: 15,
-        max_batch: 41,
-        workers: 2,
-    };
-    for case in 0..4 {
-        if let Err(error) = runtime.block_on(check(&db, 5000 + case, &scenario)) {
-            panic!("{error}");
-        }
-    }
+    found_case(
+        Scenario {
+            history_seed: 9_618_757_472_354_891_415,
+            users: 5,
+            events: 431,
+            shuffle_seed: 1_480_161_228_479_534_015,
+            duplicate_percent: 15,
+            max_batch: 41,
+            workers: 2,
+        },
+        5000,
+        4,
+    );
 }
