@@ -41,10 +41,12 @@ echo "/readyz: $(curl -s http://127.0.0.1:18080/readyz)"
 
 echo "== publishing samples/keycloak-events.jsonl (envelope, aznamier and Keycloak REST shapes mixed)"
 "$bin" publish samples/keycloak-events.jsonl
+echo "== publishing samples/keycloak-directory-events.jsonl (admins managing groups, roles and organizations)"
+"$bin" publish samples/keycloak-directory-events.jsonl
 echo '{"schema":1,"kind":"user","id":"broken","time":"yesterday"}' | "$bin" publish - >/dev/null
 echo "   and one malformed message, which goes to the dead-letter queue"
 
-expected=$(grep -c . samples/keycloak-events.jsonl)
+expected=$(($(grep -c . samples/keycloak-events.jsonl) + $(grep -c . samples/keycloak-directory-events.jsonl)))
 printf "== waiting until %s events are applied" "$expected"
 for _ in $(seq 1 120); do
   done_count=$(psql "$KEYCLOAK_SYNC__DATABASE__URL" -tAc "SELECT count(*) FROM keycloak_sync.processed_events" 2>/dev/null || echo 0)
@@ -61,6 +63,17 @@ q "SELECT id, username, email, first_name, enabled, login_count, last_login_at, 
 echo "== user_sessions by state"
 q "SELECT is_active, coalesce(end_reason, '-') AS end_reason, count(*) FROM user_sessions
    GROUP BY 1, 2 ORDER BY 1 DESC, 2"
+echo "== groups and their members now (subgroups under their parent)"
+q "SELECT g.path, g.deleted_at IS NOT NULL AS deleted,
+          count(*) FILTER (WHERE ug.removed_at IS NULL AND ug.user_id IS NOT NULL) AS members
+   FROM groups g LEFT JOIN user_groups ug ON ug.group_id = g.id
+   GROUP BY g.id, g.path, g.deleted_at ORDER BY g.deleted_at IS NOT NULL, g.path LIMIT 10"
+echo "== roles held directly, and organization members"
+q "SELECT coalesce(role_name, '?') AS role, count(*) FILTER (WHERE direct) AS holders
+   FROM user_roles GROUP BY 1 ORDER BY 1"
+q "SELECT o.name AS organization, count(*) FILTER (WHERE m.removed_at IS NULL) AS members
+   FROM organizations o LEFT JOIN organization_members m ON m.organization_id = o.id
+   GROUP BY o.name ORDER BY o.name"
 echo "== processed_events"
 q "SELECT kind, outcome, count(*) FROM processed_events GROUP BY 1, 2 ORDER BY 1, 2"
 

@@ -516,7 +516,7 @@ async fn groups_roles_and_organizations_keep_their_newest_names_in_either_order(
         assert_eq!(
             groups(&store).await,
             vec![
-                json!({"id": G1, "realm_id": "r", "name": "employees", "path": "/staff",
+                json!({"id": G1, "realm_id": "r", "name": "employees", "path": "/employees",
                         "parent_id": null, "deleted_at": null})
             ]
         );
@@ -535,5 +535,52 @@ async fn groups_roles_and_organizations_keep_their_newest_names_in_either_order(
             .await,
             vec![json!({"id": ORG, "name": "Acme Corp", "alias": "acme", "deleted_at": T0 + 20})]
         );
+    }
+}
+
+#[tokio::test]
+async fn renaming_a_group_moves_its_subgroups_paths_in_either_order() {
+    let events = [
+        admin(
+            "g1",
+            T0,
+            "GROUP",
+            "CREATE",
+            &format!("groups/{G1}"),
+            Some(json!({"id": G1, "name": "staff", "path": "/staff"})),
+        ),
+        admin(
+            "g2",
+            T0 + 10,
+            "GROUP",
+            "CREATE",
+            &format!("groups/{G1}/children"),
+            Some(json!({"id": G2, "name": "ops"})),
+        ),
+        // A membership event reports the subgroup's path as it was then.
+        admin(
+            "m1",
+            T0 + 15,
+            "GROUP_MEMBERSHIP",
+            "CREATE",
+            &format!("users/{U1}/groups/{G2}"),
+            Some(group_rep(G2, "ops", "/staff/ops")),
+        ),
+        admin(
+            "g3",
+            T0 + 20,
+            "GROUP",
+            "UPDATE",
+            &format!("groups/{G1}"),
+            Some(json!({"id": G1, "name": "employees"})),
+        ),
+    ];
+    for (_db, store) in both_orders(&events).await {
+        let paths: Vec<Value> = groups(&store)
+            .await
+            .iter()
+            .map(|g| g["path"].clone())
+            .collect();
+        assert_eq!(paths, vec![json!("/employees"), json!("/employees/ops")]);
     }
 }

@@ -121,6 +121,10 @@ pub async fn write(
             }
             deleted_groups.push(id);
         }
+        query(include_str!("../sql/directory/derive_group_paths.sql"))
+            .bind(&touched)
+            .execute(&mut **tx)
+            .await?;
         let realms = |id: &str| {
             groups
                 .iter()

@@ -31,7 +31,7 @@ pub(super) fn action(raw: &RawAdmin, path: &[&str]) -> Result<Action, ParseError
     };
     let rep = raw.representation.as_deref();
     let directory = match raw.resource_type.as_str() {
-        "GROUP" => group(path, rep, added),
+        "GROUP" => group(path, rep, operation),
         "GROUP_MEMBERSHIP" => match path {
             ["users", user, "groups", group] => {
                 let mut record = represented_group(rep).unwrap_or_default();
@@ -87,8 +87,8 @@ pub(super) fn action(raw: &RawAdmin, path: &[&str]) -> Result<Action, ParseError
     Ok(directory.map_or(Action::Ignore(Ignored::NoEffect), Action::Directory))
 }
 
-fn group(path: &[&str], rep: Option<&str>, added: bool) -> Option<DirectoryAction> {
-    if !added {
+fn group(path: &[&str], rep: Option<&str>, operation: &str) -> Option<DirectoryAction> {
+    if operation == "DELETE" {
         return match path {
             ["groups", id] => Some(DirectoryAction::GroupDeleted(GroupId::from(*id))),
             _ => None,
@@ -96,7 +96,14 @@ fn group(path: &[&str], rep: Option<&str>, added: bool) -> Option<DirectoryActio
     }
     let mut record = represented_group(rep).unwrap_or_default();
     match path {
-        ["groups", id] => record.id = GroupId::from(*id),
+        ["groups", id] => {
+            record.id = GroupId::from(*id);
+            // GroupsResource records a top-level group's creation on `groups/{id}`; an
+            // UPDATE there may be of any group.
+            if operation == "CREATE" {
+                record.parent_id = Some(None);
+            }
+        }
         // A child created (or moved) under `parent`: its id is in the representation.
         ["groups", parent, "children"] => {
             record.parent_id = Some(Some(GroupId::from(*parent)));
