@@ -584,3 +584,44 @@ async fn renaming_a_group_moves_its_subgroups_paths_in_either_order() {
         assert_eq!(paths, vec![json!("/employees"), json!("/employees/ops")]);
     }
 }
+
+#[tokio::test]
+async fn a_read_confirming_a_direct_grant_is_no_news_and_a_role_held_only_through_a_group_is() {
+    use keycloak_sync::core::event::RoleRecord;
+    use keycloak_sync::core::plan::{Observation, Version};
+
+    let db = TestDb::new().await;
+    let store = db.store().await.with_feed(Some("keycloak_sync_changes"));
+    let grant = admin(
+        "rm1",
+        T0,
+        "REALM_ROLE_MAPPING",
+        "CREATE",
+        &format!("users/{U1}/role-mappings/realm"),
+        Some(json!([role_rep(R1, "admin", None)])),
+    );
+    apply(&store, &[grant]).await;
+    let mut via_group = RoleRecord::with_id(&"r-ops".into());
+    via_group.name = Some("ops".into());
+    let read = Observation::Directory {
+        realm_id: "r".into(),
+        user_id: U1.into(),
+        groups: Vec::new(),
+        roles: vec![(RoleRecord::with_id(&R1.into()), true), (via_group, true)],
+        at: T0 + 100,
+        version: Version::observed(T0 + 100, "test"),
+    };
+    store.apply_observations(&[read]).await.expect("observe");
+    let announced = rows(
+        &store,
+        "SELECT row_id, kind FROM changes WHERE table_name = 'user_roles' ORDER BY seq",
+    )
+    .await;
+    assert_eq!(
+        announced,
+        vec![
+            json!({"row_id": R1, "kind": "role_granted"}),
+            json!({"row_id": "r-ops", "kind": "role_granted"}),
+        ]
+    );
+}

@@ -3,7 +3,7 @@
 -- and after.
 WITH n AS (SELECT * FROM {rows}),
 old AS (
-    SELECT ur.user_id, ur.role_id, ur.effective AS was_effective
+    SELECT ur.user_id, ur.role_id, ur.direct OR COALESCE(ur.effective, false) AS was_held
     FROM user_roles ur JOIN n ON n.user_id = ur.user_id AND n.role_id = ur.role_id
 ),
 up AS (
@@ -21,10 +21,10 @@ up AS (
                          THEN EXCLUDED.effective ELSE ur.effective END,
         effective_ver = GREATEST(ur.effective_ver, EXCLUDED.effective_ver),
         updated_at = now()
-    RETURNING ur.user_id, ur.role_id, ur.realm_id, ur.effective
+    RETURNING ur.user_id, ur.role_id, ur.realm_id,
+        ur.direct OR COALESCE(ur.effective, false) AS held
 )
--- A row first read (or no longer read) as held is a grant (or a revocation) for
--- applications, however the role is held.
-SELECT up.role_id, up.user_id, up.realm_id, COALESCE(old.was_effective, false),
-    COALESCE(up.effective, false)
+-- Held at all (directly or effectively), before and after: a read confirming a direct
+-- grant is no news; a role first read as held (or no longer held) is.
+SELECT up.role_id, up.user_id, up.realm_id, old.was_held, up.held
 FROM up LEFT JOIN old ON old.user_id = up.user_id AND old.role_id = up.role_id

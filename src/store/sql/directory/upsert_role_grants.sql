@@ -3,7 +3,7 @@
 -- holds nothing, directly or not.
 WITH n AS (SELECT * FROM {rows}),
 old AS (
-    SELECT ur.user_id, ur.role_id, ur.direct AS was_direct
+    SELECT ur.user_id, ur.role_id, ur.direct OR COALESCE(ur.effective, false) AS was_held
     FROM user_roles ur JOIN n ON n.user_id = ur.user_id AND n.role_id = ur.role_id
 ),
 up AS (
@@ -27,7 +27,10 @@ up AS (
             AND (SELECT deleted_at FROM users WHERE id = ur.user_id) IS NULL
             AND (SELECT deleted_at FROM roles WHERE id = ur.role_id) IS NULL,
         updated_at = now()
-    RETURNING ur.user_id, ur.role_id, ur.realm_id, ur.direct
+    RETURNING ur.user_id, ur.role_id, ur.realm_id,
+        ur.direct OR COALESCE(ur.effective, false) AS held
 )
-SELECT up.role_id, up.user_id, up.realm_id, old.was_direct, up.direct
+-- Held at all, before and after: a direct grant of a role already held through a group
+-- is no news to applications.
+SELECT up.role_id, up.user_id, up.realm_id, old.was_held, up.held
 FROM up LEFT JOIN old ON old.user_id = up.user_id AND old.role_id = up.role_id
