@@ -5,27 +5,12 @@ use std::sync::LazyLock;
 
 use sqlx::Row;
 
+use super::{last_writer_wins, split};
 use crate::core::change::{Change, ChangeKind};
 use crate::core::event::MemberRef;
-use crate::core::plan::{MembershipChange, Plan, Versioned};
+use crate::core::plan::{MembershipChange, Plan};
 use crate::store::rows::Rows;
 use crate::store::{query, Tx};
-
-/// `column = <newer of stored and incoming>, version = <the newer version>` for each
-/// (column, version column) merged last writer wins, `alias` being the table's.
-fn last_writer_wins(alias: &str, fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(f, ver)| {
-            format!(
-                "{f} = CASE WHEN EXCLUDED.{ver} > COALESCE({alias}.{ver}, '') \
-                 THEN EXCLUDED.{f} ELSE {alias}.{f} END,\n        \
-                 {ver} = GREATEST({alias}.{ver}, EXCLUDED.{ver})"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",\n        ")
-}
 
 static UPSERT_GROUPS: LazyLock<String> = LazyLock::new(|| {
     include_str!("../sql/directory/upsert_groups.sql").replace(
@@ -53,14 +38,6 @@ static UPSERT_ORGANIZATIONS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-fn value<T: Clone>(slot: &Option<Versioned<T>>) -> Option<T> {
-    slot.as_ref().map(|v| v.value.clone())
-}
-
-fn version<T>(slot: &Option<Versioned<T>>) -> Option<String> {
-    slot.as_ref().map(|v| v.version.as_str().to_string())
-}
-
 /// Writes the plan's directory part, after the users (whose deletions it follows).
 pub async fn write(
     tx: &mut Tx<'_>,
@@ -74,16 +51,12 @@ pub async fn write(
 
     if !directory.groups.is_empty() {
         let groups = &directory.groups;
-        let names: Vec<Option<String>> = groups.iter().map(|g| value(&g.name)).collect();
-        let name_vers: Vec<Option<String>> = groups.iter().map(|g| version(&g.name)).collect();
-        let paths: Vec<Option<String>> = groups.iter().map(|g| value(&g.path)).collect();
-        let path_vers: Vec<Option<String>> = groups.iter().map(|g| version(&g.path)).collect();
-        let parents: Vec<Option<String>> = groups
-            .iter()
-            .map(|g| value(&g.parent_id).flatten().map(|p| p.to_string()))
-            .collect();
-        let parent_vers: Vec<Option<String>> =
-            groups.iter().map(|g| version(&g.parent_id)).collect();
+        let (names, name_vers) = split(groups.iter().map(|g| g.name.clone()), Some);
+        let (paths, path_vers) = split(groups.iter().map(|g| g.path.clone()), Some);
+        // A top-level group: a known place (a version) without a parent.
+        let (parents, parent_vers) = split(groups.iter().map(|g| g.parent_id.clone()), |p| {
+            p.map(|p| p.to_string())
+        });
         let rows = Rows::new()
             .text("id", groups.iter().map(|g| Some(g.id.as_str())))
             .text("realm_id", groups.iter().map(|g| Some(g.realm_id.as_str())))
@@ -139,10 +112,8 @@ pub async fn write(
 
     if !directory.roles.is_empty() {
         let roles = &directory.roles;
-        let names: Vec<Option<String>> = roles.iter().map(|r| value(&r.name)).collect();
-        let name_vers: Vec<Option<String>> = roles.iter().map(|r| version(&r.name)).collect();
-        let composite_vers: Vec<Option<String>> =
-            roles.iter().map(|r| version(&r.composite)).collect();
+        let (names, name_vers) = split(roles.iter().map(|r| r.name.clone()), Some);
+        let (composites, composite_vers) = split(roles.iter().map(|r| r.composite.clone()), Some);
         let rows = Rows::new()
             .text("id", roles.iter().map(|r| Some(r.id.as_str())))
             .text("realm_id", roles.iter().map(|r| Some(r.realm_id.as_str())))
@@ -154,7 +125,7 @@ pub async fn write(
             )
             .text("name", names.iter().map(Option::as_ref))
             .text("name_ver", name_vers.iter().map(Option::as_ref))
-            .bool("composite", roles.iter().map(|r| value(&r.composite)))
+            .bool("composite", composites)
             .text("composite_ver", composite_vers.iter().map(Option::as_ref))
             .int8("deleted_at", roles.iter().map(|r| r.deleted_at));
         for row in rows
@@ -203,12 +174,8 @@ pub async fn write(
 
     if !directory.organizations.is_empty() {
         let organizations = &directory.organizations;
-        let names: Vec<Option<String>> = organizations.iter().map(|o| value(&o.name)).collect();
-        let name_vers: Vec<Option<String>> =
-            organizations.iter().map(|o| version(&o.name)).collect();
-        let aliases: Vec<Option<String>> = organizations.iter().map(|o| value(&o.alias)).collect();
-        let alias_vers: Vec<Option<String>> =
-            organizations.iter().map(|o| version(&o.alias)).collect();
+        let (names, name_vers) = split(organizations.iter().map(|o| o.name.clone()), Some);
+        let (aliases, alias_vers) = split(organizations.iter().map(|o| o.alias.clone()), Some);
         let rows = Rows::new()
             .text("id", organizations.iter().map(|o| Some(o.id.as_str())))
             .text(

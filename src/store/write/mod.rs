@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use super::{query, Tx};
 use crate::core::change::Change;
-use crate::core::plan::{LockMode, Plan};
+use crate::core::plan::{LockMode, Plan, Versioned};
 
 /// Writes `plan`; what it changed for applications goes to `changes` (the feed).
 pub async fn write_plan(
@@ -78,6 +78,35 @@ async fn lock_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// `column = <newer of stored and incoming>, version = <the newer version>` for each
+/// (column, version column) merged last writer wins, `alias` being the table's.
+pub(super) fn last_writer_wins(alias: &str, fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(f, ver)| {
+            format!(
+                "{f} = CASE WHEN EXCLUDED.{ver} > COALESCE({alias}.{ver}, '') \
+                 THEN EXCLUDED.{f} ELSE {alias}.{f} END,\n        \
+                 {ver} = GREATEST({alias}.{ver}, EXCLUDED.{ver})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",\n        ")
+}
+
+/// The value and version columns of a last-writer-wins field.
+pub(super) fn split<T, U>(
+    items: impl Iterator<Item = Option<Versioned<T>>>,
+    convert: impl Fn(T) -> Option<U>,
+) -> (Vec<Option<U>>, Vec<Option<String>>) {
+    items
+        .map(|v| match v {
+            Some(v) => (convert(v.value), Some(v.version.as_str().to_string())),
+            None => (None, None),
+        })
+        .unzip()
 }
 
 /// FNV-1a: stable across processes and versions, unlike std's hasher.

@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
+use super::{last_writer_wins, split};
 use crate::core::change::{Change, ChangeKind};
-use crate::core::plan::{Plan, UserChange, Versioned};
+use crate::core::plan::{Plan, UserChange};
 use crate::store::rows::Rows;
 use crate::store::Tx;
 
@@ -44,15 +45,14 @@ const DELETED: i16 = 4;
 
 static UPSERT: LazyLock<String> = LazyLock::new(|| {
     let wins = |f: &str| format!("EXCLUDED.{f}_ver > COALESCE(u.{f}_ver, '')");
-    let assignments: Vec<String> = LAST_WRITER_WINS
+    let versions: Vec<String> = LAST_WRITER_WINS
         .iter()
-        .map(|f| {
-            format!(
-                "{f} = CASE WHEN {} THEN EXCLUDED.{f} ELSE u.{f} END,\n    \
-                 {f}_ver = GREATEST(u.{f}_ver, EXCLUDED.{f}_ver)",
-                wins(f)
-            )
-        })
+        .map(|f| format!("{f}_ver"))
+        .collect();
+    let fields: Vec<(&str, &str)> = LAST_WRITER_WINS
+        .iter()
+        .zip(&versions)
+        .map(|(f, ver)| (*f, ver.as_str()))
         .collect();
     let changed: Vec<String> = LAST_WRITER_WINS
         .iter()
@@ -67,23 +67,10 @@ static UPSERT: LazyLock<String> = LazyLock::new(|| {
         wins("enabled"),
     );
     include_str!("../sql/upsert_users.sql")
-        .replace("{last_writer_wins}", &assignments.join(",\n    "))
+        .replace("{last_writer_wins}", &last_writer_wins("u", &fields))
         .replace("{new_attributes}", NEW_ATTRIBUTES)
         .replace("{change_flags}", &flags)
 });
-
-/// The value and version columns of a last-writer-wins field.
-fn split<T, U>(
-    items: impl Iterator<Item = Option<Versioned<T>>>,
-    convert: impl Fn(T) -> Option<U>,
-) -> (Vec<Option<U>>, Vec<Option<String>>) {
-    items
-        .map(|v| match v {
-            Some(v) => (convert(v.value), Some(v.version.as_str().to_string())),
-            None => (None, None),
-        })
-        .unzip()
-}
 
 /// `{"<name>": {"value": [..] | null, "ver": "<version>"}}`, as `users.attribute_updates`
 /// keeps them.
