@@ -150,82 +150,58 @@ impl DirectoryPlan {
     /// it): per realm and area, writers of hanging rows share a lock that a deletion takes
     /// alone. Deletions are rare admin acts; they briefly hold off the area's writers.
     pub fn locks(&self) -> BTreeMap<(&str, DirectoryArea), super::LockMode> {
-        use super::LockMode::{Exclusive, Shared};
+        use DirectoryArea::{Groups, Organizations, Roles};
+        // (realm, area, whether the write deletes)
+        let writes = self
+            .groups
+            .iter()
+            .map(|g| (&g.realm_id, Groups, g.deleted_at.is_some()))
+            .chain(
+                self.group_members
+                    .iter()
+                    .map(|m| (&m.realm_id, Groups, false)),
+            )
+            .chain(
+                self.roles
+                    .iter()
+                    .map(|r| (&r.realm_id, Roles, r.deleted_at.is_some())),
+            )
+            .chain(
+                self.role_name_deletions
+                    .iter()
+                    .map(|d| (&d.realm_id, Roles, true)),
+            )
+            .chain(
+                self.role_grants
+                    .iter()
+                    .map(|g| (&g.membership.realm_id, Roles, false)),
+            )
+            .chain(
+                self.effective_roles
+                    .iter()
+                    .map(|e| (&e.realm_id, Roles, false)),
+            )
+            .chain(
+                self.organizations
+                    .iter()
+                    .map(|o| (&o.realm_id, Organizations, o.deleted_at.is_some())),
+            )
+            .chain(
+                self.organization_members
+                    .iter()
+                    .map(|m| (&m.realm_id, Organizations, false)),
+            );
         let mut locks = BTreeMap::new();
-        fn take<'a>(
-            locks: &mut BTreeMap<(&'a str, DirectoryArea), super::LockMode>,
-            realm: &'a RealmId,
-            area: DirectoryArea,
-            mode: super::LockMode,
-        ) {
-            let slot = locks.entry((realm.as_str(), area)).or_insert(mode);
-            if mode == super::LockMode::Exclusive {
-                *slot = mode;
+        for (realm, area, deletes) in writes {
+            let mode = if deletes {
+                super::LockMode::Exclusive
+            } else {
+                super::LockMode::Shared
+            };
+            let held = locks.entry((realm.as_str(), area)).or_insert(mode);
+            if deletes {
+                *held = mode;
             }
-        }
-        for group in &self.groups {
-            let mode = if group.deleted_at.is_some() {
-                Exclusive
-            } else {
-                Shared
-            };
-            take(&mut locks, &group.realm_id, DirectoryArea::Groups, mode);
-        }
-        for member in &self.group_members {
-            take(&mut locks, &member.realm_id, DirectoryArea::Groups, Shared);
-        }
-        for role in &self.roles {
-            let mode = if role.deleted_at.is_some() {
-                Exclusive
-            } else {
-                Shared
-            };
-            take(&mut locks, &role.realm_id, DirectoryArea::Roles, mode);
-        }
-        for deletion in &self.role_name_deletions {
-            take(
-                &mut locks,
-                &deletion.realm_id,
-                DirectoryArea::Roles,
-                Exclusive,
-            );
-        }
-        for grant in &self.role_grants {
-            take(
-                &mut locks,
-                &grant.membership.realm_id,
-                DirectoryArea::Roles,
-                Shared,
-            );
-        }
-        for effective in &self.effective_roles {
-            take(
-                &mut locks,
-                &effective.realm_id,
-                DirectoryArea::Roles,
-                Shared,
-            );
-        }
-        for organization in &self.organizations {
-            let mode = if organization.deleted_at.is_some() {
-                Exclusive
-            } else {
-                Shared
-            };
-            take(
-                &mut locks,
-                &organization.realm_id,
-                DirectoryArea::Organizations,
-                mode,
-            );
-        }
-        for member in &self.organization_members {
-            take(
-                &mut locks,
-                &member.realm_id,
-                DirectoryArea::Organizations,
-                Shared,
-            );
         }
         locks
     }
@@ -257,39 +233,36 @@ pub(super) struct DirectoryPlanner {
     recompute: BTreeMap<(RealmId, Affected), Version>,
 }
 
-/// Folds one verdict into a membership: the latest by version decides, grants keep the
-/// latest grant time.
-fn decide<K: Clone>(
-    slot: &mut Option<MembershipChange<K>>,
-    key: &K,
-    realm_id: &RealmId,
-    member: bool,
-    at: i64,
-    version: &Version,
-    joined: bool,
-) {
-    let change = slot.get_or_insert_with(|| MembershipChange {
-        key: key.clone(),
-        realm_id: realm_id.clone(),
-        verdict: Versioned {
-            value: Verdict { member, at },
-            version: version.clone(),
-        },
-        since: None,
-    });
-    if *version > change.verdict.version {
-        change.verdict = Versioned {
-            value: Verdict { member, at },
-            version: version.clone(),
-        };
+impl<K> MembershipChange<K> {
+    fn new(key: K, realm_id: &RealmId, member: bool, at: i64, version: &Version) -> Self {
+        MembershipChange {
+            key,
+            realm_id: realm_id.clone(),
+            verdict: Versioned {
+                value: Verdict { member, at },
+                version: version.clone(),
+            },
+            since: None,
+        }
     }
-    if member && joined {
-        max_opt(&mut change.since, at);
+
+    /// Folds one verdict in: the latest by version decides; `joined` verdicts (an event
+    /// that added the member, whose time is the latest join — not a listing that only
+    /// says it is a member now) keep the latest join time.
+    fn decide(&mut self, member: bool, joined: bool, at: i64, version: &Version) {
+        if *version > self.verdict.version {
+            self.verdict = Versioned {
+                value: Verdict { member, at },
+                version: version.clone(),
+            };
+        }
+        if member && joined {
+            max_opt(&mut self.since, at);
+        }
     }
 }
 
-/// `joined`: the verdict comes from an event that added the member (whose time is the
-/// latest join), not from a listing that only says it is a member now.
+/// Folds a verdict into `map`'s membership for `key`, made by it if new.
 fn decide_in<K: Ord + Clone>(
     map: &mut BTreeMap<K, MembershipChange<K>>,
     key: K,
@@ -298,11 +271,9 @@ fn decide_in<K: Ord + Clone>(
     at: i64,
     version: &Version,
 ) {
-    let mut slot = map.remove(&key);
-    decide(&mut slot, &key, realm_id, member, at, version, joined);
-    if let Some(change) = slot {
-        map.insert(key, change);
-    }
+    map.entry(key.clone())
+        .or_insert_with(|| MembershipChange::new(key, realm_id, member, at, version))
+        .decide(member, joined, at, version);
 }
 
 impl DirectoryPlanner {
@@ -373,26 +344,13 @@ impl DirectoryPlanner {
                         self.role_grants
                             .entry(key.clone())
                             .or_insert_with(|| GrantChange {
-                                membership: MembershipChange {
-                                    key: key.clone(),
-                                    realm_id: realm_id.clone(),
-                                    verdict: Versioned {
-                                        value: Verdict {
-                                            member: *granted,
-                                            at: time,
-                                        },
-                                        version: version.clone(),
-                                    },
-                                    since: None,
-                                },
-                                client_id: record.client_id.clone(),
-                                role_name: record.name.clone(),
+                                membership: MembershipChange::new(
+                                    key, realm_id, *granted, time, version,
+                                ),
+                                client_id: None,
+                                role_name: None,
                             });
-                    let mut slot = Some(grant.membership.clone());
-                    decide(&mut slot, &key, realm_id, *granted, time, version, true);
-                    if let Some(membership) = slot {
-                        grant.membership = membership;
-                    }
+                    grant.membership.decide(*granted, true, time, version);
                     if grant.client_id.is_none() {
                         grant.client_id = record.client_id.clone();
                     }
