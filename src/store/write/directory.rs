@@ -38,10 +38,12 @@ static UPSERT_ORGANIZATIONS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Writes the plan's directory part, after the users (whose deletions it follows).
+/// Writes the plan's directory part, after the users (whose deletions it follows);
+/// `named`: the users a username may newly belong to (see `users::upsert`).
 pub async fn write(
     tx: &mut Tx<'_>,
     plan: &Plan,
+    named: &[String],
     changes: &mut Vec<Change>,
 ) -> Result<(), sqlx::Error> {
     let directory = &plan.directory;
@@ -278,14 +280,10 @@ pub async fn write(
             since: m.since,
         })
         .collect();
-    // Members added by username before their user was known: written now if it is.
-    let named: Vec<&str> = plan
-        .users
-        .iter()
-        .filter(|u| u.username.is_some())
-        .map(|u| u.id.as_str())
-        .collect();
+    // Members added by username before their user was known: written now if it is —
+    // asked only when a username may be new (most batches only log known users in).
     if !named.is_empty() {
+        let named: Vec<&str> = named.iter().map(String::as_str).collect();
         organization_members.extend(resolve_pending(tx, Some(&named)).await?);
     }
     upsert_organization_members(tx, &organization_members, changes).await?;

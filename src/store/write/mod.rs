@@ -38,9 +38,9 @@ pub async fn write_plan(
     tokens::store(tx, plan, sealed, changes).await?;
     tokens::follow_refreshes(tx, plan).await?;
     // Last: the rows most batches share are then locked only until the commit.
-    users::upsert(tx, plan, changes).await?;
+    let named = users::upsert(tx, plan, changes).await?;
     // After the users: memberships follow their deletions.
-    directory::write(tx, plan, changes).await?;
+    directory::write(tx, plan, &named, changes).await?;
     Ok(())
 }
 

@@ -120,14 +120,16 @@ fn user_changes(plan: &Plan, written: Vec<Written>, changes: &mut Vec<Change>) {
     }
 }
 
+/// Writes the plan's users; returns those a username may newly belong to (new rows and
+/// rows whose profile changed), for what waits on a username.
 pub async fn upsert(
     tx: &mut Tx<'_>,
     plan: &Plan,
     changes: &mut Vec<Change>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<String>, sqlx::Error> {
     let users = &plan.users;
     if users.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let (username, username_ver) = split(users.iter().map(|u| u.username.clone()), |s| s);
     let (email, email_ver) = split(users.iter().map(|u| u.email.clone()), |s| s);
@@ -186,6 +188,11 @@ pub async fn upsert(
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect();
+    let named: Vec<String> = written
+        .iter()
+        .filter(|(_, created, flags)| *created || flags & CHANGED_PROFILE != 0)
+        .map(|(id, _, _)| id.clone())
+        .collect();
     user_changes(plan, written, changes);
-    Ok(())
+    Ok(named)
 }
