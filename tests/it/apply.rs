@@ -24,16 +24,14 @@ fn admin(
     path: &str,
     representation: Option<&str>,
 ) -> Event {
-    let rep = representation
-        .map(|r| {
-            format!(
-                r#","representation":{}"#,
-                serde_json::to_string(r).expect("string")
-            )
-        })
-        .unwrap_or_default();
-    event(&format!(
-        r#"{{"schema":1,"kind":"admin","id":"{id}","time":{time},"realmId":"r","resourceType":"{resource}","operationType":"{operation}","resourcePath":"{path}"{rep}}}"#
+    event(&admin_envelope(
+        id,
+        time,
+        "r",
+        resource,
+        operation,
+        path,
+        representation,
     ))
 }
 

@@ -25,14 +25,17 @@ fn admin(
     path: &str,
     representation: Option<Value>,
 ) -> Event {
-    let mut envelope = json!({
-        "schema": 1, "kind": "admin", "id": id, "time": time, "realmId": "r",
-        "resourceType": resource, "operationType": operation, "resourcePath": path,
-    });
-    if let Some(rep) = representation {
-        envelope["representation"] = Value::String(rep.to_string());
-    }
-    event(&envelope.to_string())
+    let representation = representation.map(|rep| rep.to_string());
+    let envelope = admin_envelope(
+        id,
+        time,
+        "r",
+        resource,
+        operation,
+        path,
+        representation.as_deref(),
+    );
+    event(&envelope)
 }
 
 /// REGISTER of U1 as `alice`.

@@ -7,7 +7,7 @@ use keycloak_sync::store::Store;
 use serde_json::json;
 
 use crate::keycloak_fake::{user_rep, FakeKeycloak, REALM_ID};
-use crate::support::{apply, count, event, user, TestDb};
+use crate::support::{admin_envelope, apply, count, event, user, TestDb};
 
 const REGISTERED_AT: i64 = 1_732_270_000_000;
 
@@ -288,14 +288,8 @@ mod directory {
         path: &str,
         rep: Option<Value>,
     ) -> String {
-        let mut envelope = json!({
-            "schema": 1, "kind": "admin", "id": id, "time": time, "realmId": REALM_ID,
-            "resourceType": resource, "operationType": op, "resourcePath": path,
-        });
-        if let Some(rep) = rep {
-            envelope["representation"] = Value::String(rep.to_string());
-        }
-        envelope.to_string()
+        let rep = rep.map(|rep| rep.to_string());
+        admin_envelope(id, time, REALM_ID, resource, op, path, rep.as_deref())
     }
 
     fn role(id: &str, name: &str, client: Option<&str>) -> Value {

@@ -113,6 +113,27 @@ pub fn event(json: &str) -> Event {
     parse_message(json.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
 
+/// An admin event in the provider's envelope, the representation (if any) a JSON string
+/// as Keycloak records it.
+pub fn admin_envelope(
+    id: &str,
+    time: i64,
+    realm_id: &str,
+    resource: &str,
+    operation: &str,
+    path: &str,
+    representation: Option<&str>,
+) -> String {
+    let mut envelope = serde_json::json!({
+        "schema": 1, "kind": "admin", "id": id, "time": time, "realmId": realm_id,
+        "resourceType": resource, "operationType": operation, "resourcePath": path,
+    });
+    if let Some(rep) = representation {
+        envelope["representation"] = serde_json::Value::String(rep.to_string());
+    }
+    envelope.to_string()
+}
+
 pub async fn apply(store: &Store, events: &[Event]) -> Vec<Outcome> {
     store.apply(events).await.expect("apply")
 }
