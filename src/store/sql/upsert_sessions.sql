@@ -1,6 +1,7 @@
 -- Client and address: the first writer wins; the earliest start and the earliest ending
 -- event win; refreshes add up; the latest activity wins; remember-me, once said, stays.
 -- An end inferred from the expiry (no version) gives way to any ending event.
+WITH written AS (
 INSERT INTO user_sessions AS s (id, realm_id, user_id, client_id, client_ver, ip_address,
     ip_ver, started_at, last_refresh_at, refresh_count, last_activity_at, remember_me,
     ended_at, end_reason, end_ver)
@@ -29,5 +30,8 @@ ON CONFLICT (id) DO UPDATE SET
                       THEN EXCLUDED.end_reason ELSE s.end_reason END,
     end_inferred = s.end_inferred AND EXCLUDED.end_ver IS NULL,
     end_ver = LEAST(s.end_ver, EXCLUDED.end_ver)
--- For the change feed: created by this statement, and how the row ends now.
-RETURNING id, user_id, xmax = 0, end_ver, end_reason
+RETURNING id, user_id, xmax = 0 AS created, end_ver, end_reason
+)
+-- For the change feed: the rows created by this statement or ended now (most rows of a
+-- batch are neither: only refreshed, and need not travel back).
+SELECT * FROM written WHERE created OR end_ver IS NOT NULL
