@@ -6,6 +6,22 @@
 use std::borrow::Borrow;
 use std::fmt;
 
+/// FNV-1a of an id: the same in every process and version, unlike std's hasher (advisory
+/// lock keys are shared by every replica).
+pub fn stable_hash(id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// A byte `escape_debug` leaves as it is: printable ASCII other than quotes and backslash.
+fn is_plain(byte: u8) -> bool {
+    byte.is_ascii_graphic() && !matches!(byte, b'\\' | b'"' | b'\'')
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -24,8 +40,13 @@ macro_rules! id_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // Escaped: ids come from outside and end up in logs.
-                write!(f, "{}", self.0.escape_debug())
+                // Escaped: ids come from outside and end up in logs. Most are plain
+                // (UUIDs, client ids), which escaping leaves as they are.
+                if self.0.bytes().all(is_plain) {
+                    f.write_str(&self.0)
+                } else {
+                    write!(f, "{}", self.0.escape_debug())
+                }
             }
         }
 

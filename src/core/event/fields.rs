@@ -58,7 +58,7 @@ impl<'a> Fields<'a> {
         match self.object.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => {
-                check_len(&self.name(key), s, max)?;
+                check_len(|| self.name(key), s, max)?;
                 Ok(Some(s.clone()))
             }
             Some(other) => Err(self.wrong(key, "a string", other)),
@@ -163,17 +163,18 @@ impl<'a> Fields<'a> {
         };
         let mut out = BTreeMap::new();
         for (name, value) in map {
-            let field = format!("{}.{name}", self.name(key));
-            check_len(&field, name, MAX_ID_LEN)?;
+            // Named only when something is wrong: most maps are read without error.
+            let field = || format!("{}.{name}", self.name(key));
+            check_len(field, name, MAX_ID_LEN)?;
             match value {
                 Value::Null => {}
                 Value::String(s) => {
-                    check_len(&field, s, max_value)?;
+                    check_len(field, s, max_value)?;
                     out.insert(name.clone(), s.clone());
                 }
                 other => {
                     return Err(ParseError::Field {
-                        field,
+                        field: field(),
                         expected: "a string",
                         got: describe(other),
                     })
@@ -185,10 +186,10 @@ impl<'a> Fields<'a> {
 }
 
 /// Length limit, and no NUL characters: Postgres text and jsonb cannot store them.
-fn check_len(field: &str, s: &str, max: usize) -> Result<(), ParseError> {
+fn check_len(field: impl Fn() -> String, s: &str, max: usize) -> Result<(), ParseError> {
     if s.contains('\0') {
         return Err(ParseError::Field {
-            field: field.to_string(),
+            field: field(),
             expected: "text without NUL characters",
             got: "a string containing \\u0000".into(),
         });
@@ -196,7 +197,7 @@ fn check_len(field: &str, s: &str, max: usize) -> Result<(), ParseError> {
     // Byte length bounds the character count from above, so most strings skip the count.
     if s.len() > max && s.chars().count() > max {
         return Err(ParseError::Field {
-            field: field.to_string(),
+            field: field(),
             expected: "a shorter string",
             got: format!("a string of {} characters (limit {max})", s.chars().count()),
         });

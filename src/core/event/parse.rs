@@ -299,52 +299,55 @@ impl RawEvent {
     /// may lack or word differently: Keycloak's id (26.2+ only), the envelope's realm
     /// name, admin auth details other than the acting user.
     fn content_key(&self) -> String {
-        let mut canonical = Vec::new();
+        fn opt(value: &Option<String>) -> &str {
+            value.as_deref().unwrap_or_default()
+        }
+        let mut canonical = Vec::with_capacity(512);
         let mut put = |field: &str| {
             // Length-prefixed, so no two field lists give the same bytes.
-            canonical.extend_from_slice(format!("{}:", field.len()).as_bytes());
+            canonical.extend_from_slice(field.len().to_string().as_bytes());
+            canonical.push(b':');
             canonical.extend_from_slice(field.as_bytes());
         };
-        let opt = |value: &Option<String>| value.clone().unwrap_or_default();
-        match self {
+        let details = match self {
             RawEvent::User(raw) => {
+                let time = raw.time.to_string();
                 for field in [
-                    "user".to_string(),
-                    raw.time.to_string(),
-                    raw.realm_id.clone(),
-                    raw.event_type.clone(),
+                    "user",
+                    &time,
+                    &raw.realm_id,
+                    &raw.event_type,
                     opt(&raw.user_id),
                     opt(&raw.session_id),
                     opt(&raw.client_id),
                     opt(&raw.ip_address),
                     opt(&raw.error),
                 ] {
-                    put(&field);
+                    put(field);
                 }
-                for (key, value) in &raw.details {
-                    put(key);
-                    put(value);
-                }
+                &raw.details
             }
             RawEvent::Admin(raw) => {
+                let time = raw.time.to_string();
                 for field in [
-                    "admin".to_string(),
-                    raw.time.to_string(),
-                    raw.realm_id.clone(),
-                    raw.resource_type.clone(),
-                    raw.operation_type.clone(),
+                    "admin",
+                    &time,
+                    &raw.realm_id,
+                    &raw.resource_type,
+                    &raw.operation_type,
                     opt(&raw.resource_path),
-                    raw.auth_details.get("userId").cloned().unwrap_or_default(),
+                    raw.auth_details.get("userId").map_or("", String::as_str),
                     opt(&raw.error),
                     opt(&raw.representation),
                 ] {
-                    put(&field);
+                    put(field);
                 }
-                for (key, value) in &raw.details {
-                    put(key);
-                    put(value);
-                }
+                &raw.details
             }
+        };
+        for (key, value) in details {
+            put(key);
+            put(value);
         }
         Uuid::new_v5(&CONTENT_KEY_NAMESPACE, &canonical).to_string()
     }

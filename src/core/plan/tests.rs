@@ -398,3 +398,23 @@ fn only_events_that_leave_a_profile_incomplete_ask_for_enrichment() {
         );
     }
 }
+
+/// Versions are stored and compared as text: the written form must stay what it was.
+#[test]
+fn versions_keep_their_written_form() {
+    for time in [0, 7, 1_732_270_000_123] {
+        let mut e = user("x", time, "LOGIN", "");
+        let key = e.id.to_string();
+        assert_eq!(Version::of(&e).as_str(), format!("1{time:015}:{key}"));
+        assert_eq!(
+            Version::placeholder(&e).as_str(),
+            format!("0{time:015}:{key}")
+        );
+        // An id that is not plain text (a token message's own id) keeps its escaping.
+        e.id = crate::core::ids::EventId::new("a\"b\\c\u{7}");
+        assert_eq!(
+            Version::of(&e).as_str(),
+            format!("1{time:015}:{}", "a\"b\\c\u{7}".escape_debug())
+        );
+    }
+}

@@ -11,11 +11,30 @@ pub struct Version(String);
 
 impl Version {
     pub fn of(event: &Event) -> Self {
-        Version(format!("1{:015}:{}", event.time, event.id))
+        Self::of_event('1', event)
     }
 
     pub fn placeholder(event: &Event) -> Self {
-        Version(format!("0{:015}:{}", event.time, event.id))
+        Self::of_event('0', event)
+    }
+
+    /// Every event of a batch takes one: written without the formatting machinery.
+    fn of_event(rank: char, event: &Event) -> Self {
+        use std::fmt::Write;
+        if event.time < 0 {
+            return Self(format!("{rank}{:015}:{}", event.time, event.id));
+        }
+        let mut text = String::with_capacity(18 + event.id.len());
+        text.push(rank);
+        // Zero-padded to 15 digits, as `{:015}` would.
+        let digits = event.time.to_string();
+        for _ in digits.len()..15 {
+            text.push('0');
+        }
+        text.push_str(&digits);
+        text.push(':');
+        let _ = write!(text, "{}", event.id);
+        Self(text)
     }
 
     /// Just after `base` (a stored version) and before anything newer than it: where

@@ -895,3 +895,23 @@ mod directory {
         }
     }
 }
+
+/// Content keys are stored in the inbox: a release that derived them differently would
+/// apply again every event delivered once more after the upgrade. Pinned, per shape.
+#[test]
+fn content_keys_and_derived_ids_never_change() {
+    let user = ok(ENVELOPE_LOGIN);
+    let admin = ok(
+        r#"{"@class":"com.github.aznamier.keycloak.event.provider.EventAdminNotificationMqMsg","time":1732270000500,"realmId":"0c6f6a0e-realm","authDetails":{"realmId":"master","clientId":"admin-cli","userId":"admin-user","ipAddress":"10.0.0.1"},"resourceType":"USER","operationType":"UPDATE","resourcePath":"users/8d2b5c1e-user","representation":"{\"email\":\"é@example.com\"}","details":{"k":"v"}}"#,
+    );
+    let pinned = [
+        (user.id.as_str(), "163bb0df-80d0-5b6a-a4f4-b9907ff156cf"),
+        (admin.id.as_str(), "4568f1d5-1fc4-599b-b4fd-ff3a93c32101"),
+        (
+            admin.message_id.as_str(),
+            "f9c34c05-fe97-5c1c-8380-18396bf7f33f",
+        ),
+    ];
+    let (got, want): (Vec<&str>, Vec<&str>) = pinned.into_iter().unzip();
+    assert_eq!(got, want);
+}
