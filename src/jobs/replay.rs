@@ -1,8 +1,10 @@
 //! `keycloak-sync replay`: applies a JSONL event log through the apply path.
 //!
-//! A reader thread streams and parses lines while batches are applied, and a bounded
-//! channel between them holds at most two batches: memory stays flat whatever the size
-//! of the file.
+//! A reader thread streams and parses lines and deals the events out to `workers` lanes
+//! by user (see [`Event::lane`]); each lane applies its batches one after another, so
+//! two concurrent transactions seldom touch the same user. A bounded channel per lane
+//! holds at most one batch besides the one forming and the one applying: memory stays
+//! flat whatever the size of the file.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -149,37 +151,33 @@ pub async fn replay(
         }
         None => None,
     };
-    let (sender, mut receiver) = mpsc::channel::<io::Result<Chunk>>(2);
     let batch_size = options.batch_size.max(1);
     let intake = options.intake;
-    let reader_thread = std::thread::spawn(move || read_chunks(reader, batch_size, intake, sender));
+    // Each lane applies its batches in turn; the outcome is the same in any order.
+    let workers = options.workers.max(1);
+    let (done_sender, mut done) = mpsc::channel(workers);
+    let mut lanes = tokio::task::JoinSet::new();
+    let mut senders = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (sender, mut receiver) = mpsc::channel::<Chunk>(1);
+        senders.push(sender);
+        let (store, done_sender) = (store.clone(), done_sender.clone());
+        lanes.spawn(async move {
+            while let Some(chunk) = receiver.recv().await {
+                let results = store.apply_isolating(&chunk.events).await;
+                if done_sender.send((chunk, results)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(done_sender);
+    let reader_thread =
+        std::thread::spawn(move || read_chunks(reader, batch_size, intake, senders));
 
     let progress = Progress::new(options.progress, "replay", total_bytes, Unit::Bytes);
     let mut summary = ReplayReport::default();
-    // Batches are applied by up to `workers` concurrent transactions: the apply path is
-    // order-independent and safe under concurrency, so the outcome is the same.
-    let workers = options.workers.max(1);
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut reading = true;
-    while reading || !in_flight.is_empty() {
-        if reading && in_flight.len() < workers {
-            match receiver.recv().await {
-                Some(chunk) => {
-                    let chunk = chunk.context("reading the event log")?;
-                    let store = store.clone();
-                    in_flight.spawn(async move {
-                        let results = store.apply_isolating(&chunk.events).await;
-                        (chunk, results)
-                    });
-                }
-                None => reading = false,
-            }
-            continue;
-        }
-        let Some(joined) = in_flight.join_next().await else {
-            break;
-        };
-        let (chunk, results) = joined.context("an apply task failed")?;
+    while let Some((chunk, results)) = done.recv().await {
         let bytes_read = chunk.bytes_read;
         let results = results
             .with_context(|| format!("applying the batch ending at line {}", chunk.last_line))?;
@@ -196,9 +194,13 @@ pub async fn replay(
         progress.set_position(bytes_read);
         progress.report(summary.counts());
     }
+    while let Some(joined) = lanes.join_next().await {
+        joined.context("an apply task failed")?;
+    }
     reader_thread
         .join()
-        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?
+        .context("reading the event log")?;
     if let Some(mut out) = rejects_out {
         out.flush().context("writing the rejects file")?;
     }
@@ -253,12 +255,14 @@ fn write_reject(out: &mut impl Write, reject: &RejectedLine) -> anyhow::Result<(
     Ok(())
 }
 
+/// Reads, parses and deals out lines until the end of the input (or until the lanes are
+/// gone: the replay stopped); full batches go to their lane, the rest at the end.
 fn read_chunks(
     reader: Box<dyn Read + Send>,
     batch_size: usize,
     intake: Intake,
-    sender: mpsc::Sender<io::Result<Chunk>>,
-) {
+    lanes: Vec<mpsc::Sender<Chunk>>,
+) -> io::Result<()> {
     let mut lines = LineReader::new(
         BufReader::with_capacity(1 << 16, reader),
         intake.max_message_bytes,
@@ -271,22 +275,14 @@ fn read_chunks(
         last_line: 0,
         bytes_read: 0,
     };
-    let mut chunk = new_chunk();
+    let mut forming: Vec<Chunk> = lanes.iter().map(|_| new_chunk()).collect();
     let mut buf = Vec::new();
-    loop {
-        let line = match lines.next_line(&mut buf) {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(error) => {
-                let _ = sender.blocking_send(Err(error));
-                return;
-            }
-        };
-        chunk.last_line = lines.line_number;
-        chunk.bytes_read = lines.bytes_read;
+    while let Some(line) = lines.next_line(&mut buf)? {
+        // Lines the parser rejects have no lane: they travel with the first.
+        let mut lane = 0;
         match line {
             LineStatus::Blank => continue,
-            LineStatus::TooLong { length } => chunk.rejected.push(RejectedLine {
+            LineStatus::TooLong { length } => forming[lane].rejected.push(RejectedLine {
                 line: lines.line_number,
                 reason: Rejection::from(crate::core::event::ParseError::TooLarge {
                     size: length,
@@ -297,30 +293,41 @@ fn read_chunks(
             }),
             LineStatus::Line => match intake.accept(&buf) {
                 Ok(event) => {
+                    lane = event.lane(lanes.len());
+                    let chunk = &mut forming[lane];
                     chunk.events.push(event);
                     chunk.lines.push(lines.line_number);
                     // Kept as read: redacted only if the database rejects it.
                     chunk.inputs.push(buf.clone());
                 }
-                Err(rejection) => chunk.rejected.push(RejectedLine {
+                Err(rejection) => forming[lane].rejected.push(RejectedLine {
                     line: lines.line_number,
                     reason: rejection.to_string(),
                     input: redacted_text(&buf),
                 }),
             },
         }
+        let chunk = &mut forming[lane];
+        chunk.last_line = lines.line_number;
+        chunk.bytes_read = lines.bytes_read;
         let full = chunk.events.len() >= batch_size || chunk.rejected.len() >= batch_size;
         if full
-            && sender
-                .blocking_send(Ok(std::mem::replace(&mut chunk, new_chunk())))
+            && lanes[lane]
+                .blocking_send(std::mem::replace(chunk, new_chunk()))
                 .is_err()
         {
-            return;
+            return Ok(());
         }
     }
-    if chunk.last_line > 0 {
-        let _ = sender.blocking_send(Ok(chunk));
+    // The line count includes trailing blank lines.
+    forming[0].last_line = lines.line_number;
+    forming[0].bytes_read = lines.bytes_read;
+    for (chunk, lane) in forming.into_iter().zip(&lanes) {
+        if chunk.last_line > 0 && lane.blocking_send(chunk).is_err() {
+            break;
+        }
     }
+    Ok(())
 }
 
 enum LineStatus {

@@ -109,12 +109,7 @@ pub(super) fn split<T, U>(
         .unzip()
 }
 
-/// FNV-1a: stable across processes and versions, unlike std's hasher.
+/// An advisory lock key: the same in every replica.
 pub(crate) fn lock_key(user_id: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in user_id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
+    crate::core::ids::stable_hash(user_id) as i64
 }
