@@ -20,9 +20,13 @@ fresh_db() {
   echo "${KCS_TEST_DATABASE_URL%/*}/$1"
 }
 
-# sample_events N → path of a generated log of N events (kept for later runs)
+# sample_events N [BINARY] → path of a generated log of N events (kept for later runs),
+# written by BINARY's own sampler (default: this build), so an older build can be given
+# the mix of events it knew
 sample_events() {
-  local file="$work/events-$1.jsonl"
-  [ -s "$file" ] || "$bin" sample --events "$1" --users $(($1 / 40)) --seed 42 >"$file"
+  local maker=${2:-$bin} file
+  file="$work/events-$1.jsonl"
+  [ "$maker" = "$bin" ] || file="$work/events-$1-$(basename "$maker")-$(sha1sum "$maker" | cut -c1-8).jsonl"
+  [ -s "$file" ] || "$maker" sample --events "$1" --users $(($1 / 40)) --seed 42 >"$file"
   echo "$file"
 }

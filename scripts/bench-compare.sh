@@ -7,6 +7,9 @@
 #
 #   scripts/bench-compare.sh OTHER_BINARY [N=200000] [ROUNDS=3]
 #
+# SAMPLE_FROM=other generates the input with OTHER_BINARY's sampler instead of this
+# build's: the mix of events an older build knew, so both do the same work.
+#
 # Build an earlier commit into OTHER_BINARY with, for example:
 #   git worktree add /tmp/kcs-old <commit> && (cd /tmp/kcs-old && cargo build --release)
 set -euo pipefail
@@ -17,7 +20,11 @@ rounds=${3:-3}
 
 . scripts/bench-common.sh
 node=$KCS_RABBITMQ_NODE
-file=$(sample_events "$events")
+case ${SAMPLE_FROM:-this} in
+  this) file=$(sample_events "$events") ;;
+  other) file=$(sample_events "$events" "$other") ;;
+  *) echo "SAMPLE_FROM is this or other" >&2; exit 2 ;;
+esac
 export KEYCLOAK_SYNC__AMQP__EXCHANGE=kcs-compare.events KEYCLOAK_SYNC__AMQP__QUEUE=kcs-compare \
   KEYCLOAK_SYNC__AMQP__DEAD_LETTER_EXCHANGE=kcs-compare.dlx KEYCLOAK_SYNC__AMQP__DEAD_LETTER_QUEUE=kcs-compare.dlq \
   KEYCLOAK_SYNC__HTTP__LISTEN=127.0.0.1:18182 KEYCLOAK_SYNC__LOG__LEVEL=warn

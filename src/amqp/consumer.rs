@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::FuturesOrdered;
+use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -16,6 +16,7 @@ use lapin::Confirmation;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use super::acks::Unacked;
 use super::{dead_letter_properties, declare_topology, Broker};
 use crate::config::AmqpSettings;
 use crate::core::event::Event;
@@ -49,6 +50,34 @@ enum SessionError {
 struct AppliedBatch {
     deliveries: Vec<Delivery>,
     rejected: Vec<(usize, Rejection)>,
+}
+
+/// One of `amqp.workers` lanes: the deliveries of its users (see [`Event::lane`]) waiting
+/// for a batch, and whether a batch of it is applying (one at a time per lane).
+#[derive(Default)]
+struct Lane {
+    forming: Vec<(Delivery, Event)>,
+    /// When the oldest forming delivery must be applied, full batch or not.
+    deadline: Option<tokio::time::Instant>,
+    applying: bool,
+}
+
+impl Lane {
+    fn ready(&self, batch_size: usize, now: tokio::time::Instant) -> bool {
+        !self.applying
+            && !self.forming.is_empty()
+            && (self.forming.len() >= batch_size || self.deadline.is_some_and(|d| d <= now))
+    }
+
+    /// The next batch: at most `batch_size` of the oldest deliveries; any left over are
+    /// due as soon as the lane is free again.
+    fn take(&mut self, batch_size: usize) -> Vec<(Delivery, Event)> {
+        let rest = self.forming.split_off(self.forming.len().min(batch_size));
+        let batch = std::mem::replace(&mut self.forming, rest);
+        self.deadline = (!self.forming.is_empty()).then(tokio::time::Instant::now);
+        self.applying = true;
+        batch
+    }
 }
 
 pub struct Consumer {
@@ -138,43 +167,67 @@ impl Consumer {
         result
     }
 
-    /// Forms batches as deliveries arrive and keeps up to `amqp.workers` of them applying
-    /// at once. Batches are settled (dead-lettered, acknowledged) strictly in delivery
-    /// order, so each multiple-ack covers only committed work. Returns `Ok` on shutdown,
-    /// after the batches in hand are settled.
+    /// Deals deliveries out to `amqp.workers` lanes by user as they arrive and applies
+    /// each lane's batches in turn, the lanes side by side: concurrent transactions then
+    /// seldom wait for each other's locks. A batch is settled (dead-lettered,
+    /// acknowledged) as soon as it commits; the multiple-ack covers only deliveries that
+    /// are all settled (see [`Unacked`]). Returns `Ok` on shutdown, after the batches in
+    /// hand are settled.
     async fn pump(
         &self,
         broker: &Broker,
         deliveries: &mut lapin::Consumer,
     ) -> Result<(), SessionError> {
-        let mut applying = FuturesOrdered::new();
-        let mut forming: Vec<Delivery> = Vec::with_capacity(self.settings.batch_size);
-        let mut deadline: Option<tokio::time::Instant> = None;
+        let batch_size = self.settings.batch_size;
+        let mut lanes: Vec<Lane> = (0..self.settings.workers.max(1))
+            .map(|_| Lane::default())
+            .collect();
+        let mut unacked = Unacked::default();
+        let mut applying = FuturesUnordered::new();
         let mut tick = tokio::time::interval(TICK);
         loop {
-            let full = forming.len() >= self.settings.batch_size;
-            let due = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
-            if (full || due) && applying.len() < self.settings.workers {
-                applying.push_back(self.apply_batch(std::mem::take(&mut forming)));
-                deadline = None;
-                continue;
+            let now = tokio::time::Instant::now();
+            for (index, lane) in lanes.iter_mut().enumerate() {
+                if lane.ready(batch_size, now) {
+                    let batch = lane.take(batch_size);
+                    applying.push(async move { (index, self.apply_batch(batch).await) });
+                }
             }
-            // A batch that is due but finds every worker busy waits for a worker, not for
-            // its (past) deadline: that would turn the loop without end.
-            let wait_until = match deadline {
-                Some(at) if !due => at,
-                _ => tokio::time::Instant::now() + TICK,
-            };
+            // The earliest deadline of a lane that can take a batch; otherwise a tick.
+            let wait_until = lanes
+                .iter()
+                .filter(|lane| !lane.applying)
+                .filter_map(|lane| lane.deadline)
+                .min()
+                .unwrap_or(now + TICK);
+            // Memory is bounded by the prefetch: the broker sends no more than that many
+            // unacknowledged deliveries.
             tokio::select! {
                 biased;
-                Some(done) = applying.next(), if !applying.is_empty() => self.settle(broker, done?).await?,
+                Some((index, done)) = applying.next(), if !applying.is_empty() => {
+                    lanes[index].applying = false;
+                    self.settle(broker, done?, &mut unacked).await?;
+                }
                 _ = self.shutdown.cancelled() => break,
-                next = deliveries.next(), if !full => match next {
+                next = deliveries.next() => match next {
                     Some(Ok(delivery)) => {
-                        if forming.is_empty() {
-                            deadline = Some(tokio::time::Instant::now() + self.settings.batch_max_wait);
+                        metrics::received(1);
+                        unacked.received(delivery.delivery_tag);
+                        let publisher = delivery.properties.user_id().as_ref().map(|u| u.as_str());
+                        match self.intake.accept_from(&delivery.data, publisher) {
+                            Ok(event) => {
+                                let count = lanes.len();
+                                let lane = &mut lanes[event.lane(count)];
+                                if lane.forming.is_empty() {
+                                    lane.deadline = Some(tokio::time::Instant::now() + self.settings.batch_max_wait);
+                                }
+                                lane.forming.push((delivery, event));
+                            }
+                            Err(rejection) => {
+                                let alone = AppliedBatch { deliveries: vec![delivery], rejected: vec![(0, rejection)] };
+                                self.settle(broker, alone, &mut unacked).await?;
+                            }
                         }
-                        forming.push(delivery);
                     }
                     // The channel is gone: nothing more can be acknowledged; the broker
                     // redelivers everything unacknowledged.
@@ -187,33 +240,29 @@ impl Consumer {
         }
         // Shutdown: the batches already applying are finished and settled; deliveries not
         // yet in a batch go back to the queue when the channel closes.
-        while let Some(done) = applying.next().await {
-            self.settle(broker, done?).await?;
+        while let Some((_, done)) = applying.next().await {
+            self.settle(broker, done?, &mut unacked).await?;
+        }
+        // Committed batches behind a delivery that was never applied: acknowledged one by
+        // one, so nothing committed is delivered again.
+        for tag in unacked.settled_but_held() {
+            self.acknowledge_alone(broker, tag).await?;
         }
         Ok(())
     }
 
-    /// Parses and applies one batch (waiting out database outages).
-    async fn apply_batch(&self, batch: Vec<Delivery>) -> Result<AppliedBatch, SessionError> {
-        metrics::received(batch.len());
-        let mut events: Vec<Event> = Vec::with_capacity(batch.len());
-        let mut event_index = Vec::with_capacity(batch.len());
-        let mut rejected: Vec<(usize, Rejection)> = Vec::new();
-        for (i, delivery) in batch.iter().enumerate() {
-            let publisher = delivery.properties.user_id().as_ref().map(|u| u.as_str());
-            match self.intake.accept_from(&delivery.data, publisher) {
-                Ok(event) => {
-                    events.push(event);
-                    event_index.push(i);
-                }
-                Err(rejection) => rejected.push((i, rejection)),
-            }
-        }
+    /// Applies one batch (waiting out database outages).
+    async fn apply_batch(
+        &self,
+        batch: Vec<(Delivery, Event)>,
+    ) -> Result<AppliedBatch, SessionError> {
+        let (deliveries, events): (Vec<Delivery>, Vec<Event>) = batch.into_iter().unzip();
         let started = Instant::now();
         let results = self.apply_until_committed(&events).await?;
         let mut outcomes = Vec::with_capacity(events.len());
         let mut applied = Vec::with_capacity(events.len());
-        for ((event, index), result) in events.into_iter().zip(event_index).zip(results) {
+        let mut rejected: Vec<(usize, Rejection)> = Vec::new();
+        for (index, (event, result)) in events.into_iter().zip(results).enumerate() {
             match result {
                 Ok(outcome) => {
                     outcomes.push(outcome);
@@ -224,22 +273,51 @@ impl Consumer {
         }
         metrics::applied(&applied, &outcomes, started.elapsed(), now_ms());
         Ok(AppliedBatch {
-            deliveries: batch,
+            deliveries,
             rejected,
         })
     }
 
-    /// Dead-letters what could not be applied, then acknowledges the whole batch with one
-    /// multiple-ack.
-    async fn settle(&self, broker: &Broker, batch: AppliedBatch) -> Result<(), SessionError> {
+    /// Dead-letters what could not be applied, then acknowledges as far as every
+    /// delivery up to there is settled.
+    async fn settle(
+        &self,
+        broker: &Broker,
+        batch: AppliedBatch,
+        unacked: &mut Unacked,
+    ) -> Result<(), SessionError> {
         for (index, rejection) in &batch.rejected {
             self.dead_letter(broker, &batch.deliveries[*index], rejection)
                 .await?;
         }
-        if let Some(last) = batch.deliveries.last() {
+        let through = unacked.settle(batch.deliveries.iter().map(|d| d.delivery_tag));
+        self.acknowledge(broker, through).await?;
+        // A dead-lettered delivery that an older one holds back is acknowledged alone now:
+        // were the connection lost meanwhile, it would be dead-lettered a second time.
+        for (index, _) in &batch.rejected {
+            let tag = batch.deliveries[*index].delivery_tag;
+            if unacked.waits(tag) {
+                self.acknowledge_alone(broker, tag).await?;
+                unacked.acked_alone(tag);
+            }
+        }
+        Ok(())
+    }
+
+    async fn acknowledge_alone(&self, broker: &Broker, tag: u64) -> Result<(), SessionError> {
+        broker
+            .consume
+            .basic_ack(tag, BasicAckOptions { multiple: false })
+            .await?;
+        Ok(())
+    }
+
+    /// One multiple-ack up to `through`.
+    async fn acknowledge(&self, broker: &Broker, through: Option<u64>) -> Result<(), SessionError> {
+        if let Some(tag) = through {
             broker
                 .consume
-                .basic_ack(last.delivery_tag, BasicAckOptions { multiple: true })
+                .basic_ack(tag, BasicAckOptions { multiple: true })
                 .await?;
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! RabbitMQ adapter: topology, the batch consumer, dead-lettering and the DLQ tools.
 
+mod acks;
 mod consumer;
 pub mod dlq;
 pub mod limbo;

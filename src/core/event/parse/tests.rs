@@ -915,3 +915,25 @@ fn content_keys_and_derived_ids_never_change() {
     let (got, want): (Vec<&str>, Vec<&str>) = pinned.into_iter().unzip();
     assert_eq!(got, want);
 }
+
+#[test]
+fn every_event_of_one_user_takes_the_same_lane() {
+    let event = |id: &str, user: &str, kind: &str| {
+        ok(&format!(
+            r#"{{"schema":1,"kind":"user","id":"{id}","time":1,"realmId":"r","type":"{kind}","userId":"{user}","sessionId":"s-{user}"}}"#
+        ))
+    };
+    let lanes = 3;
+    let mut used = std::collections::BTreeSet::new();
+    for n in 0..50 {
+        let user = format!("user-{n}");
+        let lane = event("a", &user, "LOGIN").lane(lanes);
+        assert!(lane < lanes);
+        assert_eq!(event("b", &user, "REFRESH_TOKEN").lane(lanes), lane);
+        assert_eq!(event("c", &user, "LOGOUT").lane(lanes), lane);
+        assert_eq!(event("d", &user, "LOGIN").lane(1), 0);
+        used.insert(lane);
+    }
+    // Users spread over every lane.
+    assert_eq!(used.len(), lanes);
+}
