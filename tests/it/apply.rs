@@ -986,3 +986,39 @@ async fn an_event_recorded_under_its_message_id_before_content_keys_stays_a_dupl
     assert_eq!(outcomes, vec![Outcome::Duplicate, Outcome::Applied]);
     assert_eq!(user(&store, "u1").await.login_count, 1);
 }
+
+/// Every value written goes through `ms_ts`: declared no less volatile than its body,
+/// Postgres inlines it into the statement instead of calling it (about 1.2 µs a call).
+#[tokio::test]
+async fn the_time_conversions_are_inlined_into_the_statements_that_use_them() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    for call in [
+        "ms_ts(n)",
+        "ts_ms(ms_ts(n))",
+        "session_expiry(ms_ts(n), ms_ts(n), false, NULL::realm_session_policies)",
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN (VERBOSE, COSTS OFF) SELECT {call} FROM generate_series(1::int8, 2::int8) n"
+        ))
+        .fetch_all(store.pool())
+        .await
+        .expect("explain");
+        let output = plan.join("\n");
+        assert!(
+            !output.contains("ms_ts(")
+                && !output.contains("ts_ms(")
+                && !output.contains("session_expiry("),
+            "{call} is called, not inlined:\n{output}"
+        );
+    }
+    // And the same results as before.
+    let same: bool = sqlx::query_scalar(
+        "SELECT ms_ts(1732270000123) = '2024-11-22 10:06:40.123+00'::timestamptz
+            AND ts_ms('2024-11-22 10:06:40.123+00') = 1732270000123",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("select");
+    assert!(same);
+}
