@@ -1,5 +1,6 @@
 -- Works out again when Keycloak would expire the given sessions ($1) under their realm's
--- policy. An inferred end follows: it moves to the new expiry if that is more than the
+-- policy (the apply path passes only sessions with an inferred end: the session upsert
+-- keeps the expiry itself). An inferred end follows: it moves to the new expiry if that is more than the
 -- policy's margin in the past, and otherwise the session is open again, as the late
 -- activity shows Keycloak still had it. Ends from events stay.
 WITH due AS (
@@ -18,7 +19,10 @@ SET expires_at = d.at,
                       WHEN d.at < d.horizon THEN 'expired' END,
     end_inferred = s.end_inferred AND d.at < d.horizon
 FROM due d
-WHERE s.id = d.id AND s.expires_at IS DISTINCT FROM d.at
+WHERE s.id = d.id
+  AND (s.expires_at IS DISTINCT FROM d.at
+       OR (s.end_inferred AND s.ended_at IS DISTINCT FROM
+           CASE WHEN d.at < d.horizon THEN d.at END))
 -- For the change feed: the sessions this update ended (an inferred end), and only those.
 RETURNING s.id, s.user_id, CASE WHEN d.ended_before IS NULL AND s.ended_at IS NOT NULL
                                THEN s.end_reason END

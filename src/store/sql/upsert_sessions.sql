@@ -1,14 +1,18 @@
 -- Client and address: the first writer wins; the earliest start and the earliest ending
 -- event win; refreshes add up; the latest activity wins; remember-me, once said, stays.
--- An end inferred from the expiry (no version) gives way to any ending event.
+-- An end inferred from the expiry (no version) gives way to any ending event. The expiry
+-- follows from the merged start, activity and remember-me under the realm's policy (kept
+-- as it was while the realm has none).
 WITH written AS (
 INSERT INTO user_sessions AS s (id, realm_id, user_id, client_id, client_ver, ip_address,
     ip_ver, started_at, last_refresh_at, refresh_count, last_activity_at, remember_me,
-    ended_at, end_reason, end_ver)
+    ended_at, end_reason, end_ver, expires_at)
 SELECT n.id, n.realm_id, n.user_id, n.client_id, n.client_ver, n.ip_address, n.ip_ver,
     ms_ts(n.started_at), ms_ts(n.last_refresh_at), n.refresh_count,
-    ms_ts(n.last_activity_at), n.remember_me, ms_ts(n.ended_at), n.end_reason, n.end_ver
+    ms_ts(n.last_activity_at), n.remember_me, ms_ts(n.ended_at), n.end_reason, n.end_ver,
+    session_expiry(ms_ts(n.started_at), ms_ts(n.last_activity_at), n.remember_me, p)
 FROM {rows}
+LEFT JOIN realm_session_policies p ON p.realm_id = n.realm_id
 ON CONFLICT (id) DO UPDATE SET
     user_id = COALESCE(s.user_id, EXCLUDED.user_id),
     client_id = CASE WHEN EXCLUDED.client_ver < s.client_ver OR s.client_ver IS NULL
@@ -29,9 +33,15 @@ ON CONFLICT (id) DO UPDATE SET
                            OR (s.end_ver IS NULL AND EXCLUDED.end_ver IS NOT NULL)
                       THEN EXCLUDED.end_reason ELSE s.end_reason END,
     end_inferred = s.end_inferred AND EXCLUDED.end_ver IS NULL,
-    end_ver = LEAST(s.end_ver, EXCLUDED.end_ver)
-RETURNING id, user_id, xmax = 0 AS created, end_ver, end_reason
+    end_ver = LEAST(s.end_ver, EXCLUDED.end_ver),
+    expires_at = COALESCE((
+        SELECT session_expiry(LEAST(s.started_at, EXCLUDED.started_at),
+                              GREATEST(s.last_activity_at, EXCLUDED.last_activity_at),
+                              s.remember_me OR EXCLUDED.remember_me, p)
+        FROM realm_session_policies p WHERE p.realm_id = s.realm_id), s.expires_at)
+RETURNING id, user_id, xmax = 0 AS created, end_ver, end_reason, end_inferred
 )
--- For the change feed: the rows created by this statement or ended now (most rows of a
--- batch are neither: only refreshed, and need not travel back).
-SELECT * FROM written WHERE created OR end_ver IS NOT NULL
+-- For the change feed: the rows created by this statement or ended now; and the ended
+-- ones whose end was inferred, which the new expiry may move (`follow_expiry.sql`). Most
+-- rows of a batch are neither: only refreshed, and need not travel back.
+SELECT * FROM written WHERE created OR end_ver IS NOT NULL OR end_inferred

@@ -83,19 +83,18 @@ pub async fn mark_stale_policies(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sql
     Ok(())
 }
 
-/// Works out the batch's sessions' expiry again (their activity may have moved it) and
-/// lets an inferred end follow.
+/// Lets the inferred ends of the batch's sessions follow their expiry, which the upsert
+/// moved with their activity: later activity shows Keycloak still had the session.
 pub async fn follow_expiry(
     tx: &mut Tx<'_>,
-    plan: &Plan,
+    inferred: &[String],
     changes: &mut Vec<Change>,
 ) -> Result<(), sqlx::Error> {
-    if plan.sessions.is_empty() {
+    if inferred.is_empty() {
         return Ok(());
     }
-    let sessions: Vec<&str> = plan.sessions.iter().map(|s| s.id.as_str()).collect();
     let rows = query(FOLLOW_EXPIRY)
-        .bind(&sessions)
+        .bind(inferred)
         .fetch_all(&mut **tx)
         .await?;
     ended_sessions(rows, changes);
@@ -129,14 +128,17 @@ fn end(session: &SessionChange) -> Option<&SessionEnd> {
     session.end.as_ref()
 }
 
+/// Writes the batch's sessions; returns those whose end is inferred (for
+/// [`follow_expiry`]).
 pub async fn upsert(
     tx: &mut Tx<'_>,
     plan: &Plan,
     changes: &mut Vec<Change>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<String>, sqlx::Error> {
     let sessions = &plan.sessions;
+    let mut inferred = Vec::new();
     if sessions.is_empty() {
-        return Ok(());
+        return Ok(inferred);
     }
     let rows = Rows::new()
         .text("id", sessions.iter().map(|s| Some(s.id.as_str())))
@@ -191,6 +193,9 @@ pub async fn upsert(
         let id: String = row.get(0);
         let created: bool = row.get(2);
         let end_ver: Option<String> = row.get(3);
+        if row.get::<bool, _>(5) {
+            inferred.push(id.clone());
+        }
         let Some(session) = planned.get(id.as_str()) else {
             continue;
         };
@@ -207,7 +212,7 @@ pub async fn upsert(
             _ => change.with("realm_id", session.realm_id.as_str()),
         });
     }
-    Ok(())
+    Ok(inferred)
 }
 
 /// Ends the sessions that new cutoffs reach, and the batch's sessions that stored
