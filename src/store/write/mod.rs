@@ -13,7 +13,7 @@ pub use tokens::SealedTokens;
 
 use std::collections::BTreeMap;
 
-use super::{query, Tx};
+use super::{query, query_scalar, Tx};
 use crate::core::change::Change;
 use crate::core::plan::{LockMode, Plan, Versioned};
 
@@ -30,9 +30,9 @@ pub async fn write_plan(
     lock_users(tx, plan).await?;
     sessions::insert_cutoffs(tx, plan).await?;
     sessions::insert_realm_cutoffs(tx, plan).await?;
-    sessions::upsert(tx, plan, changes).await?;
+    let inferred = sessions::upsert(tx, plan, changes).await?;
     sessions::apply_cutoffs(tx, plan, changes).await?;
-    sessions::follow_expiry(tx, plan, changes).await?;
+    sessions::follow_expiry(tx, &inferred, changes).await?;
     sessions::mark_stale_policies(tx, plan).await?;
     tokens::revoke(tx, &plan.revocations, changes).await?;
     tokens::store(tx, plan, sealed, changes).await?;
@@ -50,7 +50,32 @@ pub async fn write_plan(
 /// out deadlocks between batches.
 async fn lock_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
     let mut keys: BTreeMap<i64, bool> = BTreeMap::new();
-    let users = plan.user_locks().into_iter().map(|(u, m)| (lock_key(u), m));
+    // A session the batch names without its user (an admin's session deletion) may be a
+    // stored session of a user whose cutoffs another batch is adding: sharing that user's
+    // lock keeps the two from deadlocking on each other's rows.
+    let unnamed: Vec<&str> = plan
+        .sessions
+        .iter()
+        .filter(|s| s.user_id.is_none())
+        .map(|s| s.id.as_str())
+        .collect();
+    let stored_users: Vec<String> = if unnamed.is_empty() {
+        Vec::new()
+    } else {
+        query_scalar(
+            "SELECT DISTINCT user_id FROM user_sessions
+             WHERE id = ANY($1::text[]) AND user_id IS NOT NULL",
+        )
+        .bind(&unnamed)
+        .fetch_all(&mut **tx)
+        .await?
+    };
+    let stored = stored_users.iter().map(|u| (lock_key(u), LockMode::Shared));
+    let users = plan
+        .user_locks()
+        .into_iter()
+        .map(|(u, m)| (lock_key(u), m))
+        .chain(stored);
     // NUL cannot occur in a text id, so a realm's key never equals a user's.
     let realms = plan
         .realm_locks()
