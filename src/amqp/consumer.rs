@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -41,6 +40,8 @@ enum SessionError {
     NotConfirmed,
     #[error("{0}")]
     Store(#[from] ApplyError),
+    #[error("a batch task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// Shutdown while the database was away: the batch stays unacknowledged.
     #[error("shutting down before the batch could be committed")]
     Interrupted,
@@ -80,12 +81,67 @@ impl Lane {
     }
 }
 
+/// What a batch needs to be applied. Each batch is its own task, so its work (planning,
+/// encoding, the database protocol) runs beside the loop that reads deliveries, on
+/// another thread when there is one.
+#[derive(Clone)]
+struct Applier {
+    store: Store,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+}
+
 pub struct Consumer {
     pub settings: AmqpSettings,
     pub store: Store,
     pub intake: Intake,
     pub health: Arc<Health>,
     pub shutdown: CancellationToken,
+}
+
+impl Applier {
+    /// Applies one batch (waiting out database outages).
+    async fn apply_batch(
+        self,
+        batch: Vec<(Delivery, Event)>,
+    ) -> Result<AppliedBatch, SessionError> {
+        let (deliveries, events): (Vec<Delivery>, Vec<Event>) = batch.into_iter().unzip();
+        let started = Instant::now();
+        let results = self.apply_until_committed(&events).await?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut applied = Vec::with_capacity(events.len());
+        let mut rejected: Vec<(usize, Rejection)> = Vec::new();
+        for (index, (event, result)) in events.into_iter().zip(results).enumerate() {
+            match result {
+                Ok(outcome) => {
+                    outcomes.push(outcome);
+                    applied.push(event);
+                }
+                Err(rejection) => rejected.push((index, rejection)),
+            }
+        }
+        metrics::applied(&applied, &outcomes, started.elapsed(), now_ms());
+        Ok(AppliedBatch {
+            deliveries,
+            rejected,
+        })
+    }
+
+    /// Retries an unavailable database until it answers (reporting not ready meanwhile),
+    /// unless shutdown is requested: then the batch is left unacknowledged for redelivery.
+    async fn apply_until_committed(
+        &self,
+        events: &[Event],
+    ) -> Result<Vec<EventResult>, SessionError> {
+        crate::store::until_database_answers(
+            &self.health,
+            &self.shutdown,
+            "the batch in hand",
+            || self.store.apply_isolating(events),
+        )
+        .await?
+        .ok_or(SessionError::Interrupted)
+    }
 }
 
 impl Consumer {
@@ -183,14 +239,19 @@ impl Consumer {
             .map(|_| Lane::default())
             .collect();
         let mut unacked = Unacked::default();
-        let mut applying = FuturesUnordered::new();
+        let applier = Applier {
+            store: self.store.clone(),
+            health: self.health.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        let mut applying = tokio::task::JoinSet::new();
         let mut tick = tokio::time::interval(TICK);
         loop {
             let now = tokio::time::Instant::now();
             for (index, lane) in lanes.iter_mut().enumerate() {
                 if lane.ready(batch_size, now) {
-                    let batch = lane.take(batch_size);
-                    applying.push(async move { (index, self.apply_batch(batch).await) });
+                    let (batch, applier) = (lane.take(batch_size), applier.clone());
+                    applying.spawn(async move { (index, applier.apply_batch(batch).await) });
                 }
             }
             // The earliest deadline of a lane that can take a batch; otherwise a tick.
@@ -204,7 +265,8 @@ impl Consumer {
             // unacknowledged deliveries.
             tokio::select! {
                 biased;
-                Some((index, done)) = applying.next(), if !applying.is_empty() => {
+                Some(joined) = applying.join_next(), if !applying.is_empty() => {
+                    let (index, done) = joined?;
                     lanes[index].applying = false;
                     self.settle(broker, done?, &mut unacked).await?;
                 }
@@ -240,7 +302,8 @@ impl Consumer {
         }
         // Shutdown: the batches already applying are finished and settled; deliveries not
         // yet in a batch go back to the queue when the channel closes.
-        while let Some((_, done)) = applying.next().await {
+        while let Some(joined) = applying.join_next().await {
+            let (_, done) = joined?;
             self.settle(broker, done?, &mut unacked).await?;
         }
         // Committed batches behind a delivery that was never applied: acknowledged one by
@@ -249,33 +312,6 @@ impl Consumer {
             self.acknowledge_alone(broker, tag).await?;
         }
         Ok(())
-    }
-
-    /// Applies one batch (waiting out database outages).
-    async fn apply_batch(
-        &self,
-        batch: Vec<(Delivery, Event)>,
-    ) -> Result<AppliedBatch, SessionError> {
-        let (deliveries, events): (Vec<Delivery>, Vec<Event>) = batch.into_iter().unzip();
-        let started = Instant::now();
-        let results = self.apply_until_committed(&events).await?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut applied = Vec::with_capacity(events.len());
-        let mut rejected: Vec<(usize, Rejection)> = Vec::new();
-        for (index, (event, result)) in events.into_iter().zip(results).enumerate() {
-            match result {
-                Ok(outcome) => {
-                    outcomes.push(outcome);
-                    applied.push(event);
-                }
-                Err(rejection) => rejected.push((index, rejection)),
-            }
-        }
-        metrics::applied(&applied, &outcomes, started.elapsed(), now_ms());
-        Ok(AppliedBatch {
-            deliveries,
-            rejected,
-        })
     }
 
     /// Dead-letters what could not be applied, then acknowledges as far as every
@@ -321,22 +357,6 @@ impl Consumer {
                 .await?;
         }
         Ok(())
-    }
-
-    /// Retries an unavailable database until it answers (reporting not ready meanwhile),
-    /// unless shutdown is requested: then the batch is left unacknowledged for redelivery.
-    async fn apply_until_committed(
-        &self,
-        events: &[Event],
-    ) -> Result<Vec<EventResult>, SessionError> {
-        crate::store::until_database_answers(
-            &self.health,
-            &self.shutdown,
-            "the batch in hand",
-            || self.store.apply_isolating(events),
-        )
-        .await?
-        .ok_or(SessionError::Interrupted)
     }
 
     async fn dead_letter(

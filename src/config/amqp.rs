@@ -42,7 +42,12 @@ const AZNAMIER_EXCHANGE: Key = Key::new(
     Shown::Plain,
     "",
 );
-const PREFETCH: Key = Key::new("amqp.prefetch", Some("1500"), Shown::Plain, "");
+const PREFETCH: Key = Key::new(
+    "amqp.prefetch",
+    Some("4500"),
+    Shown::Plain,
+    "3 × `amqp.batch_size` × `amqp.workers` keeps every lane fed",
+);
 const BATCH_SIZE: Key = Key::new(
     "amqp.batch_size",
     Some("500"),
