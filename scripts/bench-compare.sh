@@ -7,6 +7,7 @@
 #
 #   scripts/bench-compare.sh OTHER_BINARY [N=200000] [ROUNDS=3]
 #
+# KINDS="daemon" (or "replay") measures only that path.
 # SAMPLE_FROM=other generates the input with OTHER_BINARY's sampler instead of this
 # build's: the mix of events an older build knew, so both do the same work.
 #
@@ -62,7 +63,7 @@ machine
 echo "A: $bin"
 echo "B: $other"
 echo "input: $file ($events events), $rounds rounds, A and B alternating"
-for kind in replay daemon; do
+for kind in ${KINDS:-replay daemon}; do
   a=() b=()
   for _ in $(seq "$rounds"); do
     a+=("$("${kind}_rate" "$bin")")
