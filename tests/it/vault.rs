@@ -670,3 +670,41 @@ async fn rotation_passes_over_rows_it_cannot_open() {
         "only the rows that cannot be opened remain"
     );
 }
+
+/// An admin's deletion of an offline session names no user, so the user's lock cannot
+/// make it meet an offline token of that session stored at the same moment: each would
+/// miss the other's uncommitted row and the token would stay. Run side by side, pair after
+/// pair, neither order may keep a token issued before the deletion.
+#[tokio::test]
+async fn an_offline_session_deletion_and_its_token_written_concurrently_meet() {
+    let db = TestDb::new().await;
+    let store = vault_store(&db, "k1").await;
+    let pairs = 150;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..pairs {
+        let session = format!("s{n}");
+        let delete = event(&format!(
+            r#"{{"schema":1,"kind":"admin","id":"d{n}","time":2000,"realmId":"r","resourceType":"USER_SESSION","operationType":"DELETE","resourcePath":"sessions/{session}","representation":"{{\"offline\":true}}"}}"#
+        ));
+        let offline = token(
+            &format!("t{n}"),
+            1100,
+            "offline",
+            (&format!("u{n}"), &session, "web"),
+            "opaque",
+            "{}",
+        );
+        for batch in [delete, offline] {
+            let store = store.clone();
+            tasks.spawn(async move { store.apply(&[batch]).await.expect("apply") });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    let kept = count(&store, "SELECT count(*) FROM auth_vault").await;
+    assert_eq!(
+        kept, 0,
+        "offline tokens kept although their session was deleted after them"
+    );
+}

@@ -1,7 +1,7 @@
 //! What a plan holds: the merged change to each row.
 
 use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
@@ -297,6 +297,18 @@ impl Plan {
             locks.insert(cutoff.realm_id.as_str(), LockMode::Exclusive);
         }
         locks
+    }
+
+    /// The sessions whose end and tokens must not be written concurrently: an admin's
+    /// session deletion names no user, so the user's lock cannot make it meet a token of
+    /// that session stored at the same time (a kept token the deletion should have taken).
+    pub fn session_locks(&self) -> BTreeSet<&str> {
+        let ends = self.revocations.iter().filter_map(|r| match r {
+            Revocation::Session { session_id, .. } => Some(session_id.as_str()),
+            _ => None,
+        });
+        let tokens = self.tokens.iter().filter_map(|t| t.session_id.as_deref());
+        ends.chain(tokens).collect()
     }
 
     /// The users whose sessions and cutoffs must not be written concurrently, with

@@ -81,12 +81,17 @@ async fn lock_users(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Error> {
         .realm_locks()
         .into_iter()
         .map(|(r, m)| (lock_key(&format!("realm\0{r}")), m));
+    // NUL cannot occur in an id either: a session's key is neither a user's nor a realm's.
+    let sessions = plan
+        .session_locks()
+        .into_iter()
+        .map(|id| (lock_key(&format!("session\0{id}")), LockMode::Exclusive));
     let directory = plan
         .directory
         .locks()
         .into_iter()
         .map(|((realm, area), m)| (lock_key(&format!("{}\0{realm}", area.as_str())), m));
-    for (key, mode) in users.chain(realms).chain(directory) {
+    for (key, mode) in users.chain(realms).chain(sessions).chain(directory) {
         let exclusive = keys.entry(key).or_default();
         *exclusive |= mode == LockMode::Exclusive;
     }
