@@ -358,3 +358,23 @@ fn a_role_deleted_by_name_racing_a_grant_of_it() {
         4,
     );
 }
+
+/// A case the property test found with one worker: role0 deleted, made again and deleted
+/// again, both deletions in one batch; folded into the earlier one, the later role was
+/// never deleted.
+#[test]
+fn a_role_deleted_by_name_in_a_shuffled_history_stays_deleted() {
+    found_case(
+        Scenario {
+            history_seed: 7_821_757_558_245_610_257,
+            users: 13,
+            events: 365,
+            shuffle_seed: 9_046_406_625_282_830_002,
+            duplicate_percent: 25,
+            max_batch: 46,
+            workers: 1,
+        },
+        1100,
+        2,
+    );
+}

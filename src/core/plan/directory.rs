@@ -3,7 +3,7 @@
 //! earliest, and each membership (or direct role grant) the verdict of its latest event
 //! by version, removals included.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::version::{last_writer, max_opt, min_opt, Version, Versioned};
 use crate::core::event::{
@@ -223,7 +223,9 @@ impl DirectoryPlan {
 pub(super) struct DirectoryPlanner {
     groups: BTreeMap<GroupId, GroupChange>,
     roles: BTreeMap<RoleId, RoleChange>,
-    role_name_deletions: BTreeMap<(RealmId, Option<ClientUuid>, String), i64>,
+    /// Every deletion of a name counts: a name deleted, taken by a new role and deleted
+    /// again within one batch deletes each role at its own deletion.
+    role_name_deletions: BTreeMap<(RealmId, Option<ClientUuid>, String), BTreeSet<i64>>,
     organizations: BTreeMap<OrganizationId, OrganizationChange>,
     group_members: BTreeMap<(UserId, GroupId), MembershipChange<(UserId, GroupId)>>,
     role_grants: BTreeMap<(UserId, RoleId), GrantChange>,
@@ -326,11 +328,10 @@ impl DirectoryPlanner {
                 min_opt(&mut role.deleted_at, time);
             }
             DirectoryAction::RoleDeleted(RoleKey::Name { client_id, name }) => {
-                let at = self
-                    .role_name_deletions
+                self.role_name_deletions
                     .entry((realm_id.clone(), client_id.clone(), name.clone()))
-                    .or_insert(time);
-                *at = (*at).min(time);
+                    .or_default()
+                    .insert(time);
             }
             DirectoryAction::RoleMapping {
                 user_id,
@@ -520,11 +521,13 @@ impl DirectoryPlanner {
             role_name_deletions: self
                 .role_name_deletions
                 .into_iter()
-                .map(|((realm_id, client_id, name), at)| RoleNameDeletion {
-                    realm_id,
-                    client_id,
-                    name,
-                    at,
+                .flat_map(|((realm_id, client_id, name), times)| {
+                    times.into_iter().map(move |at| RoleNameDeletion {
+                        realm_id: realm_id.clone(),
+                        client_id: client_id.clone(),
+                        name: name.clone(),
+                        at,
+                    })
                 })
                 .collect(),
             organizations: self.organizations.into_values().collect(),
