@@ -18,23 +18,8 @@ impl Version {
         Self::of_event('0', event)
     }
 
-    /// Every event of a batch takes one: written without the formatting machinery.
     fn of_event(rank: char, event: &Event) -> Self {
-        use std::fmt::Write;
-        if event.time < 0 {
-            return Self(format!("{rank}{:015}:{}", event.time, event.id));
-        }
-        let mut text = String::with_capacity(18 + event.id.len());
-        text.push(rank);
-        // Zero-padded to 15 digits, as `{:015}` would.
-        let digits = event.time.to_string();
-        for _ in digits.len()..15 {
-            text.push('0');
-        }
-        text.push_str(&digits);
-        text.push(':');
-        let _ = write!(text, "{}", event.id);
-        Self(text)
+        Self(format!("{rank}{:015}:{}", event.time, event.id))
     }
 
     /// Just after `base` (a stored version) and before anything newer than it: where
