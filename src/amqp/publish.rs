@@ -15,15 +15,23 @@ use crate::core::event::{parse_message, Event};
 /// Publishes this many messages before waiting for their confirms.
 const CONFIRM_WINDOW: usize = 1000;
 
-/// `kc.<realm>.<kind>.<type>` with dots in names replaced, as GUIDE §2.1 specifies.
-pub fn routing_key(event: &Event) -> String {
+/// The routing key the provider gives the message `line` (parsed as `event`):
+/// `kc.<realm name>.<kind>.<type>`, dots in names replaced by `_`. The realm is named by
+/// the message's `realmName`, as the provider's envelope carries it; messages without one
+/// (aznamier's, token messages, REST representations) fall back to the realm id.
+pub fn routing_key(line: &[u8], event: &Event) -> String {
+    #[derive(serde::Deserialize)]
+    struct Named<'a> {
+        #[serde(rename = "realmName", borrow)]
+        realm_name: Option<std::borrow::Cow<'a, str>>,
+    }
+    let named = serde_json::from_slice::<Named>(line)
+        .ok()
+        .and_then(|n| n.realm_name)
+        .filter(|name| !name.is_empty());
+    let realm = named.as_deref().unwrap_or(event.realm_id.as_str());
     let clean = |s: &str| s.replace('.', "_");
-    format!(
-        "kc.{}.{}.{}",
-        clean(&event.realm_id),
-        event.kind,
-        event.type_name
-    )
+    format!("kc.{}.{}.{}", clean(realm), event.kind, event.type_name)
 }
 
 /// Load-testing knobs; the defaults publish the file as it is, as fast as confirms allow.
@@ -76,7 +84,7 @@ pub async fn publish_lines(
         };
         let (key, properties) = match parse_message(&line, usize::MAX) {
             Ok(event) => (
-                routing_key(&event),
+                routing_key(&line, &event),
                 BasicProperties::default()
                     .with_message_id(ShortString::from(event.id.as_str()))
                     .with_type(ShortString::from(format!(
@@ -119,4 +127,29 @@ async fn settle(pending: &mut Vec<lapin::PublisherConfirm>) -> Result<u64, AmqpE
         }
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::routing_key;
+    use crate::core::event::parse_message;
+
+    fn key(line: &str) -> String {
+        let event = parse_message(line.as_bytes(), usize::MAX).expect("a valid message");
+        routing_key(line.as_bytes(), &event)
+    }
+
+    #[test]
+    fn routing_keys_name_the_realm_as_the_provider_does() {
+        let login = r#"{"schema":1,"kind":"user","id":"e1","time":1732270000123,"realmId":"0c6f-id","realmName":"acme.prod","type":"LOGIN","clientId":"web","userId":"u1","sessionId":"s1","details":{}}"#;
+        assert_eq!(key(login), "kc.acme_prod.user.LOGIN");
+        let update = r#"{"schema":1,"kind":"admin","id":"e2","time":1732270000456,"realmId":"0c6f-id","realmName":"acme","resourceType":"USER","operationType":"UPDATE","resourcePath":"users/u1","authDetails":{},"details":{}}"#;
+        assert_eq!(key(update), "kc.acme.admin.USER.UPDATE");
+    }
+
+    #[test]
+    fn messages_without_a_realm_name_fall_back_to_the_realm_id() {
+        let token = r#"{"schema":1,"kind":"token","id":"8d2b0000-0000-4000-8000-000000000001","time":1732270000789,"realmId":"0c6f-id","userId":"u1","sessionId":"s1","clientId":"web","tokenType":"refresh","token":"t","expiresAt":1734862000789}"#;
+        assert_eq!(key(token), "kc.0c6f-id.token.refresh");
+    }
 }

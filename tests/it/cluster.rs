@@ -120,7 +120,7 @@ fn spool_lines(bodies: &[Vec<u8>]) -> String {
         let text = std::str::from_utf8(body).expect("utf8");
         let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
         let key = match parse_message(body, usize::MAX) {
-            Ok(event) => keycloak_sync::amqp::publish::routing_key(&event),
+            Ok(event) => keycloak_sync::amqp::publish::routing_key(body, &event),
             Err(_) => "kc.unknown.invalid".to_string(),
         };
         let kind = key.splitn(3, '.').nth(2).unwrap_or("unknown").to_string();

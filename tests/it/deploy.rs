@@ -50,7 +50,7 @@ fn provider_variables() -> BTreeSet<String> {
         .filter_map(|rest| rest.split('`').next())
         .map(|option| {
             format!(
-                "KC_SPI_EVENTS_LISTENER_KEYCLOAK_SYNC_{}",
+                "KC_SPI_EVENTS_LISTENER__KEYCLOAK_SYNC__{}",
                 option.replace('-', "_").to_uppercase()
             )
         })
@@ -114,7 +114,7 @@ fn the_compose_stack_sets_only_known_keys_and_probes_the_right_paths() {
     let keycloak = &services["keycloak"];
     let spi: Vec<String> = keys_of(&keycloak["environment"])
         .into_iter()
-        .filter(|k| k.starts_with("KC_SPI_EVENTS_LISTENER_KEYCLOAK_SYNC_"))
+        .filter(|k| k.starts_with("KC_SPI_EVENTS_LISTENER__KEYCLOAK_SYNC__"))
         .collect();
     assert_known(&spi, &provider_variables(), "compose keycloak");
     assert_eq!(keycloak["build"]["target"].as_str(), Some("keycloak"));

@@ -515,7 +515,7 @@ pub async fn publish(amqp: &str, exchange: &str, bodies: &[Vec<u8>]) {
         let mut confirms = Vec::new();
         for body in chunk {
             let key = match parse_message(body, usize::MAX) {
-                Ok(event) => keycloak_sync::amqp::publish::routing_key(&event),
+                Ok(event) => keycloak_sync::amqp::publish::routing_key(body, &event),
                 Err(_) => "kc.unknown.invalid".to_string(),
             };
             confirms.push(

@@ -92,7 +92,7 @@ public final class Envelope {
 
     private static void strip(JsonNode node) {
         if (node.isObject()) {
-            Iterator<Map.Entry<String, JsonNode>> fields = node.fields();
+            Iterator<Map.Entry<String, JsonNode>> fields = node.properties().iterator();
             while (fields.hasNext()) {
                 Map.Entry<String, JsonNode> field = fields.next();
                 if (CREDENTIAL_KEYS.contains(field.getKey().toLowerCase(Locale.ROOT))) {
@@ -118,15 +118,11 @@ public final class Envelope {
         return node;
     }
 
-    /** {@code getResourceTypeAsString} where Keycloak has it (custom resource types). */
+    /** The resource type as Keycloak names it (custom resource types have no enum value). */
     static String resourceType(AdminEvent event) {
-        try {
-            String text = event.getResourceTypeAsString();
-            if (text != null) {
-                return text;
-            }
-        } catch (NoSuchMethodError older) {
-            // Before Keycloak 23: the enum only.
+        String text = event.getResourceTypeAsString();
+        if (text != null) {
+            return text;
         }
         return event.getResourceType() == null ? "UNKNOWN" : event.getResourceType().name();
     }

@@ -5,14 +5,13 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
-import java.util.function.Supplier;
 import org.jboss.logging.Logger;
 import org.keycloak.events.Event;
 import org.keycloak.events.EventListenerProvider;
 import org.keycloak.events.admin.AdminEvent;
+import org.keycloak.models.AbstractKeycloakTransaction;
 import org.keycloak.models.KeycloakContext;
 import org.keycloak.models.KeycloakSession;
-import org.keycloak.models.KeycloakTransaction;
 import org.keycloak.models.KeycloakTransactionManager;
 import org.keycloak.models.RealmModel;
 
@@ -39,28 +38,22 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
 
     @Override
     public void onEvent(Event event) {
-        String realmName = realmName(event.getRealmId(), event::getRealmName);
+        String realmName = realmName(event.getRealmId(), event.getRealmName());
         String type = event.getType() == null ? "UNKNOWN" : event.getType().name();
         if (!settings.wantsRealm(realmName) || !settings.wantsEventType(type)) {
             return;
         }
-        hand(Envelope.user(event, idOf(event::getId), realmName));
+        hand(Envelope.user(event, idOf(event.getId()), realmName));
     }
 
     @Override
     public void onEvent(AdminEvent event, boolean includeRepresentation) {
-        String realmName = realmName(event.getRealmId(), event::getRealmName);
+        String realmName = realmName(event.getRealmId(), event.getRealmName());
         if (!settings.wantsRealm(realmName) || !settings.wantsAdminResource(Envelope.resourceType(event))) {
             return;
         }
-        Map<String, String> details = null;
-        try {
-            details = event.getDetails();
-        } catch (NoSuchMethodError older) {
-            // Admin event details arrived in Keycloak 26.1.
-        }
         boolean representation = includeRepresentation && settings.wantsRepresentation(Envelope.resourceType(event));
-        hand(Envelope.admin(event, idOf(event::getId), realmName, representation, details));
+        hand(Envelope.admin(event, idOf(event.getId()), realmName, representation, event.getDetails()));
     }
 
     private void hand(Outgoing message) {
@@ -77,27 +70,18 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
         }
     }
 
-    /** Keycloak's id where it has one (26.2+ stores it), else a fresh one, fixed from here on. */
-    private static String idOf(Supplier<String> fromEvent) {
-        try {
-            String id = fromEvent.get();
-            if (id != null && !id.isEmpty()) {
-                return id;
-            }
-        } catch (NoSuchMethodError older) {
-            // Older Keycloak: events carry no id.
-        }
-        return UUID.randomUUID().toString();
+    /**
+     * Keycloak's id where it set one (the id its event store keeps, from 26.2), else a fresh
+     * one, fixed from here on.
+     */
+    private static String idOf(String fromEvent) {
+        return fromEvent != null && !fromEvent.isEmpty() ? fromEvent : UUID.randomUUID().toString();
     }
 
-    private String realmName(String realmId, Supplier<String> fromEvent) {
-        try {
-            String name = fromEvent.get();
-            if (name != null) {
-                return name;
-            }
-        } catch (NoSuchMethodError older) {
-            // Events name their realm only in newer Keycloak versions.
+    /** The event's realm name, else looked up by id during the request (never after the commit). */
+    private String realmName(String realmId, String fromEvent) {
+        if (fromEvent != null) {
+            return fromEvent;
         }
         if (realmId == null) {
             return null;
@@ -129,18 +113,9 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
     }
 
     /** Runs after Keycloak's own transaction: hands the events over on commit, drops them on rollback. */
-    private final class AfterCompletion implements KeycloakTransaction {
-        private boolean active;
-        private boolean rollbackOnly;
-
+    private final class AfterCompletion extends AbstractKeycloakTransaction {
         @Override
-        public void begin() {
-            active = true;
-        }
-
-        @Override
-        public void commit() {
-            active = false;
+        protected void commitImpl() {
             enlisted = false;
             if (!pending.isEmpty()) {
                 publisher.submit(new ArrayList<>(pending));
@@ -149,28 +124,12 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
         }
 
         @Override
-        public void rollback() {
-            active = false;
+        protected void rollbackImpl() {
             enlisted = false;
             if (!pending.isEmpty()) {
                 LOG.debugf("keycloak-sync: transaction rolled back; %d events not published", pending.size());
                 pending.clear();
             }
-        }
-
-        @Override
-        public void setRollbackOnly() {
-            rollbackOnly = true;
-        }
-
-        @Override
-        public boolean getRollbackOnly() {
-            return rollbackOnly;
-        }
-
-        @Override
-        public boolean isActive() {
-            return active;
         }
     }
 }

@@ -2,6 +2,7 @@ package io.keycloaksync.spi;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.util.List;
 import java.util.Map;
 import org.jboss.logging.Logger;
 import org.keycloak.Config;
@@ -9,6 +10,7 @@ import org.keycloak.events.EventListenerProvider;
 import org.keycloak.events.EventListenerProviderFactory;
 import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.KeycloakSessionFactory;
+import org.keycloak.provider.ProviderConfigProperty;
 
 /** The {@code keycloak-sync} event listener: one publisher (thread, connection, spool) per Keycloak node. */
 public final class KeycloakSyncEventListenerFactory implements EventListenerProviderFactory {
@@ -81,6 +83,12 @@ public final class KeycloakSyncEventListenerFactory implements EventListenerProv
             publisher = null;
         }
         stats.unregister();
+    }
+
+    /** The options with their help and defaults, as Keycloak's configuration guide lists providers' options. */
+    @Override
+    public List<ProviderConfigProperty> getConfigMetadata() {
+        return SpiOptions.metadata();
     }
 
     @Override

@@ -18,7 +18,7 @@ import java.util.stream.Collectors;
 
 /**
  * The provider's configuration: Keycloak's SPI options
- * ({@code --spi-events-listener-keycloak-sync-amqp-uri=…}), else environment variables
+ * ({@code --spi-events-listener--keycloak-sync--amqp-uri=…}), else environment variables
  * ({@code KEYCLOAK_SYNC_SPI_AMQP_URI}), else defaults. {@link #toString()} hides passwords.
  */
 public final class SpiSettings {
@@ -32,20 +32,11 @@ public final class SpiSettings {
 
     public static final String ENV_PREFIX = "KEYCLOAK_SYNC_SPI_";
 
-    /** Every option, as Keycloak's SPI config names it; the README's table lists each. */
-    public static final List<String> OPTIONS = List.of("amqpUri", "amqpAddresses", "exchange", "declareExchange", "queueCapacity",
-            "batchSize", "confirmTimeoutMillis", "spoolDir", "spoolMaxBytes", "spoolFullPolicy", "spoolBlockMillis",
-            "shutdownGraceMillis", "trustStore", "trustStorePassword", "realms", "eventTypes", "adminResourceTypes",
-            "representationResourceTypes");
+    /** See {@link SpiOptions#DEFAULT_REPRESENTATION_TYPES}. */
+    public static final Set<String> DEFAULT_REPRESENTATION_TYPES = SpiOptions.DEFAULT_REPRESENTATION_TYPES;
 
-    /**
-     * The admin resource types whose representations the daemon reads: users and sessions, and the
-     * groups, roles and organizations applications authorize with. Others (clients, identity
-     * providers, components, the realm itself) may carry secrets and stay out of the queue.
-     */
-    public static final Set<String> DEFAULT_REPRESENTATION_TYPES = Set.of("USER", "USER_SESSION", "GROUP",
-            "GROUP_MEMBERSHIP", "REALM_ROLE", "CLIENT_ROLE", "REALM_ROLE_MAPPING", "CLIENT_ROLE_MAPPING",
-            "ORGANIZATION", "ORGANIZATION_MEMBERSHIP");
+    /** Every option, as Keycloak's SPI config names it; the README's table lists each. */
+    public static final List<String> OPTIONS = SpiOptions.keys();
 
     public final URI amqpUri;
     /**
@@ -121,7 +112,7 @@ public final class SpiSettings {
         return ENV_PREFIX + key.replaceAll("([a-z])([A-Z])", "$1_$2").toUpperCase(Locale.ROOT);
     }
 
-    /** {@code amqpUri} → {@code amqp-uri}, as in {@code --spi-events-listener-keycloak-sync-amqp-uri}. */
+    /** {@code amqpUri} → {@code amqp-uri}, as in {@code --spi-events-listener--keycloak-sync--amqp-uri}. */
     public static String optionName(String key) {
         return key.replaceAll("([a-z])([A-Z])", "$1-$2").toLowerCase(Locale.ROOT);
     }

@@ -55,6 +55,17 @@ class SettingsTest {
     }
 
     @Test
+    void keycloakListsEveryOptionWithHelpAndTheSecretsAsSecrets() {
+        var metadata = new KeycloakSyncEventListenerFactory(Map.of()).getConfigMetadata();
+        assertEquals(SpiSettings.OPTIONS, metadata.stream().map(p -> p.getName()).toList());
+        for (var property : metadata) {
+            assertTrue(property.getHelpText().contains(SpiSettings.envName(property.getName())), property.getName());
+            assertEquals(property.getName().toLowerCase(java.util.Locale.ROOT).contains("password")
+                    || property.getName().equals("amqpUri"), property.isSecret(), property.getName());
+        }
+    }
+
+    @Test
     void theReadmeDocumentsEveryOptionWithItsVariable() throws java.io.IOException {
         String readme = java.nio.file.Files.readString(java.nio.file.Path.of("README.md"));
         for (String option : SpiSettings.OPTIONS) {

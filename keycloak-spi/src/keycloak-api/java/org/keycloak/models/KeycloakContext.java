@@ -1,6 +1,0 @@
-package org.keycloak.models;
-
-/** Compile-only declaration of the Keycloak type of the same name (never packaged). */
-public interface KeycloakContext {
-    RealmModel getRealm();
-}

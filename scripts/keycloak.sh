@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# A real Keycloak on loopback for the tests, the demo and the benchmarks: the server
+# distribution from Maven Central (org.keycloak:keycloak-quarkus-dist, cached in ~/.m2 and
+# unpacked under .local/keycloak/), its database on the Postgres of scripts/services.sh (a
+# database of its own per version), the provider of keycloak-spi/ built and installed,
+# publishing to the RabbitMQ of scripts/services.sh (exchange keycloak.events), and a
+# bootstrap admin in the master realm. Safe to run again: what runs is left alone.
+#
+#   scripts/keycloak.sh up      fetch, build the provider, start, wait until Keycloak answers
+#   scripts/keycloak.sh down    stop it gracefully (SIGTERM: the provider drains or spools)
+#   scripts/keycloak.sh status  say whether it runs, its version, URL and pid
+#   scripts/keycloak.sh env     print KEYCLOAK_URL, KEYCLOAK_ADMIN_USER, KEYCLOAK_ADMIN_PASSWORD
+#   scripts/keycloak.sh logs    the server's log (follow with -f)
+#   scripts/keycloak.sh kill    SIGKILL the server's JVM (fault drills); `up` starts it again
+#
+# KCS_KEYCLOAK_VERSION picks the version (default: the newest Keycloak 26 release served);
+# KCS_KEYCLOAK_PORT the HTTP port (default 58080; management on port+1000);
+# KCS_KEYCLOAK_HEAP the maximum heap (default 768m). Needs scripts/services.sh up first (its
+# ports are read from the same KCS_PG_PORT / KCS_AMQP_PORT).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+version=${KCS_KEYCLOAK_VERSION:-26.7.3}
+port=${KCS_KEYCLOAK_PORT:-58080}
+management_port=$((port + 1000))
+heap=${KCS_KEYCLOAK_HEAP:-768m}
+pg_port=${KCS_PG_PORT:-54329}
+amqp_port=${KCS_AMQP_PORT:-56729}
+state="${KCS_STATE_DIR:-$root/.local}/keycloak"
+home="$state/keycloak-$version"
+run="$state/run-$port"
+admin_user=admin
+admin_password=admin
+database="keycloak_${version//./_}"
+url="http://127.0.0.1:$port"
+
+log() { printf '[keycloak] %s\n' "$*" >&2; }
+
+# Keycloak 26.6+ supports Java 21 and 25 (17 still starts, deprecated): the newest JDK here.
+java_home() {
+  local candidate
+  for candidate in /usr/lib/jvm/temurin-25* /usr/lib/jvm/*-25-* /usr/lib/jvm/temurin-21* /usr/lib/jvm/java-21-*; do
+    [ -x "$candidate/bin/java" ] && { echo "$candidate"; return; }
+  done
+  if ! command -v java >/dev/null 2>&1; then
+    log "installing a JDK (default-jdk-headless)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless >/dev/null
+  fi
+  dirname "$(dirname "$(readlink -f "$(command -v java)")")"
+}
+
+fetch() {
+  [ -x "$home/bin/kc.sh" ] && return
+  command -v mvn >/dev/null 2>&1 || {
+    log "installing maven"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null
+  }
+  log "fetching org.keycloak:keycloak-quarkus-dist:$version (Maven Central, cached in ~/.m2)"
+  mkdir -p "$state"
+  mvn -B -q --no-transfer-progress dependency:copy \
+    "-Dartifact=org.keycloak:keycloak-quarkus-dist:$version:tar.gz" "-DoutputDirectory=$state" >&2
+  tar xzf "$state/keycloak-quarkus-dist-$version.tar.gz" -C "$state"
+  rm -f "$state/keycloak-quarkus-dist-$version.tar.gz"
+  [ -x "$home/bin/kc.sh" ] || { log "the distribution did not unpack into $home"; exit 1; }
+}
+
+install_provider() {
+  local jar="$root/keycloak-spi/target/keycloak-sync-spi.jar"
+  if [ ! -f "$jar" ] || [ -n "$(find "$root/keycloak-spi/src/main" "$root/keycloak-spi/pom.xml" -newer "$jar" -print -quit)" ]; then
+    log "building the provider"
+    "$root/keycloak-spi/build.sh" jar
+  fi
+  # Keycloak re-augments at start when providers/ changed; an unchanged jar is left in place.
+  cmp -s "$jar" "$home/providers/keycloak-sync-spi.jar" || cp "$jar" "$home/providers/keycloak-sync-spi.jar"
+}
+
+pid() { [ -f "$run/pid" ] && kill -0 "$(cat "$run/pid")" 2>/dev/null && cat "$run/pid"; }
+
+ready() { curl -sf -o /dev/null "http://127.0.0.1:$management_port/health/ready"; }
+
+ensure_database() {
+  local psql=(psql -h 127.0.0.1 -p "$pg_port" -U postgres -qtA)
+  "${psql[@]}" -d postgres -c "SELECT 1" >/dev/null 2>&1 || {
+    log "Postgres does not answer on 127.0.0.1:$pg_port: run scripts/services.sh up first"
+    exit 1
+  }
+  if [ -z "$("${psql[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$database'")" ]; then
+    "${psql[@]}" -d postgres -c "CREATE DATABASE $database" >/dev/null
+  fi
+}
+
+up() {
+  if [ -n "$(pid)" ] && ready; then
+    log "Keycloak $version already running at $url (pid $(pid))"
+    return
+  fi
+  if [ -z "$(pid)" ]; then
+    fetch
+    install_provider
+    ensure_database
+    mkdir -p "$run/spool"
+    local jh
+    jh=$(java_home)
+    log "starting Keycloak $version at $url (Java: $jh, heap $heap, database $database)"
+    # Events of the whole suite flow through one exchange; each test binds its own queue.
+    (
+      cd "$home"
+      export JAVA_HOME="$jh" PATH="$jh/bin:$PATH"
+      export KC_BOOTSTRAP_ADMIN_USERNAME=$admin_user KC_BOOTSTRAP_ADMIN_PASSWORD=$admin_password
+      export JAVA_OPTS_KC_HEAP="-Xms128m -Xmx$heap"
+      exec nohup bin/kc.sh start \
+        --http-enabled=true --http-host=127.0.0.1 --http-port="$port" \
+        --http-management-port="$management_port" --health-enabled=true --metrics-enabled=true \
+        --hostname-strict=false --cache=local \
+        --db=postgres --db-url="jdbc:postgresql://127.0.0.1:$pg_port/$database" \
+        --db-username=postgres --db-password=unused \
+        --spi-events-listener--keycloak-sync--amqp-uri="amqp://guest:guest@127.0.0.1:$amqp_port/%2f" \
+        --spi-events-listener--keycloak-sync--exchange=keycloak.events \
+        --spi-events-listener--keycloak-sync--spool-dir="$run/spool" \
+        "${KCS_KEYCLOAK_EXTRA_ARGS[@]}" \
+        >>"$run/keycloak.log" 2>&1
+    ) &
+    echo $! >"$run/pid"
+  fi
+  local waited=0
+  until ready; do
+    if [ -z "$(pid)" ]; then
+      log "Keycloak exited during start; the end of $run/keycloak.log:"
+      tail -n 40 "$run/keycloak.log" >&2
+      exit 1
+    fi
+    [ $waited -ge 300 ] && { log "Keycloak did not become ready within 300 s"; exit 1; }
+    sleep 1
+    waited=$((waited + 1))
+  done
+  log "Keycloak $version ready at $url after ${waited} s"
+}
+
+down() {
+  local p
+  p=$(pid) || true
+  if [ -z "$p" ]; then
+    log "Keycloak is not running"
+    return
+  fi
+  kill -TERM "$p"
+  for _ in $(seq 1 60); do kill -0 "$p" 2>/dev/null || break; sleep 1; done
+  kill -0 "$p" 2>/dev/null && { log "Keycloak did not stop within 60 s; killing it"; kill -KILL "$p"; }
+  rm -f "$run/pid"
+  log "Keycloak stopped"
+}
+
+# Extra server options, e.g. KCS_KEYCLOAK_EXTRA_ARGS="--spi-...=1" (split on spaces).
+read -r -a KCS_KEYCLOAK_EXTRA_ARGS <<<"${KCS_KEYCLOAK_EXTRA_ARGS:-}"
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  status)
+    if p=$(pid); then
+      echo "Keycloak $version: running at $url (pid $p$(ready && echo ', ready' || echo ', not ready'))"
+    else
+      echo "Keycloak $version: stopped"
+    fi
+    ;;
+  env)
+    cat <<EOF
+export KEYCLOAK_URL=$url
+export KEYCLOAK_ADMIN_USER=$admin_user
+export KEYCLOAK_ADMIN_PASSWORD=$admin_password
+export KCS_KEYCLOAK_VERSION=$version
+EOF
+    ;;
+  logs) if [ "${2:-}" = -f ]; then tail -F "$run/keycloak.log"; else cat "$run/keycloak.log"; fi ;;
+  kill)
+    if p=$(pid); then
+      kill -KILL "$p"
+      while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
+      rm -f "$run/pid"
+      log "Keycloak (pid $p) killed"
+    else
+      log "Keycloak is not running"
+    fi
+    ;;
+  *)
+    echo "usage: $0 up|down|status|env|logs [-f]|kill" >&2
+    exit 2
+    ;;
+esac
