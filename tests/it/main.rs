@@ -13,6 +13,7 @@ mod enrich;
 mod expiry;
 mod faults;
 mod feed;
+mod fixtures;
 mod import;
 mod keycloak;
 mod keycloak_fake;

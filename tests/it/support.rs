@@ -544,6 +544,11 @@ pub async fn publish(amqp: &str, exchange: &str, bodies: &[Vec<u8>]) {
 /// Declares the test's topology the way the daemon does, so messages published before
 /// the daemon starts are kept.
 pub async fn declare(amqp: &str, names: &Names) {
+    declare_with(amqp, names, &[]).await
+}
+
+/// [`declare`] with more settings (a binding key, say).
+pub async fn declare_with(amqp: &str, names: &Names, extra: &[(String, String)]) {
     let settings = keycloak_sync::config::Settings::load_from(
         None,
         Some(
@@ -551,6 +556,7 @@ pub async fn declare(amqp: &str, names: &Names) {
                 .env(amqp)
                 .into_iter()
                 .chain([("KEYCLOAK_SYNC__DATABASE__URL".to_string(), admin_url())])
+                .chain(extra.iter().cloned())
                 .collect(),
         ),
     )

@@ -158,6 +158,9 @@ impl Planner {
         self.user(stamp, user_id)
             .apply_profile(profile, &stamp.version);
         if profile.enabled == Some(false) {
+            // Keycloak keeps a disabled user's sessions (its Admin API lists them, and they
+            // work again once the user is enabled), so they stay open; the cutoff takes the
+            // user's tokens out of the vault and keeps older ones out.
             self.cut_off(stamp, user_id, EndReason::UserDisabled);
         }
     }

@@ -1,4 +1,6 @@
--- Ends sessions where a cutoff reaches them, unless an ending event ended them earlier:
+-- Ends sessions where a cutoff reaches them, unless an ending event ended them earlier
+-- (a disabling ends none: Keycloak keeps a disabled user's sessions, usable again once the
+-- user is enabled; its cutoff only keeps older tokens out of the vault):
 -- new cutoffs (per user, $1/$2; per realm, $4/$5) meeting stored sessions, and the
 -- batch's sessions ($3) meeting stored cutoffs (the stored row may know the user when the
 -- event did not). An inferred end gives way. A realm's new cutoffs are rare (an admin
@@ -18,10 +20,12 @@ candidates AS (
     SELECT t.id, t.end_ver, c.at, c.reason, c.ver
     FROM new_cutoffs c
     JOIN user_sessions t ON t.user_id = c.user_id AND t.started_at <= c.at
+    WHERE c.reason <> 'user_disabled'
     UNION ALL
     SELECT t.id, t.end_ver, c.at, c.reason, c.ver
     FROM batch t
     JOIN session_cutoffs c ON c.user_id = t.user_id AND t.started_at <= c.at
+    WHERE c.reason <> 'user_disabled'
     UNION ALL
     SELECT t.id, t.end_ver, c.at, 'admin', c.ver
     FROM batch t

@@ -1,0 +1,388 @@
+//! The real Keycloak of `scripts/keycloak.sh`, driven over its own HTTP endpoints: the
+//! Admin REST API (as the master realm's admin) and the OpenID Connect endpoints (as the
+//! test realm's clients and users). Each test makes a fresh realm, so tests run in parallel.
+
+use std::time::Duration;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const WEB_SECRET: &str = "web-secret-e2e";
+pub const SYNC_SECRET: &str = "sync-secret-e2e";
+pub const PASSWORD: &str = "Pa55word!e2e";
+
+pub fn keycloak_url() -> String {
+    std::env::var("KEYCLOAK_URL").unwrap_or_else(|_| {
+        panic!("KEYCLOAK_URL is not set: start Keycloak with scripts/keycloak.sh up and eval \"$(scripts/keycloak.sh env)\"")
+    })
+}
+
+fn admin_credentials() -> (String, String) {
+    (
+        std::env::var("KEYCLOAK_ADMIN_USER").unwrap_or_else(|_| "admin".into()),
+        std::env::var("KEYCLOAK_ADMIN_PASSWORD").unwrap_or_else(|_| "admin".into()),
+    )
+}
+
+/// The Keycloak version under test (`scripts/keycloak.sh env`), as (major, minor).
+pub fn version() -> (u32, u32) {
+    let text = std::env::var("KCS_KEYCLOAK_VERSION").unwrap_or_else(|_| "26.7.3".into());
+    let mut parts = text.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// A response's status and JSON body (null when the body is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub location: Option<String>,
+}
+
+impl Answer {
+    pub fn ok(self, what: &str) -> Value {
+        assert!(
+            self.status.is_success(),
+            "{what}: {} {}",
+            self.status,
+            self.body
+        );
+        self.body
+    }
+
+    /// The id at the end of a `Location` header (what Keycloak answers a creation with).
+    pub fn created_id(&self, what: &str) -> String {
+        assert_eq!(self.status, StatusCode::CREATED, "{what}: {}", self.body);
+        let location = self.location.as_deref().expect("Location");
+        location.rsplit('/').next().expect("id").to_string()
+    }
+}
+
+/// One test's realm: made with the keycloak-sync listener, stored user and admin events
+/// (with representations), three clients and a service account for keycloak-sync.
+pub struct Realm {
+    pub name: String,
+    pub id: String,
+    pub url: String,
+    http: Client,
+}
+
+impl Realm {
+    /// A realm name no other test uses; bind the test's queue to `kc.<name>.#` before
+    /// [`Realm::create`], so no event of the realm is ever unroutable.
+    pub fn fresh_name() -> String {
+        format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    }
+
+    pub async fn create(name: &str) -> Realm {
+        Self::create_with(name, json!({})).await
+    }
+
+    /// With realm attributes set at creation (`extra` is merged into the representation).
+    pub async fn create_with(name: &str, extra: Value) -> Realm {
+        let url = keycloak_url();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        let realm = Realm {
+            name: name.to_string(),
+            id: String::new(),
+            url,
+            http,
+        };
+        let mut representation = json!({
+            "realm": name,
+            "enabled": true,
+            "eventsEnabled": true,
+            "eventsListeners": ["jboss-logging", "keycloak-sync"],
+            "adminEventsEnabled": true,
+            "adminEventsDetailsEnabled": true,
+            "registrationAllowed": true,
+            "clients": [
+                {"clientId": "web", "enabled": true, "publicClient": false, "secret": WEB_SECRET,
+                 "directAccessGrantsEnabled": true, "standardFlowEnabled": true,
+                 "redirectUris": ["http://127.0.0.1/*"], "consentRequired": false},
+                {"clientId": "mobile", "enabled": true, "publicClient": true,
+                 "directAccessGrantsEnabled": true, "redirectUris": ["http://127.0.0.1/*"]},
+                {"clientId": "sync", "enabled": true, "publicClient": false, "secret": SYNC_SECRET,
+                 "serviceAccountsEnabled": true, "standardFlowEnabled": false,
+                 "directAccessGrantsEnabled": false}
+            ],
+            "users": [
+                {"username": "service-account-sync", "enabled": true, "serviceAccountClientId": "sync",
+                 "clientRoles": {"realm-management": ["view-users", "query-users", "view-events", "view-realm"]}}
+            ]
+        });
+        if let (Some(base), Some(more)) = (representation.as_object_mut(), extra.as_object()) {
+            for (key, value) in more {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+        realm
+            .admin_at(Method::POST, "/admin/realms", Some(representation))
+            .await
+            .ok("create realm");
+        let info = realm.admin(Method::GET, "", None).await.ok("read realm");
+        Realm {
+            id: info["id"].as_str().expect("realm id").to_string(),
+            ..realm
+        }
+    }
+
+    /// The daemon's Keycloak settings for this realm (Admin API through the `sync` client).
+    pub fn daemon_settings(&self) -> Vec<(String, String)> {
+        vec![
+            ("KEYCLOAK_SYNC__KEYCLOAK__URL".into(), self.url.clone()),
+            ("KEYCLOAK_SYNC__KEYCLOAK__REALMS".into(), self.name.clone()),
+            ("KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID".into(), "sync".into()),
+            (
+                "KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET".into(),
+                SYNC_SECRET.into(),
+            ),
+        ]
+    }
+
+    async fn admin_token(&self) -> String {
+        let (user, password) = admin_credentials();
+        let response = self
+            .http
+            .post(format!(
+                "{}/realms/master/protocol/openid-connect/token",
+                self.url
+            ))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", user.as_str()),
+                ("password", password.as_str()),
+            ])
+            .send()
+            .await
+            .expect("admin token request");
+        let body: Value = response.json().await.expect("admin token");
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no admin token: {body}"))
+            .to_string()
+    }
+
+    async fn admin_at(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let token = self.admin_token().await;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("admin request");
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = response.text().await.unwrap_or_default();
+        Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            location,
+        }
+    }
+
+    /// An Admin API call on this realm: `path` after `/admin/realms/{realm}`.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.admin_at(method, &format!("/admin/realms/{}{path}", self.name), body)
+            .await
+    }
+
+    /// Creates a user with a password; returns its id.
+    pub async fn create_user(&self, username: &str, email: &str) -> String {
+        let answer = self
+            .admin(
+                Method::POST,
+                "/users",
+                Some(json!({
+                    "username": username, "email": email, "enabled": true, "emailVerified": false,
+                    "firstName": "First", "lastName": username,
+                    "credentials": [{"type": "password", "value": PASSWORD, "temporary": false}]
+                })),
+            )
+            .await;
+        answer.created_id("create user")
+    }
+
+    pub async fn client_uuid(&self, client_id: &str) -> String {
+        let found = self
+            .admin(Method::GET, &format!("/clients?clientId={client_id}"), None)
+            .await
+            .ok("find client");
+        found[0]["id"].as_str().expect("client uuid").to_string()
+    }
+
+    /// Keycloak's users (service accounts excluded, as the Admin API lists them).
+    pub async fn users(&self) -> Vec<Value> {
+        let list = self
+            .admin(
+                Method::GET,
+                "/users?max=1000&briefRepresentation=false",
+                None,
+            )
+            .await
+            .ok("list users");
+        list.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The ids of a user's live (online) sessions.
+    pub async fn session_ids(&self, user_id: &str) -> Vec<String> {
+        let list = self
+            .admin(Method::GET, &format!("/users/{user_id}/sessions"), None)
+            .await
+            .ok("list sessions");
+        let mut ids: Vec<String> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn token_url(&self) -> String {
+        format!(
+            "{}/realms/{}/protocol/openid-connect/token",
+            self.url, self.name
+        )
+    }
+
+    async fn form(&self, url: String, form: &[(&str, &str)]) -> Answer {
+        let response = self
+            .http
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .expect("token endpoint");
+        let status = response.status();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Answer {
+            status,
+            body,
+            location: None,
+        }
+    }
+
+    /// A password-grant login through `client` (`web` is confidential, `mobile` public);
+    /// `offline` asks for an offline token.
+    pub async fn login(&self, client: &str, username: &str, offline: bool) -> Tokens {
+        let answer = self.try_login(client, username, PASSWORD, offline).await;
+        Tokens::from(answer.ok(&format!("login {username} via {client}")))
+    }
+
+    pub async fn try_login(
+        &self,
+        client: &str,
+        username: &str,
+        password: &str,
+        offline: bool,
+    ) -> Answer {
+        let scope = if offline {
+            "openid offline_access"
+        } else {
+            "openid"
+        };
+        let mut form = vec![
+            ("grant_type", "password"),
+            ("client_id", client),
+            ("username", username),
+            ("password", password),
+            ("scope", scope),
+        ];
+        if client == "web" {
+            form.push(("client_secret", WEB_SECRET));
+        }
+        self.form(self.token_url(), &form).await
+    }
+
+    pub async fn refresh(&self, client: &str, tokens: &Tokens) -> Answer {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", client),
+            ("refresh_token", tokens.refresh.as_str()),
+        ];
+        if client == "web" {
+            form.push(("client_secret", WEB_SECRET));
+        }
+        self.form(self.token_url(), &form).await
+    }
+
+    /// The OpenID Connect logout endpoint with the refresh token, as an application's
+    /// back end logs its user out.
+    pub async fn logout(&self, client: &str, tokens: &Tokens) {
+        let mut form = vec![
+            ("client_id", client),
+            ("refresh_token", tokens.refresh.as_str()),
+        ];
+        if client == "web" {
+            form.push(("client_secret", WEB_SECRET));
+        }
+        let answer = self
+            .form(
+                format!(
+                    "{}/realms/{}/protocol/openid-connect/logout",
+                    self.url, self.name
+                ),
+                &form,
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::NO_CONTENT,
+            "logout: {}",
+            answer.body
+        );
+    }
+
+    /// Deletes the realm (its events stay in the test's database).
+    pub async fn delete(&self) {
+        let _ = self.admin(Method::DELETE, "", None).await;
+    }
+}
+
+/// What a login answered.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+}
+
+impl From<Value> for Tokens {
+    fn from(body: Value) -> Tokens {
+        Tokens {
+            access: body["access_token"].as_str().expect("access token").into(),
+            refresh: body["refresh_token"]
+                .as_str()
+                .expect("refresh token")
+                .into(),
+            session_id: body["session_state"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| claim(body["access_token"].as_str().unwrap_or(""), "sid")),
+        }
+    }
+}
+
+/// A claim of a JWT's payload (no verification: the test reads its own tokens).
+pub fn claim(jwt: &str, name: &str) -> String {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap_or("");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_default();
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    value[name].as_str().unwrap_or("").to_string()
+}
