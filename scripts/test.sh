@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite: starts the local Postgres and RabbitMQ (installing them if
-# needed), checks formatting and lints, builds and tests the Java provider
-# (keycloak-spi/), then runs every Rust test (the cross-language end-to-end test uses the
-# provider just built). Ends with the Rust test runner's summary.
+# needed), builds and tests the Java provider (keycloak-spi/, Maven), starts a real
+# Keycloak with it (scripts/keycloak.sh), checks formatting and lints, then runs every
+# Rust test with cargo-nextest (installed if missing): unit, integration (tests/it) and
+# end to end against Keycloak (tests/e2e). Ends with the test runner's summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh up
 eval "$(scripts/services.sh env)"
+
+echo "== keycloak-spi (Java provider): build and JUnit tests"
+keycloak-spi/build.sh
+
+# Keycloak starts (tens of seconds cold) while the Rust side is checked and built.
+echo "== Keycloak (scripts/keycloak.sh up), in the background"
+scripts/keycloak.sh up >.local/keycloak-up.log 2>&1 &
+keycloak_up=$!
 # The three-node RabbitMQ cluster of tests/it/cluster.rs.
 scripts/services.sh cluster up
 eval "$(scripts/services.sh cluster env)"
@@ -48,12 +57,18 @@ scripts/build-release.sh
 echo "== deployment files: linters"
 scripts/lint-deploy.sh
 
-echo "== keycloak-spi (Java provider): build and JUnit tests"
-keycloak-spi/build.sh
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== installing cargo-nextest (crates.io)"
+  cargo install --locked --quiet cargo-nextest
+fi
+
+echo "== waiting for Keycloak"
+if ! wait "$keycloak_up"; then
+  cat .local/keycloak-up.log
+  exit 1
+fi
+cat .local/keycloak-up.log
+eval "$(scripts/keycloak.sh env)"
 
 echo "== tests"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
-else
-  cargo test --locked --no-fail-fast
-fi
+cargo nextest run --locked --no-fail-fast

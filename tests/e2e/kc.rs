@@ -112,7 +112,7 @@ impl Realm {
             ],
             "users": [
                 {"username": "service-account-sync", "enabled": true, "serviceAccountClientId": "sync",
-                 "clientRoles": {"realm-management": ["view-users", "query-users", "view-events", "view-realm"]}}
+                 "clientRoles": {"realm-management": ["view-users", "query-users", "view-events", "view-realm", "view-clients"]}}
             ]
         });
         if let (Some(base), Some(more)) = (representation.as_object_mut(), extra.as_object()) {

@@ -12,6 +12,7 @@ mod fixtures;
 mod kc;
 mod oracle;
 
+mod directory;
 mod lifecycle;
 
 use std::time::Duration;

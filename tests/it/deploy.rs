@@ -149,7 +149,13 @@ fn the_compose_stack_sets_only_known_keys_and_probes_the_right_paths() {
         })
         .map(|u| u["clientRoles"]["realm-management"].clone())
         .expect("service account");
-    for role in ["view-users", "query-users", "view-events"] {
+    for role in [
+        "view-users",
+        "query-users",
+        "view-events",
+        "view-realm",
+        "view-clients",
+    ] {
         assert!(
             roles
                 .as_array()
