@@ -12,6 +12,7 @@ mod fixtures;
 mod kc;
 mod oracle;
 
+mod admin_api;
 mod directory;
 mod lifecycle;
 
