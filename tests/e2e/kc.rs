@@ -235,12 +235,29 @@ impl Realm {
         list.as_array().cloned().unwrap_or_default()
     }
 
-    /// The ids of a user's live (online) sessions.
+    /// The ids of a user's live online sessions.
     pub async fn session_ids(&self, user_id: &str) -> Vec<String> {
-        let list = self
-            .admin(Method::GET, &format!("/users/{user_id}/sessions"), None)
-            .await
-            .ok("list sessions");
+        self.ids(&format!("/users/{user_id}/sessions")).await
+    }
+
+    /// The ids of a user's live sessions, online or offline (of the realm's two
+    /// user-facing clients), as the tables keep them.
+    pub async fn live_session_ids(&self, user_id: &str) -> Vec<String> {
+        let mut ids = self.session_ids(user_id).await;
+        for client in ["web", "mobile"] {
+            let uuid = self.client_uuid(client).await;
+            ids.extend(
+                self.ids(&format!("/users/{user_id}/offline-sessions/{uuid}"))
+                    .await,
+            );
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    async fn ids(&self, path: &str) -> Vec<String> {
+        let list = self.admin(Method::GET, path, None).await.ok(path);
         let mut ids: Vec<String> = list
             .as_array()
             .into_iter()

@@ -15,6 +15,7 @@ mod oracle;
 mod admin_api;
 mod directory;
 mod lifecycle;
+mod offline;
 
 use std::time::Duration;
 

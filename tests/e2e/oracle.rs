@@ -46,7 +46,7 @@ pub async fn keycloak_view(world: &World) -> View {
     let mut live_sessions = BTreeMap::new();
     for user in world.realm.users().await {
         let profile = Profile::of_keycloak(&user);
-        let sessions = world.realm.session_ids(&profile.id).await;
+        let sessions = world.realm.live_session_ids(&profile.id).await;
         live_sessions.insert(profile.id.clone(), sessions);
         profiles.insert(profile);
     }
