@@ -15,8 +15,11 @@
 #
 # KCS_KEYCLOAK_VERSION picks the version (default: the newest Keycloak 26 release served);
 # KCS_KEYCLOAK_PORT the HTTP port (default 58080; management on port+1000);
-# KCS_KEYCLOAK_HEAP the maximum heap (default 768m). Needs scripts/services.sh up first (its
-# ports are read from the same KCS_PG_PORT / KCS_AMQP_PORT).
+# KCS_KEYCLOAK_HEAP the maximum heap (default 768m); KCS_KEYCLOAK_AMQP_URL the broker the
+# provider publishes to (default: the guest user of scripts/services.sh's RabbitMQ). Each
+# port has its own database (keycloak_<version>_<port>), spool and log, so a second
+# instance runs beside the first. Needs scripts/services.sh up first (its ports are read
+# from the same KCS_PG_PORT / KCS_AMQP_PORT).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +34,8 @@ home="$state/keycloak-$version"
 run="$state/run-$port"
 admin_user=admin
 admin_password=admin
-database="keycloak_${version//./_}"
+database="keycloak_${version//./_}_$port"
+amqp_url=${KCS_KEYCLOAK_AMQP_URL:-amqp://guest:guest@127.0.0.1:$amqp_port/%2f}
 url="http://127.0.0.1:$port"
 
 log() { printf '[keycloak] %s\n' "$*" >&2; }
@@ -114,7 +118,7 @@ up() {
         --hostname-strict=false --cache=local \
         --db=postgres --db-url="jdbc:postgresql://127.0.0.1:$pg_port/$database" \
         --db-username=postgres --db-password=unused \
-        --spi-events-listener--keycloak-sync--amqp-uri="amqp://guest:guest@127.0.0.1:$amqp_port/%2f" \
+        --spi-events-listener--keycloak-sync--amqp-uri="$amqp_url" \
         --spi-events-listener--keycloak-sync--exchange=keycloak.events \
         --spi-events-listener--keycloak-sync--spool-dir="$run/spool" \
         "${KCS_KEYCLOAK_EXTRA_ARGS[@]}" \

@@ -24,13 +24,6 @@ fn admin_credentials() -> (String, String) {
     )
 }
 
-/// The Keycloak version under test (`scripts/keycloak.sh env`), as (major, minor).
-pub fn version() -> (u32, u32) {
-    let text = std::env::var("KCS_KEYCLOAK_VERSION").unwrap_or_else(|_| "26.7.3".into());
-    let mut parts = text.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
 /// A response's status and JSON body (null when the body is not JSON).
 #[derive(Debug)]
 pub struct Answer {
@@ -74,15 +67,14 @@ impl Realm {
         format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
     }
 
-    pub async fn create(name: &str) -> Realm {
-        Self::create_with(name, json!({})).await
-    }
-
-    /// With realm attributes set at creation (`extra` is merged into the representation).
-    pub async fn create_with(name: &str, extra: Value) -> Realm {
-        let url = keycloak_url();
+    /// With realm attributes set at creation (`extra` is merged into the representation),
+    /// in the Keycloak at `url`.
+    pub async fn create_with(url: &str, name: &str, extra: Value) -> Realm {
+        let url = url.to_string();
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // No pooled connections: a restarted Keycloak would leave them dead.
         let http = Client::builder()
+            .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(60))
             .build()
             .expect("http client");

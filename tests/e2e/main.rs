@@ -16,6 +16,7 @@ mod admin_api;
 mod directory;
 mod lifecycle;
 mod offline;
+mod provider;
 
 use std::time::Duration;
 
@@ -49,6 +50,15 @@ impl World {
     /// `realm_extra` is merged into the realm's representation; `daemon_extra` adds
     /// daemon settings.
     pub async fn with(realm_extra: serde_json::Value, daemon_extra: &[(&str, &str)]) -> World {
+        Self::on(&kc::keycloak_url(), realm_extra, daemon_extra).await
+    }
+
+    /// In the Keycloak at `url` (a second instance, say).
+    pub async fn on(
+        url: &str,
+        realm_extra: serde_json::Value,
+        daemon_extra: &[(&str, &str)],
+    ) -> World {
         let name = Realm::fresh_name();
         let db = TestDb::new().await;
         let amqp = amqp_url();
@@ -60,7 +70,7 @@ impl World {
         // Bound before the realm exists: none of its events is ever unroutable.
         support::declare_with(&amqp, &names, &extra).await;
         fixtures::declare_tap(&amqp, &names.queue, &extra[0].1).await;
-        let realm = Realm::create_with(&name, realm_extra).await;
+        let realm = Realm::create_with(url, &name, realm_extra).await;
         extra.extend(realm.daemon_settings());
         extra.extend(
             daemon_extra
