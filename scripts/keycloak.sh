@@ -30,7 +30,9 @@ heap=${KCS_KEYCLOAK_HEAP:-768m}
 pg_port=${KCS_PG_PORT:-54329}
 amqp_port=${KCS_AMQP_PORT:-56729}
 state="${KCS_STATE_DIR:-$root/.local}/keycloak"
-home="$state/keycloak-$version"
+# A distribution per port: a second instance never re-augments or replaces the jars of a
+# running one.
+home="$state/keycloak-$version-$port"
 run="$state/run-$port"
 admin_user=admin
 admin_password=admin
@@ -63,8 +65,12 @@ fetch() {
   mkdir -p "$state"
   mvn -B -q --no-transfer-progress dependency:copy \
     "-Dartifact=org.keycloak:keycloak-quarkus-dist:$version:tar.gz" "-DoutputDirectory=$state" >&2
-  tar xzf "$state/keycloak-quarkus-dist-$version.tar.gz" -C "$state"
+  rm -rf "$home.unpack"
+  mkdir -p "$home.unpack"
+  tar xzf "$state/keycloak-quarkus-dist-$version.tar.gz" -C "$home.unpack"
   rm -f "$state/keycloak-quarkus-dist-$version.tar.gz"
+  mv "$home.unpack/keycloak-$version" "$home"
+  rm -rf "$home.unpack"
   [ -x "$home/bin/kc.sh" ] || { log "the distribution did not unpack into $home"; exit 1; }
 }
 
@@ -74,8 +80,12 @@ install_provider() {
     log "building the provider"
     "$root/keycloak-spi/build.sh" jar
   fi
-  # Keycloak re-augments at start when providers/ changed; an unchanged jar is left in place.
-  cmp -s "$jar" "$home/providers/keycloak-sync-spi.jar" || cp "$jar" "$home/providers/keycloak-sync-spi.jar"
+  # Keycloak re-augments at start when providers/ changed; an unchanged jar is left in
+  # place, a changed one replaced by a rename (never rewritten under a running JVM).
+  if ! cmp -s "$jar" "$home/providers/keycloak-sync-spi.jar"; then
+    cp "$jar" "$home/providers/.keycloak-sync-spi.jar.new"
+    mv "$home/providers/.keycloak-sync-spi.jar.new" "$home/providers/keycloak-sync-spi.jar"
+  fi
 }
 
 pid() { [ -f "$run/pid" ] && kill -0 "$(cat "$run/pid")" 2>/dev/null && cat "$run/pid"; }

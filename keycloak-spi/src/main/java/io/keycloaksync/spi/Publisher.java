@@ -109,22 +109,20 @@ public final class Publisher implements EventSink, AutoCloseable {
                 appendToSpool(batch);
                 break;
             }
-            // Stopping, no new connection is tried: what cannot go out now goes to the spool.
-            boolean up = stopping ? channel != null && channel.isOpen() : connected();
-            if (!batch.isEmpty()) {
-                if (up && spool.isEmpty()) {
-                    Delivery delivery = publish(batch);
-                    if (!delivery.ok) {
-                        appendToSpool(batch);
-                    } else if (!delivery.returned.isEmpty()) {
-                        appendToSpool(delivery.returned);
-                    }
-                } else {
-                    appendToSpool(batch);
+            try {
+                step(batch, stopping);
+            } catch (RuntimeException | LinkageError e) {
+                // Whatever went wrong (a broken client, a class that no longer loads), the
+                // thread goes on: the batch is kept and the next round tries again.
+                LOG.errorf(e, "keycloak-sync: publishing failed unexpectedly; %d events kept in the spool", batch.size());
+                try {
+                    disconnect();
+                } catch (RuntimeException | LinkageError again) {
+                    channel = null;
+                    connection = null;
                 }
-            }
-            if (!stopping && connected() && !spool.isEmpty() && System.currentTimeMillis() >= retryReturnedAt) {
-                drainSpool();
+                appendToSpool(batch);
+                pause(1_000);
             }
             if (System.nanoTime() - lastSync > SYNC_EVERY_MILLIS * 1_000_000L) {
                 syncSpool();
@@ -133,6 +131,35 @@ public final class Publisher implements EventSink, AutoCloseable {
         }
         syncSpool();
         disconnect();
+    }
+
+    /** One round: the batch out (or to the spool), then the spool's turn. */
+    private void step(List<Outgoing> batch, boolean stopping) {
+        // Stopping, no new connection is tried: what cannot go out now goes to the spool.
+        boolean up = stopping ? channel != null && channel.isOpen() : connected();
+        if (!batch.isEmpty()) {
+            if (up && spool.isEmpty()) {
+                Delivery delivery = publish(batch);
+                if (!delivery.ok) {
+                    appendToSpool(batch);
+                } else if (!delivery.returned.isEmpty()) {
+                    appendToSpool(delivery.returned);
+                }
+            } else {
+                appendToSpool(batch);
+            }
+        }
+        if (!stopping && connected() && !spool.isEmpty() && System.currentTimeMillis() >= retryReturnedAt) {
+            drainSpool();
+        }
+    }
+
+    private static void pause(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     private void take(List<Outgoing> batch, boolean stopping) throws InterruptedException {
