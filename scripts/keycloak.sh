@@ -34,8 +34,8 @@ state="${KCS_STATE_DIR:-$root/.local}/keycloak"
 # running one.
 home="$state/keycloak-$version-$port"
 run="$state/run-$port"
-admin_user=admin
-admin_password=admin
+admin_user="admin"
+admin_password="admin"
 database="keycloak_${version//./_}_$port"
 amqp_url=${KCS_KEYCLOAK_AMQP_URL:-amqp://guest:guest@127.0.0.1:$amqp_port/%2f}
 url="http://127.0.0.1:$port"

@@ -14,6 +14,7 @@ mod oracle;
 
 mod admin_api;
 mod directory;
+mod expiry;
 mod lifecycle;
 mod offline;
 mod provider;

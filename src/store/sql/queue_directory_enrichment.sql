@@ -1,13 +1,19 @@
 -- Users whose groups and effective roles an admin event changed without saying how: the
--- user named (kind 'user'), a group's members ('group'), a role's holders ('role_id',
--- or 'role_name' within its container). One row per user, the newest asking version
--- kept; users read whole since are left alone.
-WITH n AS (SELECT * FROM {rows}),
+-- user named (kind 'user'), the members of a group and of its subgroups, which inherit its
+-- role mappings ('group'), a role's holders ('role_id', or 'role_name' within its
+-- container). One row per user, the newest asking version kept; users read whole since
+-- are left alone.
+WITH RECURSIVE n AS (SELECT * FROM {rows}),
+subtree (group_id, ver) AS (
+    SELECT n.key COLLATE "C", n.ver FROM n WHERE n.kind = 'group'
+    UNION
+    SELECT g.id, t.ver FROM subtree t JOIN groups g ON g.parent_id = t.group_id
+),
 affected AS (
     SELECT n.key AS user_id, n.ver FROM n WHERE n.kind = 'user'
     UNION ALL
-    SELECT ug.user_id, n.ver
-    FROM n JOIN user_groups ug ON n.kind = 'group' AND ug.group_id = n.key AND ug.member
+    SELECT ug.user_id, t.ver
+    FROM subtree t JOIN user_groups ug ON ug.group_id = t.group_id AND ug.member
     UNION ALL
     SELECT ur.user_id, n.ver
     FROM n JOIN user_roles ur ON n.kind = 'role_id' AND ur.role_id = n.key
