@@ -42,8 +42,9 @@ final class SpiOptions {
             new Option("queueCapacity", INTEGER, "Events held in memory before the spool takes them", "10000"),
             new Option("batchSize", INTEGER, "Messages per publisher-confirm round", "200"),
             new Option("confirmTimeoutMillis", INTEGER, "How long a confirm round may take", "5000"),
-            new Option("spoolDir", STRING, "Disk spool for events the broker did not confirm",
-                    "<kc.home.dir>/data/keycloak-sync-spool"),
+            new Option("spoolDir", STRING,
+                    "Disk spool for events the broker did not confirm (default <kc.home.dir>/data/keycloak-sync-spool)",
+                    null),
             new Option("spoolMaxBytes", INTEGER, "Cap on the spool's size", "1073741824"),
             new Option("spoolFullPolicy", STRING, "At the cap: block (then drop new events) or drop-oldest", "block"),
             new Option("spoolBlockMillis", INTEGER, "How long a full spool makes a writer wait", "100"),
@@ -56,6 +57,11 @@ final class SpiOptions {
             new Option("representationResourceTypes", LIST,
                     "Admin resource types published with their representation (* for all)",
                     String.join(",", DEFAULT_REPRESENTATION_TYPES.stream().sorted().toList())));
+
+    /** The default of {@code key}, as a configured value would read; null where there is none. */
+    static String defaultOf(String key) {
+        return ALL.stream().filter(o -> o.key().equals(key)).findFirst().map(Option::defaultValue).orElse(null);
+    }
 
     /** Every key, in the order above. */
     static List<String> keys() {

@@ -32,9 +32,6 @@ public final class SpiSettings {
 
     public static final String ENV_PREFIX = "KEYCLOAK_SYNC_SPI_";
 
-    /** See {@link SpiOptions#DEFAULT_REPRESENTATION_TYPES}. */
-    public static final Set<String> DEFAULT_REPRESENTATION_TYPES = SpiOptions.DEFAULT_REPRESENTATION_TYPES;
-
     /** Every option, as Keycloak's SPI config names it; the README's table lists each. */
     public static final List<String> OPTIONS = SpiOptions.keys();
 
@@ -69,28 +66,32 @@ public final class SpiSettings {
             if (!OPTIONS.contains(key)) {
                 throw new IllegalStateException("option " + key + " is missing from SpiSettings.OPTIONS");
             }
-            return reader.apply(key);
+            // Unset: the default, as SpiOptions lists it to Keycloak (one place for both).
+            String value = reader.apply(key);
+            return value != null ? value : SpiOptions.defaultOf(key);
         };
-        this.amqpUri = uri(source, "amqpUri", "amqp://guest:guest@localhost:5672/%2f");
+        this.amqpUri = uri(source, "amqpUri");
         this.amqpAddresses = addresses(source, amqpUri);
-        this.exchange = text(source, "exchange", "keycloak.events");
-        this.declareExchange = bool(source, "declareExchange", true);
-        this.queueCapacity = (int) number(source, "queueCapacity", 10_000, 1, 10_000_000);
-        this.batchSize = (int) number(source, "batchSize", 200, 1, 10_000);
-        this.confirmTimeoutMillis = number(source, "confirmTimeoutMillis", 5_000, 10, 600_000);
-        String spool = text(source, "spoolDir", defaultSpoolDir());
+        this.exchange = text(source, "exchange");
+        this.declareExchange = bool(source, "declareExchange");
+        this.queueCapacity = (int) number(source, "queueCapacity", 1, 10_000_000);
+        this.batchSize = (int) number(source, "batchSize", 1, 10_000);
+        this.confirmTimeoutMillis = number(source, "confirmTimeoutMillis", 10, 600_000);
+        String spool = text(source, "spoolDir");
+        spool = spool != null ? spool : defaultSpoolDir();
         this.spoolDir = spool == null ? null : Paths.get(spool);
-        this.spoolMaxBytes = number(source, "spoolMaxBytes", 1L << 30, 1L << 16, Long.MAX_VALUE);
+        this.spoolMaxBytes = number(source, "spoolMaxBytes", 1L << 16, Long.MAX_VALUE);
         this.spoolFullPolicy = policy(source);
-        this.spoolBlockMillis = number(source, "spoolBlockMillis", 100, 0, 60_000);
-        this.shutdownGraceMillis = number(source, "shutdownGraceMillis", 5_000, 0, 600_000);
+        this.spoolBlockMillis = number(source, "spoolBlockMillis", 0, 60_000);
+        this.shutdownGraceMillis = number(source, "shutdownGraceMillis", 0, 600_000);
         this.trustStore = source.apply("trustStore");
         this.trustStorePassword = source.apply("trustStorePassword");
         this.realms = list(source, "realms");
         this.eventTypes = list(source, "eventTypes");
         this.adminResourceTypes = list(source, "adminResourceTypes");
         Set<String> representations = list(source, "representationResourceTypes");
-        this.representationResourceTypes = representations.isEmpty() ? DEFAULT_REPRESENTATION_TYPES : representations;
+        this.representationResourceTypes = representations.isEmpty() ? SpiOptions.DEFAULT_REPRESENTATION_TYPES
+                : representations;
         if (exchange.isEmpty()) {
             throw invalid("exchange", "must not be empty");
         }
@@ -140,17 +141,15 @@ public final class SpiSettings {
                 + envName(key) + ") " + problem);
     }
 
-    private static String text(Function<String, String> source, String key, String fallback) {
+    /** The value, trimmed; null for an option without a default left unset. */
+    private static String text(Function<String, String> source, String key) {
         String value = source.apply(key);
-        return value == null ? fallback : value.trim();
+        return value == null ? null : value.trim();
     }
 
-    private static boolean bool(Function<String, String> source, String key, boolean fallback) {
-        String value = source.apply(key);
-        if (value == null) {
-            return fallback;
-        }
-        switch (value.trim().toLowerCase(Locale.ROOT)) {
+    private static boolean bool(Function<String, String> source, String key) {
+        String value = text(source, key);
+        switch (String.valueOf(value).toLowerCase(Locale.ROOT)) {
             case "true":
                 return true;
             case "false":
@@ -160,14 +159,11 @@ public final class SpiSettings {
         }
     }
 
-    private static long number(Function<String, String> source, String key, long fallback, long min, long max) {
-        String value = source.apply(key);
-        if (value == null) {
-            return fallback;
-        }
+    private static long number(Function<String, String> source, String key, long min, long max) {
+        String value = text(source, key);
         long parsed;
         try {
-            parsed = Long.parseLong(value.trim());
+            parsed = Long.parseLong(String.valueOf(value));
         } catch (NumberFormatException e) {
             throw invalid(key, "must be a whole number, not \"" + value + "\"");
         }
@@ -178,11 +174,8 @@ public final class SpiSettings {
     }
 
     private static FullPolicy policy(Function<String, String> source) {
-        String value = source.apply("spoolFullPolicy");
-        if (value == null) {
-            return FullPolicy.BLOCK;
-        }
-        switch (value.trim().toLowerCase(Locale.ROOT)) {
+        String value = text(source, "spoolFullPolicy");
+        switch (String.valueOf(value).toLowerCase(Locale.ROOT)) {
             case "block":
                 return FullPolicy.BLOCK;
             case "drop-oldest":
@@ -192,8 +185,8 @@ public final class SpiSettings {
         }
     }
 
-    private static URI uri(Function<String, String> source, String key, String fallback) {
-        String value = text(source, key, fallback);
+    private static URI uri(Function<String, String> source, String key) {
+        String value = text(source, key);
         URI uri;
         try {
             uri = new URI(value);
