@@ -20,16 +20,8 @@ work=.local/bench
 mkdir -p "$work"
 
 realm=bench-login
-field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
-admin() {
-  local token method=$1 path=$2
-  shift 2
-  token=$(curl -fsS "$KEYCLOAK_URL/realms/master/protocol/openid-connect/token" -d grant_type=password \
-    -d client_id=admin-cli -d "username=$KEYCLOAK_ADMIN_USER" --data-urlencode "password=$KEYCLOAK_ADMIN_PASSWORD" |
-    field access_token)
-  curl -fsS -X "$method" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    "$KEYCLOAK_URL/admin/realms$path" ${1:+--data "$1"}
-}
+# shellcheck source=scripts/keycloak-admin.sh
+. scripts/keycloak-admin.sh
 listeners() { admin PUT "/$realm" "{\"eventsListeners\":$1}"; }
 
 # The events must be routable (else the provider spools them): a queue of the bench's own,

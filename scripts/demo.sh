@@ -37,18 +37,8 @@ for queue in "$KEYCLOAK_SYNC__AMQP__QUEUE" "$KEYCLOAK_SYNC__AMQP__DEAD_LETTER_QU
 done
 
 # --- Keycloak's endpoints -------------------------------------------------------------
-field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
-admin_token() {
-  curl -fsS "$KEYCLOAK_URL/realms/master/protocol/openid-connect/token" \
-    -d grant_type=password -d client_id=admin-cli \
-    -d "username=$KEYCLOAK_ADMIN_USER" --data-urlencode "password=$KEYCLOAK_ADMIN_PASSWORD" | field access_token
-}
-admin() { # METHOD PATH [JSON]: the Admin API of the demo realm ("" for the realm list)
-  local method=$1 path=$2
-  shift 2
-  curl -fsS -X "$method" -H "Authorization: Bearer $(admin_token)" -H 'Content-Type: application/json' \
-    "$KEYCLOAK_URL/admin/realms$path" ${1:+--data "$1"}
-}
+# shellcheck source=scripts/keycloak-admin.sh
+. scripts/keycloak-admin.sh
 login() { # USERNAME: a password-grant login through the web client; prints the refresh token
   curl -fsS "$KEYCLOAK_URL/realms/$realm/protocol/openid-connect/token" \
     -d grant_type=password -d client_id=web -d client_secret=demo-web-secret -d scope=openid \

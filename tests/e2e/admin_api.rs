@@ -22,11 +22,12 @@ fn imported(username: &str, grouped: bool) -> serde_json::Value {
            "groups": groups})
 }
 
-async fn command(world: &World, args: &[&str]) -> Output {
+/// `keycloak-sync ARGS` on the database at `db_url`, reading the world's realm.
+async fn command_on(world: &World, db_url: &str, args: &[&str]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycloak-sync"));
     command
         .args(args)
-        .env("KEYCLOAK_SYNC__DATABASE__URL", &world.db.url)
+        .env("KEYCLOAK_SYNC__DATABASE__URL", db_url)
         .env_remove("RUST_LOG");
     for (key, value) in world.names.env(&crate::support::amqp_url()) {
         command.env(key, value);
@@ -35,6 +36,11 @@ async fn command(world: &World, args: &[&str]) -> Output {
         command.env(key, value);
     }
     command.output().await.expect("run keycloak-sync")
+}
+
+/// The same on the world's own database.
+async fn command(world: &World, args: &[&str]) -> Output {
+    command_on(world, &world.db.url, args).await
 }
 
 fn said(output: &Output) -> String {
@@ -145,15 +151,7 @@ async fn backfill_reads_the_stored_events_which_the_provider_already_delivered()
     assert!(applied >= 5 && !text.contains("duplicates 0,"), "{text}");
     // Into a database that saw nothing, the same window rebuilds the same user.
     let fresh = crate::support::TestDb::new().await;
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycloak-sync"));
-    command
-        .args(["backfill", "--since", &today])
-        .env("KEYCLOAK_SYNC__DATABASE__URL", &fresh.url)
-        .env_remove("RUST_LOG");
-    for (key, value) in realm.daemon_settings() {
-        command.env(key, value);
-    }
-    let output = command.output().await.expect("backfill");
+    let output = command_on(&world, &fresh.url, &["backfill", "--since", &today]).await;
     assert!(output.status.success(), "{}", said(&output));
     let store = fresh.store().await;
     let rebuilt = user(&store, &alice).await;

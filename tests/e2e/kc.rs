@@ -303,41 +303,27 @@ impl Realm {
         } else {
             "openid"
         };
-        let mut form = vec![
+        let form = [
             ("grant_type", "password"),
-            ("client_id", client),
             ("username", username),
             ("password", password),
             ("scope", scope),
         ];
-        if client == "web" {
-            form.push(("client_secret", WEB_SECRET));
-        }
-        self.form(self.token_url(), &form).await
+        self.form(self.token_url(), &as_client(client, &form)).await
     }
 
     pub async fn refresh(&self, client: &str, tokens: &Tokens) -> Answer {
-        let mut form = vec![
+        let form = [
             ("grant_type", "refresh_token"),
-            ("client_id", client),
             ("refresh_token", tokens.refresh.as_str()),
         ];
-        if client == "web" {
-            form.push(("client_secret", WEB_SECRET));
-        }
-        self.form(self.token_url(), &form).await
+        self.form(self.token_url(), &as_client(client, &form)).await
     }
 
     /// The OpenID Connect logout endpoint with the refresh token, as an application's
     /// back end logs its user out.
     pub async fn logout(&self, client: &str, tokens: &Tokens) {
-        let mut form = vec![
-            ("client_id", client),
-            ("refresh_token", tokens.refresh.as_str()),
-        ];
-        if client == "web" {
-            form.push(("client_secret", WEB_SECRET));
-        }
+        let form = as_client(client, &[("refresh_token", tokens.refresh.as_str())]);
         let answer = self
             .form(
                 format!(
@@ -359,6 +345,16 @@ impl Realm {
     pub async fn delete(&self) {
         let _ = self.admin(Method::DELETE, "", None).await;
     }
+}
+
+/// `form` sent as `client`: its id, and its secret for the confidential `web`.
+fn as_client<'a>(client: &'a str, form: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut sent = vec![("client_id", client)];
+    if client == "web" {
+        sent.push(("client_secret", WEB_SECRET));
+    }
+    sent.extend_from_slice(form);
+    sent
 }
 
 /// What a login answered.

@@ -145,19 +145,7 @@ async fn each_commit_is_announced_after_it_with_what_it_changed() {
     let second = next(&mut listener, Duration::from_secs(5))
         .await
         .expect("a notification for the second commit");
-    let mut kinds: Vec<String> = second["changes"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|c| {
-            let reason = c["detail"]["reason"]
-                .as_str()
-                .map(|r| format!(":{r}"))
-                .unwrap_or_default();
-            format!("{}{reason}", c["kind"].as_str().unwrap_or_default())
-        })
-        .collect();
-    kinds.sort();
+    let kinds = kinds_with_reasons(&second);
     assert_eq!(kinds, ["token_revoked", "user_disabled"]);
     assert_eq!(
         second["from"].as_i64(),
@@ -174,19 +162,7 @@ async fn each_commit_is_announced_after_it_with_what_it_changed() {
     let third = next(&mut listener, Duration::from_secs(5))
         .await
         .expect("third");
-    let mut kinds: Vec<String> = third["changes"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|c| {
-            let reason = c["detail"]["reason"]
-                .as_str()
-                .map(|r| format!(":{r}"))
-                .unwrap_or_default();
-            format!("{}{reason}", c["kind"].as_str().unwrap_or_default())
-        })
-        .collect();
-    kinds.sort();
+    let kinds = kinds_with_reasons(&third);
     assert_eq!(
         kinds,
         [
@@ -451,4 +427,22 @@ async fn changes_older_than_the_retention_are_pruned() {
         left,
         all.into_iter().filter(|s| *s > 20).collect::<Vec<i64>>()
     );
+}
+
+/// A notification's change kinds, each with `:reason` where it has one, sorted.
+fn kinds_with_reasons(notification: &serde_json::Value) -> Vec<String> {
+    let mut kinds: Vec<String> = notification["changes"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| {
+            let reason = c["detail"]["reason"]
+                .as_str()
+                .map(|r| format!(":{r}"))
+                .unwrap_or_default();
+            format!("{}{reason}", c["kind"].as_str().unwrap_or_default())
+        })
+        .collect();
+    kinds.sort();
+    kinds
 }
