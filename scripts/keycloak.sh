@@ -131,6 +131,7 @@ up() {
         --spi-events-listener--keycloak-sync--amqp-uri="$amqp_url" \
         --spi-events-listener--keycloak-sync--exchange=keycloak.events \
         --spi-events-listener--keycloak-sync--spool-dir="$run/spool" \
+        "${sweep_args[@]}" \
         "${KCS_KEYCLOAK_EXTRA_ARGS[@]}" \
         >>"$run/keycloak.log" 2>&1
     ) &
@@ -164,6 +165,14 @@ down() {
   log "Keycloak stopped"
 }
 
+# How often Keycloak 26.5+ sweeps expired sessions (and reports each as USER_SESSION_DELETED);
+# its default is 180 s, a local server sweeps every 60 s (the least it takes). Older servers
+# lack the option.
+sweep_args=()
+case "$version" in
+  26.[0-4].*) ;;
+  *) sweep_args=(--spi-user-sessions--infinispan--session-expiration-period="${KCS_KEYCLOAK_SWEEP_SECS:-60}") ;;
+esac
 # Extra server options, e.g. KCS_KEYCLOAK_EXTRA_ARGS="--spi-...=1" (split on spaces).
 read -r -a KCS_KEYCLOAK_EXTRA_ARGS <<<"${KCS_KEYCLOAK_EXTRA_ARGS:-}"
 

@@ -213,7 +213,7 @@ impl History {
             "USER_SESSION_DELETED",
             Some(&id),
             Some(&session),
-            json!({"reason": "expired"}),
+            json!({"reason": "user_session_expired"}),
         )
     }
 

@@ -190,6 +190,17 @@ impl Realm {
             .await
     }
 
+    /// The server's version as `(major, minor)`, from `/admin/serverinfo`.
+    pub async fn server_version(&self) -> (u32, u32) {
+        let info = self
+            .admin_at(Method::GET, "/admin/serverinfo", None)
+            .await
+            .ok("server info");
+        let version = info["systemInfo"]["version"].as_str().unwrap_or_default();
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
     /// Creates a user with a password; returns its id.
     pub async fn create_user(&self, username: &str, email: &str) -> String {
         let answer = self

@@ -894,14 +894,14 @@ async fn a_session_deleted_by_keycloaks_expiry_ends_as_expired_unless_it_ended_e
                     "exp1",
                     9000,
                     "USER_SESSION_DELETED",
-                    r#","details":{"reason":"expired"}"#,
+                    r#","details":{"reason":"user_session_expired"}"#,
                 ),
                 ue_in(
                     "s2",
                     "exp2",
                     9000,
                     "USER_SESSION_DELETED",
-                    r#","details":{"reason":"expired"}"#,
+                    r#","details":{"reason":"user_session_expired"}"#,
                 ),
             ],
         ];

@@ -332,7 +332,7 @@ fn user_event_types_map_to_actions() {
         }
     );
     assert_eq!(
-        action("USER_SESSION_DELETED", r#","details":{"reason":"expired"}"#),
+        action("USER_SESSION_DELETED", r#","details":{"reason":"user_session_expired"}"#),
         Action::SessionExpired {
             user_id: "u".into(),
             session_id: "s".into()
