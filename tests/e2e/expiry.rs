@@ -74,7 +74,10 @@ async fn keycloak_reports_the_sessions_it_swept() {
             !session(&world.store, &login.session_id).await.is_active
         })
         .await;
-        assert!(ended, "USER_SESSION_DELETED ended the session in the tables");
+        assert!(
+            ended,
+            "USER_SESSION_DELETED ended the session in the tables"
+        );
         let row = session(&world.store, &login.session_id).await;
         assert_eq!(row.end_reason.as_deref(), Some("expired"));
         crate::fixtures::keep(&world, "expiry").await;

@@ -1,7 +1,7 @@
 //! Offline tokens: an offline login outlives the logout of its browser session in
 //! Keycloak and in the tables; revoking the user's consent (the admin console's "revoke"
-//! of an offline token) ends the offline session in Keycloak and takes the client's
-//! offline tokens out of the vault.
+//! of an offline token) ends the offline session in Keycloak and in the tables, and takes
+//! the client's offline tokens out of the vault.
 
 use reqwest::Method;
 
@@ -59,9 +59,11 @@ async fn offline_sessions_outlive_logout_and_consent_revocation_reaches_the_vaul
     let refused = realm.refresh("web", &offline).await;
     assert_eq!(refused.status, reqwest::StatusCode::BAD_REQUEST);
     // Keycloak ends the offline session here, announced only as the consent's
-    // revocation (USER ACTION users/{id}/consents/{client}); the tables record the
-    // revocation for the vault but do not yet tell an offline session from an online
-    // one, so the row stays open (an open discrepancy, tracked apart).
+    // revocation (USER ACTION users/{id}/consents/{client}); its LOGIN said it was
+    // offline only, so the tables end it too.
+    world.settle("after the consent's revocation").await;
+    let row = crate::support::session(&world.store, &offline.session_id).await;
+    assert_eq!(row.end_reason.as_deref(), Some("revoked"));
     let ended = crate::support::wait_until(crate::SETTLE, || async {
         count(
             &world.store,

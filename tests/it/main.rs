@@ -5,6 +5,7 @@ mod apply;
 mod backfill;
 mod bench_admin;
 mod cluster;
+mod consent;
 mod convergence;
 mod daemon;
 mod deploy;

@@ -129,6 +129,8 @@ pub enum Action {
         username: Option<String>,
         /// `details.remember_me`: the realm's remember-me timeouts apply to the session.
         remember_me: bool,
+        /// `details.refresh_token_type: Offline`: the grant made an offline session only.
+        offline: bool,
     },
     LoginError {
         user_id: UserId,

@@ -403,6 +403,7 @@ fn user_action(raw: &RawUser) -> Action {
                 ip_address: raw.ip_address.clone(),
                 username: detail("username"),
                 remember_me: detail("remember_me").is_some_and(|v| v == "true"),
+                offline: detail("refresh_token_type").is_some_and(|v| v == "Offline"),
             },
             "LOGIN_ERROR" => Action::LoginError { user_id: user()? },
             "LOGOUT" => Action::Logout {

@@ -18,6 +18,8 @@ pub enum EndReason {
     UserDeleted,
     UserDisabled,
     Expired,
+    /// The user's consent to the client was revoked (an offline-only session of it).
+    Revoked,
 }
 
 impl EndReason {
@@ -28,6 +30,7 @@ impl EndReason {
             EndReason::UserDeleted => "user_deleted",
             EndReason::UserDisabled => "user_disabled",
             EndReason::Expired => "expired",
+            EndReason::Revoked => "revoked",
         }
     }
 }
@@ -126,17 +129,22 @@ pub struct SessionChange {
     pub last_activity_at: Option<i64>,
     /// Once a LOGIN said remember-me, the session keeps the longer timeouts.
     pub remember_me: bool,
+    /// A LOGIN said `refresh_token_type: Offline`: Keycloak made an offline session only
+    /// (a direct grant with `offline_access`), which revoking the client's consent ends.
+    pub offline_only: bool,
     pub end: Option<SessionEnd>,
 }
 
 /// A user-level event (deletion, disabling) that ends every session of the user that had
-/// started by then, including sessions only learnt about later.
+/// started by then, including sessions only learnt about later; with `client_id` (a
+/// consent's revocation), only the user's offline-only sessions of that client.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SessionCutoff {
     pub user_id: UserId,
     pub at: i64,
     pub reason: EndReason,
     pub version: Version,
+    pub client_id: Option<ClientId>,
 }
 
 /// An admin logging out a whole realm (`logout-all`): every session of the realm that had

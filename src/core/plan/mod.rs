@@ -92,6 +92,7 @@ impl Planner {
                 refresh_count: 0,
                 last_activity_at: None,
                 remember_me: false,
+                offline_only: false,
                 end: None,
             });
         session.started_at = session.started_at.min(stamp.time);
@@ -147,6 +148,7 @@ impl Planner {
             at: stamp.time,
             reason,
             version: stamp.version.clone(),
+            client_id: None,
         });
         self.revocations.push(Revocation::User {
             user_id: user_id.clone(),
@@ -275,6 +277,7 @@ impl Planner {
                 ip_address,
                 username,
                 remember_me,
+                offline,
             } => {
                 let guess = Version::placeholder(event);
                 let user = self.user(&stamp, user_id);
@@ -288,6 +291,7 @@ impl Planner {
                     let origin = (client_id.as_ref(), ip_address.as_ref());
                     let session = self.session_from(&stamp, session_id, user_id, origin);
                     session.remember_me |= *remember_me;
+                    session.offline_only |= *offline;
                 }
             }
             Action::LoginError { user_id } => {
@@ -333,6 +337,14 @@ impl Planner {
                 self.update_profile(&stamp, user_id, &profile);
             }
             Action::RevokeGrant { user_id, client_id } => {
+                // Keycloak ends the user's offline sessions of the client with the consent.
+                self.cutoffs.push(SessionCutoff {
+                    user_id: user_id.clone(),
+                    at: stamp.time,
+                    reason: EndReason::Revoked,
+                    version: stamp.version.clone(),
+                    client_id: Some(client_id.clone()),
+                });
                 self.revocations.push(Revocation::OfflineGrant {
                     user_id: user_id.clone(),
                     client_id: client_id.clone(),

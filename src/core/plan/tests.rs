@@ -183,7 +183,38 @@ fn revoke_grant_revokes_offline_tokens_of_the_client() {
             at: 5
         }]
     );
+    // Keycloak ends the user's offline-only sessions of the client with the consent.
+    let cutoffs: Vec<_> = plan
+        .cutoffs
+        .iter()
+        .map(|c| (c.at, c.reason, c.client_id.clone()))
+        .collect();
+    assert_eq!(cutoffs, vec![(5, EndReason::Revoked, Some("cli".into()))]);
     assert!(plan.users.is_empty() && plan.sessions.is_empty());
+}
+
+#[test]
+fn an_offline_login_makes_an_offline_only_session() {
+    let offline = plan(
+        [user(
+            "o",
+            5,
+            "LOGIN",
+            r#","details":{"grant_type":"password","refresh_token_type":"Offline"}"#,
+        )]
+        .iter(),
+    );
+    assert!(offline.sessions[0].offline_only);
+    let online = plan(
+        [user(
+            "n",
+            5,
+            "LOGIN",
+            r#","details":{"grant_type":"password","refresh_token_type":"Refresh"}"#,
+        )]
+        .iter(),
+    );
+    assert!(!online.sessions[0].offline_only);
 }
 
 #[test]

@@ -5,7 +5,8 @@
 -- batch's sessions ($3) meeting stored cutoffs (the stored row may know the user when the
 -- event did not). An inferred end gives way. A realm's new cutoffs are rare (an admin
 -- signing everyone out) and reach the whole realm: sessions.rs leaves that branch out of
--- batches without one, so the planner never weighs it.
+-- batches without one, so the planner never weighs it. A cutoff of one client (a consent
+-- revoked) reaches only the user's offline-only sessions of that client.
 WITH new_cutoffs AS (
     SELECT c.* FROM session_cutoffs c
     JOIN UNNEST($1::text[], $2::text[]) AS n(user_id, ver)
@@ -13,7 +14,8 @@ WITH new_cutoffs AS (
 ),
 -- The batch's sessions, read once for both kinds of stored cutoffs.
 batch AS MATERIALIZED (
-    SELECT id, user_id, realm_id, started_at, end_ver FROM user_sessions
+    SELECT id, user_id, realm_id, started_at, end_ver, client_id, offline_only
+    FROM user_sessions
     WHERE id = ANY($3::text[])
 ),
 candidates AS (
@@ -21,11 +23,13 @@ candidates AS (
     FROM new_cutoffs c
     JOIN user_sessions t ON t.user_id = c.user_id AND t.started_at <= c.at
     WHERE c.reason <> 'user_disabled'
+      AND (c.client_id IS NULL OR (t.offline_only AND t.client_id = c.client_id))
     UNION ALL
     SELECT t.id, t.end_ver, c.at, c.reason, c.ver
     FROM batch t
     JOIN session_cutoffs c ON c.user_id = t.user_id AND t.started_at <= c.at
     WHERE c.reason <> 'user_disabled'
+      AND (c.client_id IS NULL OR (t.offline_only AND t.client_id = c.client_id))
     UNION ALL
     SELECT t.id, t.end_ver, c.at, 'admin', c.ver
     FROM batch t

@@ -1,5 +1,5 @@
 -- Sealed tokens: kept unless the user was deleted, disabled or logged out (or the whole
--- realm), or at or after the token's time: (refresh) its session ended, (offline) its
+-- realm; a consent's revocation, a cutoff of one client, counts as the grant's), or at or after the token's time: (refresh) its session ended, (offline) its
 -- offline session ended or the grant was revoked. An offline token outlives the end of
 -- the browser session, as the offline session does in Keycloak. On a conflict the newer
 -- message (by version) owns the sealed token and the row's identity; metadata is merged,
@@ -14,7 +14,8 @@ SELECT gen_random_uuid(), n.realm_id, n.user_id, n.token_type, n.session_id,
     ms_ts(n.issued_at), n.issued_ver
 FROM {rows}
 WHERE NOT EXISTS (SELECT 1 FROM session_cutoffs c
-                  WHERE c.user_id = n.user_id AND c.at >= ms_ts(n.issued_at))
+                  WHERE c.user_id = n.user_id AND c.at >= ms_ts(n.issued_at)
+                    AND c.client_id IS NULL)
   AND NOT EXISTS (SELECT 1 FROM realm_cutoffs c
                   WHERE c.realm_id = n.realm_id AND c.at >= ms_ts(n.issued_at))
   AND NOT (n.token_type = 'refresh' AND EXISTS (

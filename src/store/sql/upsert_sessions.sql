@@ -1,15 +1,16 @@
 -- Client and address: the first writer wins; the earliest start and the earliest ending
--- event win; refreshes add up; the latest activity wins; remember-me, once said, stays.
+-- event win; refreshes add up; the latest activity wins; remember-me and offline-only,
+-- once said, stay.
 -- An end inferred from the expiry (no version) gives way to any ending event. The expiry
 -- follows from the merged start, activity and remember-me under the realm's policy (kept
 -- as it was while the realm has none).
 WITH written AS (
 INSERT INTO user_sessions AS s (id, realm_id, user_id, client_id, client_ver, ip_address,
     ip_ver, started_at, last_refresh_at, refresh_count, last_activity_at, remember_me,
-    ended_at, end_reason, end_ver, expires_at)
+    offline_only, ended_at, end_reason, end_ver, expires_at)
 SELECT n.id, n.realm_id, n.user_id, n.client_id, n.client_ver, n.ip_address, n.ip_ver,
     ms_ts(n.started_at), ms_ts(n.last_refresh_at), n.refresh_count,
-    ms_ts(n.last_activity_at), n.remember_me, ms_ts(n.ended_at), n.end_reason, n.end_ver,
+    ms_ts(n.last_activity_at), n.remember_me, n.offline_only, ms_ts(n.ended_at), n.end_reason, n.end_ver,
     session_expiry(ms_ts(n.started_at), ms_ts(n.last_activity_at), n.remember_me, p)
 FROM {rows}
 LEFT JOIN realm_session_policies p ON p.realm_id = n.realm_id
@@ -26,6 +27,7 @@ ON CONFLICT (id) DO UPDATE SET
     refresh_count = s.refresh_count + EXCLUDED.refresh_count,
     last_activity_at = GREATEST(s.last_activity_at, EXCLUDED.last_activity_at),
     remember_me = s.remember_me OR EXCLUDED.remember_me,
+    offline_only = s.offline_only OR EXCLUDED.offline_only,
     ended_at = CASE WHEN EXCLUDED.end_ver < s.end_ver
                          OR (s.end_ver IS NULL AND EXCLUDED.end_ver IS NOT NULL)
                     THEN EXCLUDED.ended_at ELSE s.ended_at END,

@@ -32,10 +32,16 @@ pub async fn insert_cutoffs(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), sqlx::Er
         .text("user_id", cutoffs.iter().map(|c| Some(c.user_id.as_str())))
         .int8("at", cutoffs.iter().map(|c| Some(c.at)))
         .text("reason", cutoffs.iter().map(|c| Some(c.reason.as_str())))
-        .text("ver", cutoffs.iter().map(|c| Some(c.version.as_str())));
+        .text("ver", cutoffs.iter().map(|c| Some(c.version.as_str())))
+        .text(
+            "client_id",
+            cutoffs
+                .iter()
+                .map(|c| c.client_id.as_ref().map(|c| c.as_str())),
+        );
     rows.query(
-        "INSERT INTO session_cutoffs (user_id, at, reason, ver)
-         SELECT n.user_id, ms_ts(n.at), n.reason, n.ver FROM {rows}
+        "INSERT INTO session_cutoffs (user_id, at, reason, ver, client_id)
+         SELECT n.user_id, ms_ts(n.at), n.reason, n.ver, n.client_id FROM {rows}
          ON CONFLICT DO NOTHING",
     )
     .build()
@@ -177,6 +183,10 @@ pub async fn upsert(
             sessions.iter().map(|s| s.last_activity_at),
         )
         .bool("remember_me", sessions.iter().map(|s| Some(s.remember_me)))
+        .bool(
+            "offline_only",
+            sessions.iter().map(|s| Some(s.offline_only)),
+        )
         .int8("ended_at", sessions.iter().map(|s| end(s).map(|e| e.at)))
         .text(
             "end_reason",

@@ -37,6 +37,7 @@ fn envelope_user_event() {
             ip_address: Some("203.0.113.7".into()),
             username: Some("alice".into()),
             remember_me: false,
+            offline: false,
         }
     );
 }
@@ -332,7 +333,10 @@ fn user_event_types_map_to_actions() {
         }
     );
     assert_eq!(
-        action("USER_SESSION_DELETED", r#","details":{"reason":"user_session_expired"}"#),
+        action(
+            "USER_SESSION_DELETED",
+            r#","details":{"reason":"user_session_expired"}"#
+        ),
         Action::SessionExpired {
             user_id: "u".into(),
             session_id: "s".into()
