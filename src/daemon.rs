@@ -13,12 +13,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::amqp::Consumer;
 use crate::config::Settings;
+use crate::context::AppContext;
 use crate::core::intake::Intake;
 use crate::http::{self, Endpoints};
 use crate::jobs::enrichment::Enricher;
 use crate::jobs::expiry::scheduled_pass;
 use crate::jobs::reconcile::{scheduled_round, ReconcileOptions};
-use crate::keycloak::AdminClient;
 use crate::store::{until_database_answers, vault, Store};
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics;
@@ -47,11 +47,9 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
 
     let health = Arc::new(Health::default());
     health.beat();
-    let store = Store::connect_lazy(&settings.database)?
-        .with_retry_max(DAEMON_RETRY)
-        .with_vault(settings.vault.keys.clone())
-        .with_enrichment(settings.keycloak.enrich)
-        .with_feed(settings.changes.channel.as_deref());
+    let context = AppContext::lazy(settings)?.with_store_retry(DAEMON_RETRY);
+    let settings = context.settings.clone();
+    let store = context.store.clone();
 
     let listen = settings.http.listen;
     let listener = TcpListener::bind(listen)
@@ -74,7 +72,7 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
     });
 
     let drained = if !options.migrate || migrate_when_reachable(&store, &health, &shutdown).await? {
-        spawn_background(&tasks, &settings, &store, &shutdown)?;
+        spawn_background(&tasks, &context, &shutdown)?;
         let consumer = Consumer {
             settings: settings.amqp.clone(),
             store,
@@ -122,10 +120,10 @@ pub async fn run(settings: Settings, options: RunOptions) -> anyhow::Result<()> 
 /// The enrichment worker and the periodic passes the settings ask for.
 fn spawn_background(
     tasks: &TaskTracker,
-    settings: &Settings,
-    store: &Store,
+    context: &AppContext,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let (settings, store) = (&*context.settings, &context.store);
     if settings.vault.keys.is_some() && !settings.vault.purge_interval.is_zero() {
         let store = store.clone();
         tasks.spawn(periodically(
@@ -162,22 +160,18 @@ fn spawn_background(
             move || resolve_pending_members(store.clone()),
         ));
     }
-    spawn_session_expiry(tasks, settings, store, shutdown)?;
-    if settings.keycloak.url.is_none() {
+    spawn_session_expiry(tasks, context, shutdown);
+    let Some(admin) = context.admin() else {
         return Ok(());
-    }
+    };
     if settings.keycloak.enrich {
         // Short per-request budget: a failed read goes back to the queue with a delay.
-        let client = Arc::new(
-            AdminClient::new(&settings.keycloak)
-                .context("keycloak settings")?
-                .with_retry_max(ENRICH_RETRY),
-        );
+        let client = Arc::new(admin.with_retry_max(ENRICH_RETRY));
         let enricher = Enricher::new(store.clone(), client, settings.keycloak.enrich_concurrency);
         tasks.spawn(enricher.run(shutdown.clone()));
     }
     if let Some(every) = settings.reconcile.interval {
-        let keycloak = Arc::new(AdminClient::new(&settings.keycloak).context("keycloak settings")?);
+        let keycloak = Arc::new(admin.clone());
         let options = ReconcileOptions::scheduled(&settings.reconcile);
         let store = store.clone();
         tasks.spawn(periodically(every, every, shutdown.clone(), move || {
@@ -190,21 +184,12 @@ fn spawn_background(
 
 /// Every `sessions.expire_interval_secs`: policies (read whole every
 /// `sessions.policy_refresh_secs`, else only those an admin changed), then the expiry.
-fn spawn_session_expiry(
-    tasks: &TaskTracker,
-    settings: &Settings,
-    store: &Store,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+fn spawn_session_expiry(tasks: &TaskTracker, context: &AppContext, shutdown: &CancellationToken) {
+    let (settings, store) = (&*context.settings, &context.store);
     let Some(every) = settings.sessions.expire_interval else {
-        return Ok(());
+        return;
     };
-    let admin = match settings.keycloak.url {
-        Some(_) => Some(Arc::new(
-            AdminClient::new(&settings.keycloak).context("keycloak settings")?,
-        )),
-        None => None,
-    };
+    let admin = context.admin().cloned().map(Arc::new);
     let full_every = (settings.sessions.policy_refresh.as_secs() / every.as_secs().max(1)).max(1);
     let (store, sessions) = (store.clone(), settings.sessions.clone());
     let mut passes = 0u64;
@@ -219,7 +204,6 @@ fn spawn_session_expiry(
             async move { scheduled_pass(&store, admin.as_deref(), &sessions, full).await }
         },
     ));
-    Ok(())
 }
 
 /// Applies migrations, waiting for the database if it is not up yet. Returns false if

@@ -15,6 +15,7 @@
 pub mod amqp;
 pub mod commands;
 pub mod config;
+pub mod context;
 pub mod core;
 pub mod daemon;
 pub mod http;

@@ -3,11 +3,10 @@
 use std::process::ExitCode;
 
 use crate::config::Settings;
-use crate::store::Store;
+use crate::context::AppContext;
 
 pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&settings.database).await?;
-    store.migrate().await?;
-    tracing::info!(schema = store.schema(), "migrations applied");
+    let context = AppContext::connect(settings, true).await?;
+    tracing::info!(schema = context.store.schema(), "migrations applied");
     Ok(ExitCode::SUCCESS)
 }

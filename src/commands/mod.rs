@@ -22,7 +22,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::core::ids::RealmName;
+use crate::context::AppContext;
 use crate::keycloak::AdminClient;
 use crate::store::Store;
 
@@ -103,24 +103,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The store (migrated; events it applies queue incomplete users for the daemon's
-/// enrichment, as the daemon's own do) and the Admin API client, limited to `realms` if
-/// any are given: what reconcile and backfill work with.
+/// The store (migrated) and the Admin API client, limited to `realms` if any are given:
+/// what reconcile and backfill work with.
 async fn admin_api_tools(
     settings: &Settings,
     realms: &[String],
 ) -> anyhow::Result<(Store, Arc<AdminClient>)> {
-    let mut keycloak_settings = settings.keycloak.clone();
-    if !realms.is_empty() {
-        keycloak_settings.realms = realms.iter().map(|r| RealmName::from(r.as_str())).collect();
-    }
-    let keycloak = AdminClient::new(&keycloak_settings)?;
-    let store = Store::connect(&settings.database)
-        .await?
-        .with_enrichment(settings.keycloak.enrich)
-        .with_feed(settings.changes.channel.as_deref());
-    store.migrate().await?;
-    Ok((store, Arc::new(keycloak)))
+    let context = AppContext::connect(settings.clone(), true).await?;
+    let keycloak = context.admin_for(realms)?;
+    Ok((context.store.clone(), Arc::new(keycloak)))
 }
 
 /// The validated settings, with logging set up from them.

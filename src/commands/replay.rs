@@ -7,9 +7,9 @@ use anyhow::Context;
 
 use super::report::finish_one;
 use crate::config::Settings;
+use crate::context::AppContext;
 use crate::core::intake::Intake;
 use crate::jobs::replay::{replay, ReplayOptions, Source};
-use crate::store::Store;
 use crate::telemetry::progress::stderr_is_terminal;
 
 #[derive(Debug, clap::Args)]
@@ -31,14 +31,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&settings.database)
-        .await?
-        .with_vault(settings.vault.keys.clone())
-        .with_enrichment(settings.keycloak.enrich)
-        .with_feed(settings.changes.channel.as_deref());
-    if !args.no_migrate {
-        store.migrate().await?;
-    }
+    let context = AppContext::connect(settings, !args.no_migrate).await?;
+    let (store, settings) = (context.store.clone(), context.settings.clone());
     let options = ReplayOptions {
         batch_size: args.batch_size.unwrap_or(settings.replay.batch_size),
         workers: args.workers.unwrap_or(settings.replay.workers),

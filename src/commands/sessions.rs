@@ -6,9 +6,8 @@ use clap::Subcommand;
 
 use super::report::finish_one;
 use crate::config::Settings;
+use crate::context::AppContext;
 use crate::jobs::expiry::{expire, learn_policies, PolicyRead};
-use crate::keycloak::AdminClient;
-use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -27,21 +26,15 @@ pub enum Command {
 
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     let Command::Expire { dry_run, realm } = command;
-    let store = Store::connect(&settings.database)
-        .await?
-        .with_feed(settings.changes.channel.as_deref());
-    store.migrate().await?;
-    let admin = match settings.keycloak.url {
-        Some(_) => Some(AdminClient::new(&settings.keycloak)?),
-        None => None,
-    };
+    let context = AppContext::connect(settings, true).await?;
+    let (store, settings, admin) = (&context.store, &context.settings, context.admin());
     let policies = if dry_run {
         Default::default()
     } else {
-        learn_policies(&store, admin.as_ref(), &settings.sessions, PolicyRead::All).await?
+        learn_policies(store, admin, &settings.sessions, PolicyRead::All).await?
     };
     let report = expire(
-        &store,
+        store,
         &settings.sessions,
         realm.as_deref(),
         dry_run,

@@ -10,9 +10,10 @@ use secrecy::SecretString;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::config::{SecretUrl, Settings};
+use crate::context::AppContext;
 use crate::jobs::import::{import, ImportOptions};
 use crate::jobs::rotation::{rotate, RotationOptions};
-use crate::store::{vault, Store};
+use crate::store::vault;
 use crate::telemetry::progress::stderr_is_terminal;
 use crate::vault::{LegacyFormat, LegacyKey};
 
@@ -66,10 +67,8 @@ pub enum Command {
 }
 
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&settings.database)
-        .await?
-        .with_feed(settings.changes.channel.as_deref());
-    store.migrate().await?;
+    let context = AppContext::connect(settings, true).await?;
+    let (store, settings) = (context.store.clone(), context.settings.clone());
     match command {
         Command::Status => {
             let rows = vault::status(&store).await?;

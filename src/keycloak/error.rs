@@ -21,6 +21,13 @@ pub enum KeycloakError {
         attempts: u32,
         elapsed: Duration,
     },
+    /// The token endpoint refused a refresh with `invalid_grant`: the token is no longer
+    /// usable (its session ended, it was revoked, or a rotated token was reused).
+    #[error(
+        "{request}: Keycloak refused the grant (invalid_grant){}",
+        detail(message)
+    )]
+    InvalidGrant { request: String, message: String },
     /// Keycloak answered, but not in the documented shape.
     #[error("{request}: unexpected answer from Keycloak: {problem}")]
     BadResponse { request: String, problem: String },

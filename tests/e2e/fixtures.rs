@@ -124,15 +124,20 @@ fn shapes(messages: &[Value]) -> BTreeSet<String> {
     messages.iter().map(|m| shape(m).to_string()).collect()
 }
 
-fn path(name: &str) -> std::path::PathBuf {
+/// `tests/fixtures/keycloak-<major>.<minor>/<name>.jsonl`: each Keycloak version tested
+/// keeps its own (26.4's admin deletions carry an empty `details`, 26.7's none).
+fn path((major, minor): (u32, u32), name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
+        .join(format!("keycloak-{major}.{minor}"))
         .join(format!("{name}.jsonl"))
 }
 
 /// Keeps (or checks) the messages the test's realm published.
 pub async fn keep(world: &World, name: &str) {
     let messages = drain(&crate::support::amqp_url(), &world.names.queue).await;
+    let version = world.realm.server_version().await;
+    let path = |name: &str| path(version, name);
     assert!(
         !messages.is_empty(),
         "the provider published nothing to the tap"

@@ -1,21 +1,30 @@
 //! The messages the provider published inside a real Keycloak during the end-to-end suite
-//! (`tests/fixtures/*.jsonl`, kept by `tests/e2e/fixtures.rs`), parsed without Keycloak:
+//! (`tests/fixtures/keycloak-<version>/*.jsonl`, kept by `tests/e2e/fixtures.rs`), parsed without Keycloak:
 //! every one is a valid event, and the kinds the apply path acts on carry what it needs.
 
 use keycloak_sync::core::event::parse_message;
 
+/// Every line of `tests/fixtures/keycloak-*/*.jsonl` (one directory per version tested).
 fn fixtures() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files = Vec::new();
+    for version in std::fs::read_dir(&dir).expect("tests/fixtures") {
+        let version = version.expect("entry").path();
+        if version.is_dir() {
+            for entry in std::fs::read_dir(&version).expect("a version's fixtures") {
+                files.push(entry.expect("entry").path());
+            }
+        }
+    }
     let mut lines = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("tests/fixtures") {
-        let path = entry.expect("entry").path();
+    for path in files {
         if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("fixture");
         let name = path
-            .file_name()
-            .expect("name")
+            .strip_prefix(&dir)
+            .expect("under tests/fixtures")
             .to_string_lossy()
             .to_string();
         lines.extend(text.lines().map(|l| (name.clone(), l.to_string())));
