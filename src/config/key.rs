@@ -20,6 +20,8 @@ pub enum Shown {
     Secret,
     /// A URL shown with its password and query redacted.
     SecretUrl,
+    /// An array of tables, shown as inline tables with each `secret` redacted.
+    Tables,
 }
 
 #[derive(Debug, Clone, Copy)]

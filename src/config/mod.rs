@@ -6,6 +6,7 @@
 //! settings; this file merges the sources and refuses keys nobody describes.
 
 mod amqp;
+mod api;
 mod changes;
 mod daemon;
 mod database;
@@ -21,6 +22,7 @@ mod sessions;
 mod vault;
 
 pub use amqp::{AmqpSettings, ConnectOrder};
+pub use api::{ApiClient, ApiSettings};
 pub use changes::ChangesSettings;
 pub use daemon::DaemonSettings;
 pub use database::DatabaseSettings;
@@ -53,6 +55,7 @@ pub static KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
         daemon::KEYS,
         changes::KEYS,
         http::KEYS,
+        api::KEYS,
         keycloak::KEYS,
         reconcile::KEYS,
         sessions::KEYS,
@@ -86,6 +89,7 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     pub changes: ChangesSettings,
     pub http: HttpSettings,
+    pub api: ApiSettings,
     pub keycloak: KeycloakSettings,
     pub reconcile: ReconcileSettings,
     pub sessions: SessionsSettings,
@@ -144,6 +148,7 @@ impl Settings {
             daemon: DaemonSettings::read(&values)?,
             changes: ChangesSettings::read(&values)?,
             http: HttpSettings::read(&values)?,
+            api: ApiSettings::read(&values)?,
             reconcile: ReconcileSettings::read(&values, &keycloak)?,
             sessions: SessionsSettings::read(&values)?,
             keycloak,
@@ -187,6 +192,7 @@ fn effective_values(merged: &config::Config) -> Vec<(&'static str, String)> {
             let shown = match (key.shown, merged.get::<config::Value>(key.name)) {
                 (_, Err(_)) => "(unset)".to_string(),
                 (Shown::Secret, Ok(_)) => "\"[redacted]\"".to_string(),
+                (Shown::Tables, Ok(value)) => inline_tables(value),
                 (Shown::SecretUrl, Ok(value)) => {
                     let url = value.into_string().unwrap_or_default();
                     format!("\"{}\"", SecretUrl::new(url))
@@ -214,6 +220,34 @@ fn effective_values(merged: &config::Config) -> Vec<(&'static str, String)> {
             (key.name, shown)
         })
         .collect()
+}
+
+/// An array of tables (or its JSON from the environment) as TOML inline tables, each
+/// `secret` redacted.
+fn inline_tables(value: config::Value) -> String {
+    let tables: Vec<serde_json::Value> = match value.clone().into_string() {
+        Ok(text) => serde_json::from_str(&text).unwrap_or_default(),
+        Err(_) => value.try_deserialize().unwrap_or_default(),
+    };
+    let shown: Vec<String> = tables
+        .iter()
+        .filter_map(serde_json::Value::as_object)
+        .map(|table| {
+            let fields: Vec<String> = table
+                .iter()
+                .map(|(name, value)| {
+                    let shown = if name == "secret" {
+                        "\"[redacted]\"".to_string()
+                    } else {
+                        value.to_string()
+                    };
+                    format!("{name} = {shown}")
+                })
+                .collect();
+            format!("{{ {} }}", fields.join(", "))
+        })
+        .collect();
+    format!("[{}]", shown.join(", "))
 }
 
 impl Settings {

@@ -11,3 +11,4 @@ pub mod plan;
 pub mod redact;
 pub mod sample;
 pub mod session_policy;
+pub mod token_api;
