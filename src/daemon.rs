@@ -124,6 +124,26 @@ fn spawn_background(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let (settings, store) = (&*context.settings, &context.store);
+    if settings.api.listen.is_some() {
+        let api =
+            crate::api::ApiState::new(context.clone()).context("the token API (api.listen)")?;
+        let api_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = crate::api::serve(api, api_shutdown.clone()).await {
+                tracing::error!(%error, "the token API stopped");
+                api_shutdown.cancel();
+            }
+        });
+        if let Some(retention) = settings.api.audit_retention {
+            let store = store.clone();
+            tasks.spawn(periodically(
+                Duration::ZERO,
+                INBOX_PRUNE_EVERY,
+                shutdown.clone(),
+                move || prune_token_audit(store.clone(), retention),
+            ));
+        }
+    }
     if settings.vault.keys.is_some() && !settings.vault.purge_interval.is_zero() {
         let store = store.clone();
         tasks.spawn(periodically(
@@ -306,4 +326,13 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         _ = shutdown.cancelled() => return,
     }
     shutdown.cancel();
+}
+
+/// Deletes token API audit rows older than `api.audit_retention_days`.
+async fn prune_token_audit(store: Store, retention: Duration) {
+    match store.prune_token_audit(retention).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "pruned old token API audit rows"),
+        Err(error) => tracing::warn!(%error, "cannot prune the token API audit rows"),
+    }
 }

@@ -13,6 +13,7 @@
 //! * [`core`] — pure, no I/O: ids, events, the event→change plan.
 
 pub mod amqp;
+pub mod api;
 pub mod commands;
 pub mod config;
 pub mod context;

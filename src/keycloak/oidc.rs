@@ -63,6 +63,10 @@ impl TokenEndpoint {
         TokenEndpoint { transport }
     }
 
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// The client-credentials grant of `client_id`.
     pub async fn client_credentials(
         &self,

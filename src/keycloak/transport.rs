@@ -66,6 +66,11 @@ impl Transport {
         })
     }
 
+    /// The HTTP client (its timeouts and CA bundle).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The base URL (`keycloak.url`, ending in `/`).
     pub fn base(&self) -> &Url {
         &self.base

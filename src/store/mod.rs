@@ -15,6 +15,7 @@ pub mod import;
 mod inbox;
 mod reconcile;
 mod rows;
+pub mod token_api;
 pub mod vault;
 mod write;
 

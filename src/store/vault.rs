@@ -72,7 +72,8 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-const SELECT_ROWS: &str = "SELECT id::text, realm_id, user_id, token_type, session_id, client_id,
+pub(super) const SELECT_ROWS: &str =
+    "SELECT id::text, realm_id, user_id, token_type, session_id, client_id,
         key_id, nonce, ciphertext, ts_ms(expires_at) AS expires_ms,
         metadata, issued_ver
  FROM auth_vault";
@@ -154,7 +155,10 @@ impl Vault {
 }
 
 /// Opens one selected vault row (see `SELECT_ROWS`).
-fn open_row(keys: &KeyRing, row: &sqlx::postgres::PgRow) -> Result<StoredToken, VaultError> {
+pub(super) fn open_row(
+    keys: &KeyRing,
+    row: &sqlx::postgres::PgRow,
+) -> Result<StoredToken, VaultError> {
     let id: String = row.try_get("id")?;
     let realm_id: RealmId = row.try_get("realm_id")?;
     let user_id: UserId = row.try_get("user_id")?;
@@ -220,8 +224,11 @@ pub async fn purge_expired(store: &Store) -> Result<u64, sqlx::Error> {
         .fetch_all(&mut *tx)
         .await?;
         let deleted = rows.len() as u64;
+        // The token API's access tokens are caches that expire within minutes: gone
+        // without an announcement.
         let changes = rows
             .iter()
+            .filter(|row| row.get::<String, _>(2) != "access")
             .map(|row| vault_change(ChangeKind::TokenRevoked, row).with("reason", "expired"))
             .collect();
         store.announce(&mut tx, changes).await?;
@@ -249,10 +256,12 @@ pub struct RotatedBatch {
 /// Rows not under the active key.
 pub async fn rows_to_rotate(store: &Store, keys: &KeyRing) -> Result<i64, VaultError> {
     let mut tx = store.begin().await?;
-    let count = query_scalar("SELECT count(*) FROM auth_vault WHERE key_id <> $1")
-        .bind(keys.active_id())
-        .fetch_one(&mut *tx)
-        .await?;
+    let count = query_scalar(
+        "SELECT count(*) FROM auth_vault WHERE key_id <> $1 AND token_type <> 'access'",
+    )
+    .bind(keys.active_id())
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(count)
 }
@@ -273,8 +282,14 @@ pub async fn rotate_batch(
         .filter(|id| *id != keys.active_id())
         .collect();
     let mut tx = store.begin().await?;
+    // The token API's access tokens are caches: dropped, not re-sealed (the next request
+    // refreshes).
+    query("DELETE FROM auth_vault WHERE token_type = 'access' AND key_id = ANY($1::text[])")
+        .bind(&retired)
+        .execute(&mut *tx)
+        .await?;
     let sql = format!(
-        "{SELECT_ROWS} WHERE key_id = ANY($1::text[]) AND id > $3::uuid
+        "{SELECT_ROWS} WHERE key_id = ANY($1::text[]) AND id > $3::uuid AND token_type <> 'access'
          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
     );
     let rows = query(&sql)

@@ -91,6 +91,10 @@ pub fn install(
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
+        "keycloak_sync_token_api_requests_total",
+        "Token API requests by caller, action (read, store) and outcome."
+    );
+    describe_counter!(
         "keycloak_sync_messages_received_total",
         "Messages taken from the queue."
     );
@@ -182,6 +186,14 @@ pub fn applied(events: &[Event], outcomes: &[Outcome], elapsed: Duration, now_ms
 pub fn dead_lettered(kind: &'static str, reason: &'static str) {
     counter!("keycloak_sync_messages_dead_lettered_total", "kind" => kind, "reason" => reason)
         .increment(1);
+}
+
+/// A token API request: `caller` is `realm/client` of an authenticated caller (a client
+/// Keycloak issued a token to) or `unauthenticated`; `outcome` a fixed code.
+pub fn token_api(caller: &str, action: &'static str, outcome: &str) {
+    counter!("keycloak_sync_token_api_requests_total",
+        "caller" => caller.to_string(), "action" => action, "outcome" => outcome.to_string())
+    .increment(1);
 }
 
 pub fn reconnected(target: &'static str) {
