@@ -18,6 +18,7 @@ mod expiry;
 mod lifecycle;
 mod offline;
 mod provider;
+mod token_api;
 
 use std::time::Duration;
 
@@ -60,7 +61,26 @@ impl World {
         realm_extra: serde_json::Value,
         daemon_extra: &[(&str, &str)],
     ) -> World {
-        let name = Realm::fresh_name();
+        Self::on_named(url, &Realm::fresh_name(), realm_extra, daemon_extra).await
+    }
+
+    /// With a realm name chosen beforehand (from [`Realm::fresh_name`]): settings that
+    /// name the realm can be made before the world.
+    pub async fn named(
+        name: &str,
+        realm_extra: serde_json::Value,
+        daemon_extra: &[(&str, &str)],
+    ) -> World {
+        Self::on_named(&kc::keycloak_url(), name, realm_extra, daemon_extra).await
+    }
+
+    async fn on_named(
+        url: &str,
+        name: &str,
+        realm_extra: serde_json::Value,
+        daemon_extra: &[(&str, &str)],
+    ) -> World {
+        let name = name.to_string();
         let db = TestDb::new().await;
         let amqp = amqp_url();
         let mut names = Names::random();

@@ -11,18 +11,8 @@ use keycloak_sync::store::Store;
 
 use crate::support::*;
 
-/// `KCS_TEST_PGBOUNCER_TX_URL` or `…_SESSION_URL`, pointed at the test's database.
-fn through(pooler_env: &str, default_port: u16, db: &TestDb) -> String {
-    let base = std::env::var(pooler_env)
-        .unwrap_or_else(|_| format!("postgres://postgres@127.0.0.1:{default_port}/postgres"));
-    match base.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{}", db.name),
-        None => panic!("{pooler_env} has no database part: {base}"),
-    }
-}
-
 fn transaction_pooler(db: &TestDb) -> String {
-    through("KCS_TEST_PGBOUNCER_TX_URL", 54330, db)
+    through_pooler(db)
 }
 
 fn session_pooler(db: &TestDb) -> String {

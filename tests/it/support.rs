@@ -346,6 +346,22 @@ impl Names {
     }
 }
 
+/// The transaction-mode PgBouncer of `scripts/services.sh` (`KCS_TEST_PGBOUNCER_TX_URL`),
+/// pointed at the test's database.
+pub fn through_pooler(db: &TestDb) -> String {
+    through("KCS_TEST_PGBOUNCER_TX_URL", 54330, db)
+}
+
+/// A pooler's URL (`pooler_env`, else the default port) pointed at the test's database.
+pub fn through(pooler_env: &str, default_port: u16, db: &TestDb) -> String {
+    let base = std::env::var(pooler_env)
+        .unwrap_or_else(|_| format!("postgres://postgres@127.0.0.1:{default_port}/postgres"));
+    match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{}", db.name),
+        None => panic!("{pooler_env} has no database part: {base}"),
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
