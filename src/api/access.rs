@@ -156,33 +156,9 @@ async fn access_token(state: &ApiState, request: &AccessRequest, realm_id: &Real
     let deadline = Instant::now() + settings.refresh_wait;
     let mut pause = Duration::from_millis(25);
     loop {
-        let held = store
-            .held_token(
-                &keys,
-                realm_id,
-                &request.user_id,
-                &request.client_id,
-                request.session_id.as_deref(),
-                request.offline,
-            )
-            .await
-            .map_err(ApiError::database)?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "no_token",
-                    format!(
-                        "the vault holds no live {} token of user {} for client {}",
-                        if request.offline {
-                            "offline"
-                        } else {
-                            "refresh"
-                        },
-                        request.user_id,
-                        request.client_id
-                    ),
-                )
-            })?;
+        let held = read(state, request, realm_id, &keys)
+            .await?
+            .ok_or_else(|| no_token(request))?;
         if let Some(access) = &held.access {
             if !needs_refresh(
                 now_ms(),
@@ -208,6 +184,40 @@ async fn access_token(state: &ApiState, request: &AccessRequest, realm_id: &Real
             .await
             .map_err(ApiError::database)?
         {
+            // Read again under the lease: a holder that committed since the read above
+            // has rotated the token, and refreshing with the old one would be a reuse
+            // (Keycloak then ends the session).
+            let Some(held) = read(state, request, realm_id, &keys).await? else {
+                let _ = store
+                    .give_back_refresh_lease(&token_id, &state.holder)
+                    .await;
+                return Err(no_token(request));
+            };
+            if let Some(access) = &held.access {
+                if !needs_refresh(
+                    now_ms(),
+                    access.issued_at_ms,
+                    access.expires_at_ms,
+                    min_validity_ms,
+                ) {
+                    let _ = store
+                        .give_back_refresh_lease(&token_id, &state.holder)
+                        .await;
+                    let body = answer(
+                        &access.token,
+                        access.expires_at_ms,
+                        access.scope.as_deref(),
+                        &held,
+                    );
+                    return Ok(("served", body));
+                }
+            }
+            if held.source.id != token_id {
+                let _ = store
+                    .give_back_refresh_lease(&token_id, &state.holder)
+                    .await;
+                continue;
+            }
             match refresh(state, request, &held, &keys).await {
                 Ok(Some(body)) => return Ok(("refreshed", body)),
                 // The row changed since it was read (a newer token was stored): again.
@@ -232,6 +242,44 @@ async fn access_token(state: &ApiState, request: &AccessRequest, realm_id: &Real
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
     }
+}
+
+async fn read(
+    state: &ApiState,
+    request: &AccessRequest,
+    realm_id: &RealmId,
+    keys: &crate::vault::KeyRing,
+) -> Result<Option<Held>, ApiError> {
+    state
+        .context
+        .store
+        .held_token(
+            keys,
+            realm_id,
+            &request.user_id,
+            &request.client_id,
+            request.session_id.as_deref(),
+            request.offline,
+        )
+        .await
+        .map_err(ApiError::database)
+}
+
+fn no_token(request: &AccessRequest) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_token",
+        format!(
+            "the vault holds no live {} token of user {} for client {}",
+            if request.offline {
+                "offline"
+            } else {
+                "refresh"
+            },
+            request.user_id,
+            request.client_id
+        ),
+    )
 }
 
 /// Refreshes at Keycloak and writes the result; `Ok(None)` if the row changed meanwhile.
