@@ -18,6 +18,7 @@ mod expiry;
 mod lifecycle;
 mod offline;
 mod provider;
+mod registration;
 mod token_api;
 
 use std::time::Duration;
