@@ -90,7 +90,11 @@ async fn a_user_who_registers_through_the_form_appears_with_their_session() {
     let row = user(&world.store, dana).await;
     assert_eq!(row.email.as_deref(), Some("dana@example.com"));
     assert_eq!(row.first_name.as_deref(), Some("Dana"));
-    assert_eq!(realm.session_ids(dana).await.len(), 1, "registering logged dana in");
+    assert_eq!(
+        realm.session_ids(dana).await.len(),
+        1,
+        "registering logged dana in"
+    );
     crate::fixtures::keep(&world, "registration").await;
     realm.delete().await;
 }
