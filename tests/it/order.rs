@@ -378,3 +378,23 @@ fn a_role_deleted_by_name_in_a_shuffled_history_stays_deleted() {
         2,
     );
 }
+
+/// A case the property test found: two workers, one writing a group and the other its
+/// subgroup; neither transaction saw the other's row, so the subgroup's path was never
+/// derived. Writers of a realm's group tree now take its lock alone.
+#[test]
+fn a_group_and_its_subgroup_written_concurrently_get_their_paths() {
+    found_case(
+        Scenario {
+            history_seed: 8_839_390_801_339_629_553,
+            users: 21,
+            events: 234,
+            shuffle_seed: 6_089_384_768_464_594_815,
+            duplicate_percent: 37,
+            max_batch: 31,
+            workers: 2,
+        },
+        0,
+        12,
+    );
+}

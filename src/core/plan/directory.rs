@@ -155,7 +155,11 @@ impl DirectoryPlan {
         let writes = self
             .groups
             .iter()
-            .map(|g| (&g.realm_id, Groups, g.deleted_at.is_some()))
+            // A group row is the tree's structure: its path derives from its ancestors
+            // and moves its subgroups', so two writers of one realm's tree must see each
+            // other (else a subgroup written beside its parent never gets its path): they
+            // take the tree's lock alone. Structure changes are rare admin acts.
+            .map(|g| (&g.realm_id, Groups, true))
             .chain(
                 self.group_members
                     .iter()
