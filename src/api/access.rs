@@ -159,23 +159,8 @@ async fn access_token(state: &ApiState, request: &AccessRequest, realm_id: &Real
         let held = read(state, request, realm_id, &keys)
             .await?
             .ok_or_else(|| no_token(request))?;
-        if let Some(access) = &held.access {
-            if !needs_refresh(
-                now_ms(),
-                access.issued_at_ms,
-                access.expires_at_ms,
-                min_validity_ms,
-            ) {
-                return Ok((
-                    "served",
-                    answer(
-                        &access.token,
-                        access.expires_at_ms,
-                        access.scope.as_deref(),
-                        &held,
-                    ),
-                ));
-            }
+        if let Some(body) = fresh(&held, min_validity_ms) {
+            return Ok(("served", body));
         }
         let lease = settings.refresh_wait + LEASE_MARGIN;
         let token_id = held.source.id.clone();
@@ -193,24 +178,11 @@ async fn access_token(state: &ApiState, request: &AccessRequest, realm_id: &Real
                     .await;
                 return Err(no_token(request));
             };
-            if let Some(access) = &held.access {
-                if !needs_refresh(
-                    now_ms(),
-                    access.issued_at_ms,
-                    access.expires_at_ms,
-                    min_validity_ms,
-                ) {
-                    let _ = store
-                        .give_back_refresh_lease(&token_id, &state.holder)
-                        .await;
-                    let body = answer(
-                        &access.token,
-                        access.expires_at_ms,
-                        access.scope.as_deref(),
-                        &held,
-                    );
-                    return Ok(("served", body));
-                }
+            if let Some(body) = fresh(&held, min_validity_ms) {
+                let _ = store
+                    .give_back_refresh_lease(&token_id, &state.holder)
+                    .await;
+                return Ok(("served", body));
             }
             if held.source.id != token_id {
                 let _ = store
@@ -242,6 +214,25 @@ async fn access_token(state: &ApiState, request: &AccessRequest, realm_id: &Real
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
     }
+}
+
+/// The answer from the kept access token, if it may be served without a refresh.
+fn fresh(held: &Held, min_validity_ms: i64) -> Option<serde_json::Value> {
+    let access = held.access.as_ref()?;
+    let stale = needs_refresh(
+        now_ms(),
+        access.issued_at_ms,
+        access.expires_at_ms,
+        min_validity_ms,
+    );
+    (!stale).then(|| {
+        answer(
+            &access.token,
+            access.expires_at_ms,
+            access.scope.as_deref(),
+            held,
+        )
+    })
 }
 
 async fn read(

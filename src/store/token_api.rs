@@ -11,11 +11,11 @@ use sqlx::Row;
 
 use super::vault::{open_row, VaultError, SELECT_ROWS};
 use super::write::{lock_key, vault_change};
-use super::{query, query_scalar, Store};
+use super::{query, query_scalar, Store, Tx};
 use crate::core::change::{Change, ChangeKind};
 use crate::vault::{KeyRing, RowIdentity, Sealed};
 
-pub use super::vault::StoredToken;
+use super::vault::StoredToken;
 
 /// `auth_vault.token_type` of a kept access token.
 const ACCESS: &str = "access";
@@ -165,26 +165,8 @@ impl Store {
         holder: &str,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
-        query("DELETE FROM token_refresh_leases WHERE token_id = $1::uuid AND holder = $2")
-            .bind(token_id)
-            .bind(holder)
-            .execute(&mut *tx)
-            .await?;
+        end_lease(&mut tx, token_id, holder).await?;
         tx.commit().await
-    }
-
-    /// Whether some holder's lease on the token has not run out yet.
-    pub async fn refresh_in_flight(&self, token_id: &str) -> Result<bool, sqlx::Error> {
-        let mut tx = self.begin().await?;
-        let held: bool = query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM token_refresh_leases
-                            WHERE token_id = $1::uuid AND until >= now())",
-        )
-        .bind(token_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(held)
     }
 
     /// Writes a refresh's result in one commit and gives the lease back: the rotated
@@ -213,10 +195,7 @@ impl Store {
             None => None,
         };
         let mut tx = self.begin().await?;
-        query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(&source.user_id))
-            .execute(&mut *tx)
-            .await?;
+        lock_user(&mut tx, &source.user_id).await?;
         let mut current = true;
         if let Some(sealed) = &rotated {
             let written = query(
@@ -264,11 +243,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        query("DELETE FROM token_refresh_leases WHERE token_id = $1::uuid AND holder = $2")
-            .bind(&source.id)
-            .bind(holder)
-            .execute(&mut *tx)
-            .await?;
+        end_lease(&mut tx, &source.id, holder).await?;
         tx.commit().await?;
         Ok(current)
     }
@@ -281,10 +256,7 @@ impl Store {
         holder: &str,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
-        query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(&source.user_id))
-            .execute(&mut *tx)
-            .await?;
+        lock_user(&mut tx, &source.user_id).await?;
         let rows = query(
             "DELETE FROM auth_vault v WHERE v.id = $1::uuid
              RETURNING v.id::text, v.user_id, v.token_type, v.client_id, v.session_id",
@@ -292,11 +264,7 @@ impl Store {
         .bind(&source.id)
         .fetch_all(&mut *tx)
         .await?;
-        query("DELETE FROM token_refresh_leases WHERE token_id = $1::uuid AND holder = $2")
-            .bind(&source.id)
-            .bind(holder)
-            .execute(&mut *tx)
-            .await?;
+        end_lease(&mut tx, &source.id, holder).await?;
         let changes: Vec<Change> = rows
             .iter()
             .map(|row| vault_change(ChangeKind::TokenRevoked, row).with("reason", "grant_revoked"))
@@ -334,6 +302,26 @@ impl Store {
         tx.commit().await?;
         Ok(deleted)
     }
+}
+
+/// The user's advisory lock, as the apply path takes it for the user's tokens, so a
+/// cutoff or revocation and a refresh's write see each other.
+async fn lock_user(tx: &mut Tx<'_>, user_id: &str) -> Result<(), sqlx::Error> {
+    query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(user_id))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Gives `holder`'s lease on the token back, within `tx`.
+async fn end_lease(tx: &mut Tx<'_>, token_id: &str, holder: &str) -> Result<(), sqlx::Error> {
+    query("DELETE FROM token_refresh_leases WHERE token_id = $1::uuid AND holder = $2")
+        .bind(token_id)
+        .bind(holder)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// The message version of a token the API wrote: what a message issued now would carry
