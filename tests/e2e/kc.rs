@@ -400,5 +400,9 @@ pub fn claim(jwt: &str, name: &str) -> String {
         .decode(payload)
         .unwrap_or_default();
     let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    value[name].as_str().unwrap_or("").to_string()
+    match &value[name] {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }

@@ -11,6 +11,7 @@ mod support;
 mod fixtures;
 mod kc;
 mod oracle;
+mod proxy;
 
 mod admin_api;
 mod directory;
@@ -75,7 +76,7 @@ impl World {
         Self::on_named(&kc::keycloak_url(), name, realm_extra, daemon_extra).await
     }
 
-    async fn on_named(
+    pub async fn on_named(
         url: &str,
         name: &str,
         realm_extra: serde_json::Value,

@@ -1,125 +1,33 @@
-//! The token API against the real Keycloak, with refresh-token rotation on
-//! (`revokeRefreshToken`, reuse 0): many callers on two replicas (one through the
-//! transaction-mode PgBouncer) cause one refresh, counted by Keycloak's own event store;
-//! a forced second refresh uses the rotated token; a deleted session answers 409 and the
-//! token leaves the vault; callers outside their grant, unknown or forged are refused.
+//! Rotation on (`revokeRefreshToken`, reuse 0): many callers on two replicas (one
+//! through the transaction-mode PgBouncer) cause one refresh, counted by Keycloak's own
+//! event store; a forced second refresh uses the rotated token; a deleted session answers
+//! 409 and the token leaves the vault; callers outside their grant, unknown or forged are
+//! refused.
 
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::kc::{Realm, WEB_SECRET};
+use super::{
+    api_settings, call, caller_token, pairs, refresh_events, service_client, store, BACKEND_SECRET,
+};
+use crate::kc::Realm;
 use crate::support::{amqp_url, count, free_port, Daemon};
 use crate::World;
 
-const BACKEND_SECRET: &str = "backend-secret-e2e";
 const STRANGER_SECRET: &str = "stranger-secret-e2e";
-const VAULT_KEYS: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-fn api_settings(realm: &str, port: u16) -> Vec<(String, String)> {
-    let callers =
-        json!([{"realm": realm, "client_id": "backend", "read": ["web"], "store": ["web"]}]);
-    let clients = json!([{"realm": realm, "client_id": "web", "secret": WEB_SECRET}]);
-    vec![
-        (
-            "KEYCLOAK_SYNC__API__LISTEN".into(),
-            format!("127.0.0.1:{port}"),
-        ),
-        ("KEYCLOAK_SYNC__API__CALLERS".into(), callers.to_string()),
-        ("KEYCLOAK_SYNC__API__CLIENTS".into(), clients.to_string()),
-        ("KEYCLOAK_SYNC__VAULT__KEYS".into(), VAULT_KEYS.into()),
-        ("KEYCLOAK_SYNC__VAULT__ACTIVE_KEY".into(), "k1".into()),
-    ]
-}
-
-async fn service_client(realm: &Realm, client_id: &str, secret: &str) {
-    let answer = realm
-        .admin(
-            Method::POST,
-            "/clients",
-            Some(
-                json!({"clientId": client_id, "enabled": true, "publicClient": false,
-                        "secret": secret, "serviceAccountsEnabled": true,
-                        "standardFlowEnabled": false, "directAccessGrantsEnabled": false}),
-            ),
-        )
-        .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::CREATED,
-        "{client_id}: {}",
-        answer.body
-    );
-}
-
-/// A client-credentials access token of `client_id`.
-async fn caller_token(realm: &Realm, client_id: &str, secret: &str) -> String {
-    let body: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/realms/{}/protocol/openid-connect/token",
-            realm.url, realm.name
-        ))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token JSON");
-    body["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_string()
-}
-
-async fn call(
-    method: Method,
-    port: u16,
-    path: &str,
-    token: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .request(method, format!("http://127.0.0.1:{port}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("API request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn refresh_events(realm: &Realm, user: &str) -> usize {
-    realm
-        .admin(
-            Method::GET,
-            &format!("/events?type=REFRESH_TOKEN&user={user}&max=1000"),
-            None,
-        )
-        .await
-        .ok("stored events")
-        .as_array()
-        .map_or(0, Vec::len)
-}
 
 #[tokio::test]
 async fn one_refresh_for_many_callers_on_two_replicas_and_the_rotated_token_is_kept() {
     let name = Realm::fresh_name();
     let (port_a, port_b) = (free_port(), free_port());
     let settings = api_settings(&name, port_a);
-    let pairs: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     let world = World::named(
         &name,
         json!({"revokeRefreshToken": true, "refreshTokenMaxReuse": 0, "accessTokenLifespan": 60,
                "enabledEventTypes": ["LOGIN", "REFRESH_TOKEN", "REFRESH_TOKEN_ERROR", "LOGOUT"]}),
-        &pairs,
+        &pairs(&settings),
     )
     .await;
     let realm = &world.realm;
@@ -137,30 +45,13 @@ async fn one_refresh_for_many_callers_on_two_replicas_and_the_rotated_token_is_k
         "KEYCLOAK_SYNC__AMQP__BINDING_KEY".into(),
         format!("kc.{name}.#"),
     ));
-    let second: Vec<(&str, &str)> = second
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let replica = Daemon::start(&pooled, &amqp_url(), &world.names, &second);
+    let replica = Daemon::start(&pooled, &amqp_url(), &world.names, &pairs(&second));
     replica.wait_ready(Duration::from_secs(60)).await;
 
     let alice = realm.create_user("alice", "alice@example.com").await;
     let login = realm.login("web", "alice", false).await;
     let backend = caller_token(realm, "backend", BACKEND_SECRET).await;
-    let (status, stored) = call(
-        Method::PUT,
-        port_a,
-        "/v1/tokens",
-        &backend,
-        json!({"realm": name, "userId": alice, "sessionId": login.session_id, "clientId": "web",
-               "tokenType": "refresh", "token": login.refresh}),
-    )
-    .await;
-    assert_eq!(
-        (status, stored.clone()),
-        (StatusCode::OK, json!({"stored": true})),
-        "{stored}"
-    );
+    store(port_a, &backend, &name, &alice, &login, "refresh").await;
 
     // 40 callers at once, alternating replicas: one refresh at Keycloak, one token.
     let ask = json!({"realm": name, "userId": alice, "clientId": "web"});
