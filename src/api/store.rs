@@ -17,7 +17,7 @@ use super::{json_body, ApiError, ApiState, Caller, Target};
 use crate::core::event::parse_message;
 use crate::core::ids::RealmName;
 use crate::core::plan::Version;
-use crate::core::token_api::Action;
+use crate::core::token_api::{stored_token_time, Action};
 use crate::store::vault::Vault;
 
 /// The fields a token message takes (`realm` by name here, or `realmId`).
@@ -187,7 +187,11 @@ async fn apply(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
-    message.insert("time".into(), json!(now));
+    let token = body
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    message.insert("time".into(), json!(stored_token_time(token, now)));
     if !message.contains_key("id") {
         message.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
     }

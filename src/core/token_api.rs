@@ -252,6 +252,29 @@ pub fn caller_of(
         .ok_or(ClaimProblem::NoAuthorizedParty)
 }
 
+/// The time a stored token is written at: the token's own issue time (`iat`, a JWT's as
+/// Keycloak's refresh and offline tokens are), never later than `now_ms`; else `now_ms`.
+/// So an application storing a token older than the one the vault holds (the one it
+/// logged in with, after the API rotated it) does not replace the newer: reusing it
+/// would make Keycloak end the session. The claim is read, not verified: it only orders
+/// tokens the caller may store anyway.
+pub fn stored_token_time(token: &str, now_ms: i64) -> i64 {
+    use base64::Engine;
+    let issued_ms = token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|claims| claims.get("iat").and_then(Value::as_i64))
+        .filter(|secs| *secs > 0)
+        .and_then(|secs| secs.checked_mul(1000));
+    issued_ms.map_or(now_ms, |issued| issued.min(now_ms))
+}
+
 /// The realm a token's issuer names: `{base}realms/{realm}`.
 pub fn realm_of_issuer<'a>(base: &str, issuer: &'a str) -> Option<&'a str> {
     let rest = issuer.strip_prefix(base.trim_end_matches('/'))?;

@@ -67,7 +67,9 @@ impl Proxy {
     }
 
     pub async fn restore(&self) {
-        let listener = TcpListener::bind(self.listen).await.expect("relay port again");
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .expect("relay port again");
         self.serve(listener);
     }
 }

@@ -182,3 +182,36 @@ fn the_realm_is_read_from_the_issuer_under_the_configured_server() {
     );
     assert_eq!(realm_of_issuer("http://kc/", "http://kc/realms/"), None);
 }
+
+fn jwt(claims: serde_json::Value) -> String {
+    use base64::Engine;
+    let part = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+    };
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        part(&json!({"alg": "HS512", "typ": "JWT"})),
+        part(&claims)
+    )
+}
+
+#[test]
+fn a_stored_token_is_dated_by_its_own_issue_time_never_later_than_now() {
+    let now = 1_800_000_000_000;
+    let issued = jwt(json!({"iat": 1_700_000_000, "typ": "Refresh"}));
+    assert_eq!(stored_token_time(&issued, now), 1_700_000_000_000);
+    // A clock ahead of ours, or a claim from the future, dates it now.
+    let ahead = jwt(json!({"iat": 1_900_000_000}));
+    assert_eq!(stored_token_time(&ahead, now), now);
+    // Not a JWT, no iat, a non-numeric or absurd iat: now.
+    for token in [
+        "opaque-token".to_string(),
+        "a.b.c".to_string(),
+        jwt(json!({"sub": "x"})),
+        jwt(json!({"iat": "1700000000"})),
+        jwt(json!({"iat": -5})),
+        jwt(json!({"iat": i64::MAX})),
+    ] {
+        assert_eq!(stored_token_time(&token, now), now, "{token}");
+    }
+}

@@ -145,4 +145,3 @@ async fn refresh_events(realm: &Realm, user: &str) -> usize {
         .as_array()
         .map_or(0, Vec::len)
 }
-

@@ -9,8 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::{
-    api_settings, call, call_with_wait, caller_token, pairs, service_client, store,
-    BACKEND_SECRET,
+    api_settings, call, call_with_wait, caller_token, pairs, service_client, store, BACKEND_SECRET,
 };
 use crate::kc::Realm;
 use crate::proxy::Proxy;
@@ -56,7 +55,11 @@ async fn keycloak_down_answers_503_and_leaves_the_vault_unchanged() {
     assert_eq!(status, StatusCode::OK, "{kept}");
     tokio::time::sleep(Duration::from_secs(7)).await;
     let before = vault_state(&world).await;
-    assert_eq!(before.len(), 2, "the refresh token and its kept access token");
+    assert_eq!(
+        before.len(),
+        2,
+        "the refresh token and its kept access token"
+    );
 
     proxy.cut().await;
     let forced = json!({"realm": name, "userId": alice, "clientId": "web",
@@ -65,7 +68,10 @@ async fn keycloak_down_answers_503_and_leaves_the_vault_unchanged() {
         call_with_wait(Method::POST, port, path, &backend, forced.clone()).await;
     assert_eq!(
         (status, body["error"].clone()),
-        (StatusCode::SERVICE_UNAVAILABLE, json!("keycloak_unavailable")),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("keycloak_unavailable")
+        ),
         "{body}"
     );
     assert!(wait.is_some_and(|secs| secs >= 1), "Retry-After: {wait:?}");
@@ -120,7 +126,11 @@ async fn an_expired_caller_token_is_refused() {
     let ask = json!({"realm": name, "userId": "nobody", "clientId": "web"});
     let path = "/v1/tokens/access";
     let (status, body) = call(Method::POST, port, path, &token, ask.clone()).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "accepted while young: {body}");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "accepted while young: {body}"
+    );
     // Past its expiry and the clock leeway the API allows.
     let leeway = keycloak_sync::core::token_api::CLOCK_LEEWAY_SECS as u64;
     tokio::time::sleep(Duration::from_secs(leeway + 3)).await;
@@ -131,7 +141,10 @@ async fn an_expired_caller_token_is_refused() {
         "{body}"
     );
     assert!(
-        body["message"].as_str().unwrap_or_default().contains("expired"),
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
         "{body}"
     );
     realm.delete().await;

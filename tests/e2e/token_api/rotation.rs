@@ -101,6 +101,22 @@ async fn one_refresh_for_many_callers_on_two_replicas_and_the_rotated_token_is_k
     assert!(!tokens.contains(body["accessToken"].as_str().unwrap_or_default()));
     let refreshes = refresh_events(realm, &alice).await;
     assert_eq!(refreshes, 2, "the second refresh used the rotated token");
+    // The application stores the token it logged in with once more (a retry, another
+    // process): older than the rotated one the vault holds, it does not replace it.
+    let (status, stale) = call(
+        Method::PUT,
+        port_b,
+        "/v1/tokens",
+        &backend,
+        json!({"realm": name, "userId": alice, "sessionId": login.session_id,
+               "clientId": "web", "tokenType": "refresh", "token": login.refresh}),
+    )
+    .await;
+    assert_eq!(
+        (status, stale["stored"].clone()),
+        (StatusCode::OK, json!(false)),
+        "{stale}"
+    );
     // Keycloak's REFRESH_TOKEN events of these refreshes come back through the queue:
     // they count the session's refreshes and leave the rotated token and its access
     // token in place, which the next request is served from.
