@@ -36,7 +36,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// reqwest needs a process-wide rustls provider: the one lapin already uses (ring).
-pub(crate) fn install_tls_provider() {
+pub fn install_tls_provider() {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -9,7 +9,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use sqlx::Row;
 
-use super::vault::{open_row, VaultError, SELECT_ROWS};
+use super::rows::Rows;
+use super::vault::{open_row, VaultError};
 use super::write::{lock_key, vault_change};
 use super::{query, query_scalar, Store, Tx};
 use crate::core::change::{Change, ChangeKind};
@@ -75,14 +76,23 @@ impl Store {
         session_id: Option<&str>,
         offline: bool,
     ) -> Result<Option<Held>, VaultError> {
-        let sql = format!(
-            "{SELECT_ROWS} WHERE realm_id = $1 AND user_id = $2 AND client_id = $3
-               AND ($4::text IS NULL OR session_id = $4) AND token_type = $5
-               AND (expires_at IS NULL OR expires_at > now())
-             ORDER BY issued_at DESC LIMIT 1"
-        );
+        // One statement: the token and the access token kept beside it.
+        let sql = "SELECT v.id::text, v.realm_id, v.user_id, v.token_type, v.session_id,
+                          v.client_id, v.key_id, v.nonce, v.ciphertext,
+                          ts_ms(v.expires_at) AS expires_ms, v.metadata, v.issued_ver,
+                          a.key_id AS access_key_id, a.nonce AS access_nonce,
+                          a.ciphertext AS access_ciphertext,
+                          ts_ms(a.issued_at) AS access_issued_ms,
+                          ts_ms(a.expires_at) AS access_expires_ms,
+                          a.metadata->>'scope' AS access_scope
+                   FROM auth_vault v
+                   LEFT JOIN auth_vault a ON a.source_id = v.id AND a.token_type = 'access'
+                   WHERE v.realm_id = $1 AND v.user_id = $2 AND v.client_id = $3
+                     AND ($4::text IS NULL OR v.session_id = $4) AND v.token_type = $5
+                     AND (v.expires_at IS NULL OR v.expires_at > now())
+                   ORDER BY v.issued_at DESC LIMIT 1";
         let mut tx = self.begin().await?;
-        let source = query(&sql)
+        let row = query(sql)
             .bind(realm_id)
             .bind(user_id)
             .bind(client_id)
@@ -90,36 +100,30 @@ impl Store {
             .bind(if offline { "offline" } else { "refresh" })
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(row) = source else {
-            tx.commit().await?;
+        tx.commit().await?;
+        let Some(row) = row else {
             return Ok(None);
         };
         let source = open_row(keys, &row)?;
         let source_version: String = row.try_get("issued_ver")?;
-        let access = query(
-            "SELECT key_id, nonce, ciphertext, ts_ms(issued_at) AS issued_ms,
-                    ts_ms(expires_at) AS expires_ms, metadata->>'scope' AS scope
-             FROM auth_vault WHERE source_id = $1::uuid AND token_type = 'access'",
-        )
-        .bind(&source.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let access = match access {
+        let access_key: Option<String> = row.try_get("access_key_id")?;
+        let access = match access_key {
             None => None,
-            Some(row) => {
+            Some(key_id) => {
                 let sealed = Sealed {
-                    key_id: row.try_get("key_id")?,
-                    nonce: row.try_get("nonce")?,
-                    ciphertext: row.try_get("ciphertext")?,
+                    key_id,
+                    nonce: row.try_get("access_nonce")?,
+                    ciphertext: row.try_get("access_ciphertext")?,
                 };
                 // Sealed under a key no longer in the ring: refreshed again instead.
                 match keys.open(&sealed, &access_identity(&source)) {
                     Ok(token) => Some(HeldAccess {
                         token,
-                        issued_at_ms: row.try_get("issued_ms")?,
-                        expires_at_ms: row.try_get::<Option<i64>, _>("expires_ms")?.unwrap_or(0),
-                        scope: row.try_get("scope")?,
+                        issued_at_ms: row.try_get("access_issued_ms")?,
+                        expires_at_ms: row
+                            .try_get::<Option<i64>, _>("access_expires_ms")?
+                            .unwrap_or(0),
+                        scope: row.try_get("access_scope")?,
                     }),
                     Err(_) => None,
                 }
@@ -273,21 +277,25 @@ impl Store {
         tx.commit().await
     }
 
-    /// One audit row.
-    pub async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), sqlx::Error> {
+    /// Audit rows, in one statement and one commit.
+    pub async fn audit(&self, entries: &[AuditEntry<'_>]) -> Result<(), sqlx::Error> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let rows = Rows::new()
+            .text("caller", entries.iter().map(|e| Some(e.caller)))
+            .text("realm_id", entries.iter().map(|e| e.realm_id))
+            .text("user_id", entries.iter().map(|e| e.user_id))
+            .text("client_id", entries.iter().map(|e| e.client_id))
+            .text("action", entries.iter().map(|e| Some(e.action)))
+            .text("outcome", entries.iter().map(|e| Some(e.outcome)))
+            .query(
+                "INSERT INTO token_audit (caller, realm_id, user_id, client_id, action, outcome)
+                 SELECT n.caller, n.realm_id, n.user_id, n.client_id, n.action, n.outcome
+                 FROM {rows}",
+            );
         let mut tx = self.begin().await?;
-        query(
-            "INSERT INTO token_audit (caller, realm_id, user_id, client_id, action, outcome)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(entry.caller)
-        .bind(entry.realm_id)
-        .bind(entry.user_id)
-        .bind(entry.client_id)
-        .bind(entry.action)
-        .bind(entry.outcome)
-        .execute(&mut *tx)
-        .await?;
+        rows.build().execute(&mut *tx).await?;
         tx.commit().await
     }
 
