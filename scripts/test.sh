@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: starts the local Postgres and RabbitMQ (installing them if
 # needed), builds and tests the Java provider (keycloak-spi/, Maven), starts a real
-# Keycloak with it (scripts/keycloak.sh), checks formatting and lints, then runs every
-# Rust test with cargo-nextest (installed if missing): unit, integration (tests/it) and
-# end to end against Keycloak (tests/e2e). Ends with the test runner's summary.
+# Keycloak with it (scripts/keycloak.sh), checks formatting and lints, runs the TypeScript
+# client's tests (clients/typescript, node --test), then every Rust test with
+# cargo-nextest (installed if missing): unit, integration (tests/it) and end to end
+# against Keycloak (tests/e2e). Ends with the test runner's summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,5 +71,8 @@ fi
 cat .local/keycloak-up.log
 eval "$(scripts/keycloak.sh env)"
 
-echo "== tests"
+echo "== TypeScript client (clients/typescript): tsc --noEmit, node --test"
+KCS_BIN="$PWD/target/release/keycloak-sync" clients/typescript/test.sh
+
+echo "== Rust tests"
 cargo nextest run --locked --no-fail-fast
