@@ -40,6 +40,7 @@ admin POST "" "{\"realm\":\"$realm\",\"enabled\":true,\"revokeRefreshToken\":tru
      \"clientRoles\":{\"realm-management\":[\"view-realm\",\"view-users\"]}}]}"
 
 db=$(fresh_db kcs_bench_tokens)
+vault_key=$(head -c32 /dev/urandom | base64)
 export KEYCLOAK_SYNC__DATABASE__URL=$db KEYCLOAK_SYNC__LOG__LEVEL=warn \
   KEYCLOAK_SYNC__AMQP__EXCHANGE=kcs-bench-tokens.events KEYCLOAK_SYNC__AMQP__QUEUE=kcs-bench-tokens \
   KEYCLOAK_SYNC__AMQP__DEAD_LETTER_EXCHANGE=kcs-bench-tokens.dlx \
@@ -47,7 +48,7 @@ export KEYCLOAK_SYNC__DATABASE__URL=$db KEYCLOAK_SYNC__LOG__LEVEL=warn \
   KEYCLOAK_SYNC__HTTP__LISTEN=127.0.0.1:18280 \
   KEYCLOAK_SYNC__KEYCLOAK__URL=$KEYCLOAK_URL KEYCLOAK_SYNC__KEYCLOAK__REALMS=$realm \
   KEYCLOAK_SYNC__KEYCLOAK__CLIENT_ID=sync KEYCLOAK_SYNC__KEYCLOAK__CLIENT_SECRET=sync-secret \
-  KEYCLOAK_SYNC__VAULT__KEYS="k1:$(head -c32 /dev/urandom | base64)" KEYCLOAK_SYNC__VAULT__ACTIVE_KEY=k1 \
+  KEYCLOAK_SYNC__VAULT__KEYS="k1:$vault_key" KEYCLOAK_SYNC__VAULT__ACTIVE_KEY=k1 \
   KEYCLOAK_SYNC__API__LISTEN=127.0.0.1:$api_port KEYCLOAK_SYNC__API__CALLER_CONCURRENCY=$concurrency \
   KEYCLOAK_SYNC__API__CALLERS="[{\"realm\":\"$realm\",\"client_id\":\"backend\",\"read\":[\"web\"],\"store\":[\"web\"]}]" \
   KEYCLOAK_SYNC__API__CLIENTS="[{\"realm\":\"$realm\",\"client_id\":\"web\",\"secret\":\"web-secret\"}]"

@@ -22,8 +22,8 @@ echo "yamllint: docker/compose.yaml deploy/kubernetes/*.yaml"
 yamllint --strict -c .yamllint docker/compose.yaml deploy/kubernetes/*.yaml
 echo "hadolint: docker/Dockerfile"
 hadolint --config .hadolint.yaml docker/Dockerfile
-echo "shellcheck: scripts/*.sh keycloak-spi/build.sh .ci/run"
-shellcheck scripts/*.sh keycloak-spi/build.sh .ci/run
+echo "shellcheck: scripts/*.sh keycloak-spi/build.sh clients/typescript/test.sh .ci/run"
+shellcheck scripts/*.sh keycloak-spi/build.sh clients/typescript/test.sh .ci/run
 if command -v systemd-analyze >/dev/null; then
     echo "systemd-analyze verify: deploy/systemd/keycloak-sync.service"
     # The unit names the installed binary; verify it against this build's.
