@@ -38,6 +38,7 @@ pub struct ImportOptions {
 
 /// What an import did, cumulative over resumed runs.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImportReport {
     pub read: u64,
     pub imported: u64,
@@ -48,6 +49,10 @@ pub struct ImportReport {
     /// Not stored by the vault's rules: the user deleted or disabled, the session ended
     /// or the grant revoked at or after the token's time.
     pub skipped_by_rule: u64,
+    /// With a legacy format: rows not in its shape, taken as the token itself (stored
+    /// before the application began encrypting). Counted among the rows read, not apart.
+    pub plaintext: u64,
+    /// With a legacy format: rows in its shape that do not open.
     pub undecryptable: u64,
     /// Rows whose columns are wrong (missing, unknown token type, bad time).
     pub invalid: u64,
@@ -56,6 +61,9 @@ pub struct ImportReport {
     pub mismatched: u64,
     #[serde(skip)]
     pub dry_run: bool,
+    /// Read with a legacy format (the summary then counts plaintext rows).
+    #[serde(skip)]
+    pub legacy: bool,
     #[serde(skip)]
     pub resumed: bool,
     /// Stopped before the end (`--max-pages`): the next run resumes.
@@ -77,7 +85,7 @@ impl fmt::Display for ImportReport {
         write!(
             f,
             "vault import summary{}: read {}, {} {}, already imported {}, superseded {}, \
-             skipped by rule {}, undecryptable {}, invalid {}, verified {} of {}{} ({:.2}s, {:.0} rows/s)",
+             skipped by rule {}, {}undecryptable {}, invalid {}, verified {} of {}{} ({:.2}s, {:.0} rows/s)",
             if self.dry_run { " (dry run, nothing written)" } else { "" },
             self.read,
             if self.dry_run { "would import" } else { "imported" },
@@ -85,6 +93,11 @@ impl fmt::Display for ImportReport {
             self.already_imported,
             self.superseded,
             self.skipped_by_rule,
+            if self.legacy {
+                format!("plaintext {}, ", self.plaintext)
+            } else {
+                String::new()
+            },
             self.undecryptable,
             self.invalid,
             self.verified,
@@ -120,6 +133,7 @@ pub async fn import(
         serde_json::from_value(checkpoint.counts.clone()).unwrap_or_default();
     report.resumed = checkpoint.after.is_some();
     report.dry_run = options.dry_run;
+    report.legacy = options.legacy.is_some();
     let progress = Progress::new(options.progress, "vault import", None, Unit::Items("rows"));
     let vault = Vault::new(store, keys);
     let mut after = checkpoint.after.clone();
@@ -177,10 +191,19 @@ fn open_rows(
 ) -> Vec<SourceToken> {
     let mut tokens = Vec::with_capacity(rows.len());
     for row in rows {
+        let mut plaintext = false;
         let read = read_row(row, |stored| match legacy {
-            Some(key) => key.open(stored).map_err(|e| e.to_string()),
-            None => Ok(SecretString::from(stored.to_string())),
+            Some(key) if key.format().is_sealed(stored) => {
+                key.open(stored).map_err(|e| e.to_string())
+            }
+            _ => {
+                plaintext = legacy.is_some();
+                Ok(SecretString::from(stored.to_string()))
+            }
         });
+        if plaintext && matches!(read, Ok(Ok(_))) {
+            report.plaintext += 1;
+        }
         match read {
             Ok(Ok(token)) => tokens.push(token),
             Ok(Err(problem)) => {

@@ -30,6 +30,22 @@ impl LegacyFormat {
             _ => None,
         }
     }
+
+    /// Whether a stored value is in this format's shape, so it must open; a value that is
+    /// not was stored before the application began encrypting and is the token itself.
+    /// The shape is three non-empty hex parts joined by `:` (`iv:authTag:ciphertext`):
+    /// a token Keycloak issues (a JWT: base64url parts joined by `.`) never has it.
+    pub fn is_sealed(self, stored: &str) -> bool {
+        match self {
+            LegacyFormat::ScryptAes256GcmHex => {
+                let parts: Vec<&str> = stored.trim().split(':').collect();
+                parts.len() == 3
+                    && parts
+                        .iter()
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_hexdigit()))
+            }
+        }
+    }
 }
 
 /// Why one stored value did not open. Never carries the value.
@@ -47,6 +63,7 @@ pub enum LegacyError {
 
 /// The derived key, zeroized on drop; `Debug` shows nothing of it.
 pub struct LegacyKey {
+    format: LegacyFormat,
     cipher: Aes256Gcm16,
 }
 
@@ -59,7 +76,7 @@ impl std::fmt::Debug for LegacyKey {
 impl LegacyKey {
     /// Derives the key as the application did (scrypt N=16384, r=8, p=1, 32 bytes).
     pub fn derive(format: LegacyFormat, passphrase: &SecretString) -> LegacyKey {
-        match format {
+        let key = match format {
             LegacyFormat::ScryptAes256GcmHex => {
                 let mut key = Zeroizing::new([0u8; 32]);
                 // log2(16384) = 14; these parameters are within scrypt's bounds.
@@ -71,11 +88,17 @@ impl LegacyKey {
                     &mut *key,
                 )
                 .expect("a 32-byte output is valid");
-                LegacyKey {
-                    cipher: Aes256Gcm16::new_from_slice(&*key).expect("a 32-byte key"),
-                }
+                Aes256Gcm16::new_from_slice(&*key).expect("a 32-byte key")
             }
+        };
+        LegacyKey {
+            format,
+            cipher: key,
         }
+    }
+
+    pub fn format(&self) -> LegacyFormat {
+        self.format
     }
 
     /// Opens one stored value.
@@ -153,5 +176,26 @@ mod tests {
             Some(LegacyFormat::ScryptAes256GcmHex)
         );
         assert_eq!(LegacyFormat::parse("rot13"), None);
+    }
+
+    #[test]
+    fn the_sealed_shape_is_three_hex_parts_and_a_keycloak_token_never_has_it() {
+        let format = LegacyFormat::ScryptAes256GcmHex;
+        assert!(format.is_sealed(NODE_MADE));
+        assert!(
+            format.is_sealed(" 00:00:00\n"),
+            "sizes are checked when it opens"
+        );
+        for plaintext in [
+            "eyJhbGciOiJIUzUxMiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl",
+            "refresh-token-1",
+            "aa:bb",
+            "aa:bb:cc:dd",
+            "aa::cc",
+            "aa:bb:zz",
+            "",
+        ] {
+            assert!(!format.is_sealed(plaintext), "{plaintext:?} is plaintext");
+        }
     }
 }

@@ -295,6 +295,63 @@ async fn legacy_encrypted_tokens_open_with_the_passphrase_and_fail_clearly_witho
     );
 }
 
+/// An application mid-migration: rows stored before it began encrypting are plaintext,
+/// later ones legacy-encrypted. Both import; only a value in the legacy shape that does
+/// not open is undecryptable.
+#[tokio::test]
+async fn a_table_mixing_plaintext_and_legacy_encrypted_rows_imports_both_and_counts_them_apart() {
+    let source = TestDb::new().await;
+    let target = TestDb::new().await;
+    let sealed = node_encrypt(&["tok-sealed-1", "tok-sealed-2", "tok-sealed-3"]);
+    let mut corrupted = node_encrypt(&["tok-sealed-4"]).remove(0);
+    let flip = if corrupted.ends_with('0') { '1' } else { '0' };
+    corrupted.pop();
+    corrupted.push(flip);
+    accounts(
+        &source,
+        &[
+            ("p1", "keycloak", "tok-plain.eyJ1.sig1", 1_000),
+            ("p2", "keycloak", "tok-plain.eyJ2.sig2", 1_000),
+            // Colons alone do not make the legacy shape: three hex parts do.
+            ("p3", "keycloak", "tok-plain:not:hex", 1_000),
+            ("s1", "keycloak", &sealed[0], 1_000),
+            ("s2", "keycloak", &sealed[1], 1_000),
+            ("s3", "keycloak", &sealed[2], 1_000),
+            ("s4", "keycloak", &corrupted, 1_000),
+        ],
+    )
+    .await;
+    let store = target.store().await.with_vault(Some(ring()));
+    let legacy = [
+        "--legacy-format",
+        "scrypt-aes256gcm-hex",
+        "--legacy-key-env",
+        "APP_TOKEN_KEY",
+    ];
+    let output = run_import(&target.url, &source.url, &legacy, Some(PASSPHRASE));
+    let text = summary(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the corrupted legacy row fails the run: {text}"
+    );
+    assert!(
+        text.contains("imported 6,")
+            && text.contains("plaintext 3,")
+            && text.contains("undecryptable 1,"),
+        "{text}"
+    );
+    assert!(text.contains("verified 6 of 6"), "{text}");
+    for (user, token) in [
+        ("p1", "tok-plain.eyJ1.sig1"),
+        ("p3", "tok-plain:not:hex"),
+        ("s2", "tok-sealed-2"),
+    ] {
+        assert_eq!(refresh_of(&store, user).await.as_deref(), Some(token));
+    }
+    assert_eq!(refresh_of(&store, "s4").await, None);
+}
+
 #[tokio::test]
 async fn an_import_racing_live_token_messages_never_overwrites_a_newer_token() {
     let source = TestDb::new().await;
