@@ -15,6 +15,7 @@ pub mod import;
 mod inbox;
 mod reconcile;
 mod rows;
+mod statements;
 pub mod token_api;
 pub mod vault;
 mod write;
@@ -28,13 +29,11 @@ pub use feed::Feed;
 pub use reconcile::{ListedSessions, ReconcileRun};
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::query::{Query, QueryAs, QueryScalar};
-use sqlx::{FromRow, PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
 use thiserror::Error;
 
 use crate::config::{is_identifier, DatabaseSettings};
@@ -50,39 +49,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 // Connection poolers in transaction mode (PgBouncer before 1.21, many managed offerings)
 // hand each transaction to whichever server connection is free. So every statement of
 // the store runs inside a transaction of its own (`Store::begin`, which also sets the
-// schema: such poolers drop the connection's startup options), and with
-// `database.prepared_statements = false` none is prepared by name (a name prepared on one
-// server connection is unknown on the next). The three functions below are the store's
-// only way to write a statement.
-
-/// Whether statements are prepared by name. Only ever turned off, by a store configured
-/// so; unnamed statements are right everywhere, named ones only where connections stay.
-static PREPARE_BY_NAME: AtomicBool = AtomicBool::new(true);
-
-fn by_name() -> bool {
-    PREPARE_BY_NAME.load(Ordering::Relaxed)
-}
-
-/// A statement.
-pub(crate) fn query(sql: &str) -> Query<'_, Postgres, PgArguments> {
-    sqlx::query(sql).persistent(by_name())
-}
-
-/// A statement whose rows are read as `O`.
-pub(crate) fn query_as<'q, O>(sql: &'q str) -> QueryAs<'q, Postgres, O, PgArguments>
-where
-    O: for<'r> FromRow<'r, PgRow>,
-{
-    sqlx::query_as(sql).persistent(by_name())
-}
-
-/// A statement whose first column is read as `O`.
-pub(crate) fn query_scalar<'q, O>(sql: &'q str) -> QueryScalar<'q, Postgres, O, PgArguments>
-where
-    (O,): for<'r> FromRow<'r, PgRow>,
-{
-    sqlx::query_scalar(sql).persistent(by_name())
-}
+// schema: such poolers drop the connection's startup options), and statements are
+// prepared by name only while no such pooler is in the way (`statements`). The three
+// functions re-exported below are the store's only way to write a statement.
+pub(crate) use statements::{query, query_as, query_scalar};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -99,6 +69,10 @@ pub enum StoreError {
 
 impl StoreError {
     fn from_sqlx(error: sqlx::Error) -> Self {
+        if statements::is_pooler_symptom(&error) {
+            // Retried (as transient) without named statements.
+            statements::pooler_noticed("a prepared statement was not where it was prepared");
+        }
         if is_transient(&error) {
             StoreError::Unavailable(error)
         } else {
@@ -122,6 +96,9 @@ pub struct Store {
     enrich: bool,
     /// `BEGIN` and the schema for this transaction, sent as one round trip.
     begin_sql: Arc<str>,
+    /// The same, and the check that the transaction runs where its connection was opened
+    /// (while statements are prepared by name).
+    begin_at_home_sql: Arc<str>,
     /// Whether the inbox holds rows keyed by message id (recorded before content keys),
     /// which the inbox must still recognise; asked once, as none are written any more.
     legacy_inbox: Arc<tokio::sync::OnceCell<bool>>,
@@ -154,13 +131,14 @@ impl Store {
             .application_name("keycloak-sync")
             .options([("search_path", settings.schema.as_str())]);
         if !settings.prepared_statements {
-            PREPARE_BY_NAME.store(false, Ordering::Relaxed);
+            statements::configured_off();
             // Nor are the migrator's own statements kept across transactions.
             options = options.statement_cache_capacity(0);
         }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.connect_timeout)
+            .after_connect(|conn, _| Box::pin(async move { statements::set_home(conn).await }))
             .connect_lazy_with(options);
         Ok(Store {
             pool,
@@ -169,6 +147,12 @@ impl Store {
             vault: None,
             enrich: false,
             begin_sql: format!("BEGIN; SET LOCAL search_path TO \"{}\"", settings.schema).into(),
+            begin_at_home_sql: format!(
+                "{}; BEGIN; SET LOCAL search_path TO \"{}\"",
+                statements::HOME_CHECK,
+                settings.schema
+            )
+            .into(),
             legacy_inbox: Arc::default(),
             feed: None,
         })
@@ -224,8 +208,31 @@ impl Store {
     }
 
     /// A transaction on the store's schema: every statement runs in one (see `query`).
+    /// While statements are prepared by name, its `BEGIN` checks that it runs where its
+    /// connection was opened (`statements`).
     pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
-        self.pool.begin_with(self.begin_sql.to_string()).await
+        loop {
+            let mut conn = self.pool.acquire().await?;
+            if !statements::usable(&conn) {
+                // Named statements of another server connection: never sent again.
+                conn.close_on_drop();
+                continue;
+            }
+            let at_home = statements::by_name();
+            let begin = if at_home {
+                &self.begin_at_home_sql
+            } else {
+                &self.begin_sql
+            };
+            match Transaction::begin(conn, Some(begin.to_string().into())).await {
+                Err(error) if at_home && statements::is_away_from_home(&error) => {
+                    statements::pooler_noticed(
+                        "a transaction ran on another server connection than its connection's first",
+                    );
+                }
+                begun => return begun,
+            }
+        }
     }
 
     pub fn schema(&self) -> &str {
@@ -292,7 +299,7 @@ impl Store {
             sqlx::migrate::MigrateError::Execute(error) => error,
             other => sqlx::Error::Migrate(Box::new(other)),
         })?;
-        if !by_name() {
+        if !statements::by_name() {
             // The migrator prepares its own statements by name: drop them before the
             // server connection goes back to the pooler.
             sqlx::raw_sql("DEALLOCATE ALL").execute(&mut *tx).await?;

@@ -33,7 +33,7 @@ fn sample(events: usize, seed: u64) -> Vec<Vec<u8>> {
 
 /// Replays `bodies` with the real binary through `url` (migrations included), with
 /// several workers so that transactions interleave on the pooler's server connections.
-fn replay_through(url: &str, prepared: bool, bodies: &[Vec<u8>]) -> std::process::Output {
+fn replay_through(url: &str, prepared: Option<bool>, bodies: &[Vec<u8>]) -> std::process::Output {
     let dir = std::env::temp_dir().join(format!("kcs-pooler-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("events.jsonl");
@@ -43,30 +43,37 @@ fn replay_through(url: &str, prepared: bool, bodies: &[Vec<u8>]) -> std::process
         text.push(b'\n');
     }
     std::fs::write(&file, text).expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_keycloak-sync"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keycloak-sync"));
+    command
         .arg("replay")
         .arg(&file)
         .args(["--batch-size", "50", "--workers", "4"])
         .env("KEYCLOAK_SYNC__DATABASE__URL", url)
         .env("KEYCLOAK_SYNC__DATABASE__RETRY_MAX_SECS", "5")
-        .env(
+        .env("KEYCLOAK_SYNC__LOG__LEVEL", "warn")
+        .env_remove("KEYCLOAK_SYNC__DATABASE__PREPARED_STATEMENTS")
+        .env_remove("RUST_LOG");
+    if let Some(prepared) = prepared {
+        command.env(
             "KEYCLOAK_SYNC__DATABASE__PREPARED_STATEMENTS",
             prepared.to_string(),
-        )
-        .env("KEYCLOAK_SYNC__LOG__LEVEL", "warn")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run replay");
+        );
+    }
+    let output = command.output().expect("run replay");
     let _ = std::fs::remove_dir_all(&dir);
     output
 }
 
-async fn assert_replay_matches_direct(pooled: impl Fn(&TestDb) -> String, prepared: bool) {
+/// Replays through the pooler and compares with a direct replay; answers the log.
+async fn assert_replay_matches_direct(
+    pooled: impl Fn(&TestDb) -> String,
+    prepared: Option<bool>,
+) -> String {
     let db = TestDb::new().await;
     let bodies = sample(3000, 11);
     let output = replay_through(&pooled(&db), prepared, &bodies);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("rejected 0 "),
@@ -78,17 +85,39 @@ async fn assert_replay_matches_direct(pooled: impl Fn(&TestDb) -> String, prepar
         rows_of_clean_replay(&admin_url(), &bodies).await,
         "the same rows as a direct replay"
     );
+    stderr
 }
+
+const NOTICED: &str = "a connection pooler in transaction mode sits in front of Postgres";
 
 #[tokio::test]
 async fn replay_through_pgbouncer_in_transaction_mode_refuses_nothing() {
     // Debian's PgBouncer (1.18) keeps no prepared statements across transactions.
-    assert_replay_matches_direct(transaction_pooler, false).await;
+    assert_replay_matches_direct(transaction_pooler, Some(false)).await;
+}
+
+/// Nothing configured: the pooler is noticed before a named statement runs where it was
+/// not prepared (before, the replay retried "prepared statement … does not exist" for as
+/// long as it could, then failed), and said once.
+#[tokio::test]
+async fn replay_through_pgbouncer_in_transaction_mode_with_the_default_settings() {
+    let log = assert_replay_matches_direct(transaction_pooler, None).await;
+    assert_eq!(log.matches(NOTICED).count(), 1, "{log}");
+    assert!(!log.contains("prepared statement"), "{log}");
 }
 
 #[tokio::test]
 async fn replay_through_pgbouncer_in_session_mode_refuses_nothing() {
-    assert_replay_matches_direct(session_pooler, true).await;
+    // A session pooler keeps each connection on one server connection: named statements
+    // stay on.
+    let log = assert_replay_matches_direct(session_pooler, None).await;
+    assert!(!log.contains(NOTICED), "{log}");
+}
+
+#[tokio::test]
+async fn replay_directly_keeps_named_statements() {
+    let log = assert_replay_matches_direct(|db: &TestDb| db.url.clone(), None).await;
+    assert!(!log.contains(NOTICED), "{log}");
 }
 
 #[tokio::test]
