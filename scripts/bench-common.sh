@@ -23,10 +23,12 @@ fresh_db() {
 # sample_events N [BINARY] → path of a generated log of N events (kept for later runs),
 # written by BINARY's own sampler (default: this build), so an older build can be given
 # the mix of events it knew
+# (SAMPLE_ARGS adds sampler flags, e.g. "--directory-weight 300" for a group/role-heavy mix)
 sample_events() {
-  local maker=${2:-$bin} file
-  file="$work/events-$1.jsonl"
-  [ "$maker" = "$bin" ] || file="$work/events-$1-$(basename "$maker")-$(sha1sum "$maker" | cut -c1-8).jsonl"
-  [ -s "$file" ] || "$maker" sample --events "$1" --users $(($1 / 40)) --seed 42 >"$file"
+  local maker=${2:-$bin} file extra=()
+  read -r -a extra <<<"${SAMPLE_ARGS:-}"
+  file="$work/events-$1${SAMPLE_ARGS:+-$(echo "$SAMPLE_ARGS" | tr -c 'a-z0-9' '_')}.jsonl"
+  [ "$maker" = "$bin" ] || file="${file%.jsonl}-$(basename "$maker")-$(sha1sum "$maker" | cut -c1-8).jsonl"
+  [ -s "$file" ] || "$maker" sample --events "$1" --users $(($1 / 40)) --seed 42 "${extra[@]}" >"$file"
   echo "$file"
 }

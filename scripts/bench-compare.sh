@@ -10,6 +10,7 @@
 # KINDS="daemon" (or "replay") measures only that path.
 # SAMPLE_FROM=other generates the input with OTHER_BINARY's sampler instead of this
 # build's: the mix of events an older build knew, so both do the same work.
+# SAMPLE_ARGS adds sampler flags ("--directory-weight 300": memberships, roles, groups).
 #
 # Build an earlier commit into OTHER_BINARY with, for example:
 #   git worktree add /tmp/kcs-old <commit> && (cd /tmp/kcs-old && cargo build --release)

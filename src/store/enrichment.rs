@@ -150,17 +150,19 @@ impl Store {
         user_id: &UserId,
     ) -> Result<HeldDirectory, StoreError> {
         retry::with_backoff(self.retry_max, "read a user's groups and roles", || async {
+            // In a transaction like every statement (the schema, a pooler's checks).
+            let mut tx = self.begin().await?;
             let groups: Vec<String> =
                 query_scalar("SELECT group_id FROM user_groups WHERE user_id = $1 AND member")
                     .bind(user_id.as_str())
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *tx)
                     .await?;
             let roles: Vec<(String, Option<String>)> = query_as(
                 "SELECT role_id, client_id FROM user_roles
                  WHERE user_id = $1 AND (effective OR direct_granted)",
             )
             .bind(user_id.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
             let clients: Vec<String> = query_scalar(
                 "SELECT DISTINCT client_id FROM roles
@@ -168,8 +170,9 @@ impl Store {
                  ORDER BY client_id",
             )
             .bind(realm_id.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(HeldDirectory {
                 groups: groups.into_iter().map(GroupId::from).collect(),
                 roles: roles
