@@ -25,7 +25,7 @@ const PREPARED_STATEMENTS: Key = Key::new(
     "database.prepared_statements",
     Some("true"),
     Shown::Plain,
-    "false behind a pooler in transaction mode that cannot keep them (PgBouncer before 1.21)",
+    "turned off by itself when a pooler in transaction mode is noticed; `false` from the start",
 );
 
 pub const KEYS: &[Key] = &[
