@@ -30,8 +30,10 @@ const realm = required("REALM");
 const tokenClientId = required("TOKEN_CLIENT_ID");
 const positionFile = process.env.POSITION_FILE ?? ".keycloak-sync-position";
 
-// One postgres.js instance: followChanges takes a connection of its own for LISTEN.
-const sql = postgres(required("DATABASE_URL"), { types: postgresTypes, max: 4 });
+// An instance for the follower (it takes a connection of its own for LISTEN); without
+// array types, so a connection terminated while it starts cannot end the process
+// (porsager/postgres#1223).
+const sql = postgres(required("DATABASE_URL"), { types: postgresTypes, max: 2, fetch_types: false });
 const sync = new KeycloakSyncClient({
   url: required("KEYCLOAK_SYNC_URL"),
   keycloak: { issuer, clientId: required("CLIENT_ID"), clientSecret: required("CLIENT_SECRET") },

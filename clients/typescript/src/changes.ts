@@ -5,6 +5,10 @@
  * the record and a notification only says "there is more": nothing is missed when a
  * notification is lost with its connection, because every (re)connection reads again from
  * the position.
+ *
+ * Give it a postgres.js instance of its own created with `fetch_types: false`: postgres.js
+ * 3.4 lets a connection terminated while it fetches array types escape as an unhandled
+ * rejection (porsager/postgres#1223), and the follower reads no arrays.
  */
 
 import type { Sql } from "postgres";
