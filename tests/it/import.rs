@@ -17,6 +17,23 @@ use crate::support::*;
 
 const PASSPHRASE: &str = "app-session-secret";
 
+/// `vault import`'s arguments for the legacy format, its passphrase in `APP_TOKEN_KEY`.
+const LEGACY: [&str; 4] = [
+    "--legacy-format",
+    "scrypt-aes256gcm-hex",
+    "--legacy-key-env",
+    "APP_TOKEN_KEY",
+];
+
+/// `sealed` with its last hex digit changed: in the legacy shape, but it does not open.
+fn corrupted(sealed: &str) -> String {
+    let mut corrupted = sealed.to_string();
+    let flip = if corrupted.ends_with('0') { '1' } else { '0' };
+    corrupted.pop();
+    corrupted.push(flip);
+    corrupted
+}
+
 fn vault_keys() -> String {
     format!(
         "k1:{}",
@@ -233,10 +250,7 @@ async fn legacy_encrypted_tokens_open_with_the_passphrase_and_fail_clearly_witho
     let source = TestDb::new().await;
     let target = TestDb::new().await;
     let sealed = node_encrypt(&["tok-legacy-1", "tok-legacy-2"]);
-    let mut corrupted = sealed[1].clone();
-    let flip = if corrupted.ends_with('0') { '1' } else { '0' };
-    corrupted.pop();
-    corrupted.push(flip);
+    let corrupted = corrupted(&sealed[1]);
     accounts(
         &source,
         &[
@@ -246,17 +260,11 @@ async fn legacy_encrypted_tokens_open_with_the_passphrase_and_fail_clearly_witho
     )
     .await;
     let store = target.store().await.with_vault(Some(ring()));
-    let legacy = [
-        "--legacy-format",
-        "scrypt-aes256gcm-hex",
-        "--legacy-key-env",
-        "APP_TOKEN_KEY",
-    ];
 
     let wrong = run_import(
         &target.url,
         &source.url,
-        &legacy,
+        &LEGACY,
         Some("not the passphrase"),
     );
     assert_eq!(
@@ -277,7 +285,7 @@ async fn legacy_encrypted_tokens_open_with_the_passphrase_and_fail_clearly_witho
     assert!(!log.contains(&sealed[0]), "the stored value is not printed");
     assert_eq!(count(&store, "SELECT count(*) FROM auth_vault").await, 0);
 
-    let right = run_import(&target.url, &source.url, &legacy, Some(PASSPHRASE));
+    let right = run_import(&target.url, &source.url, &LEGACY, Some(PASSPHRASE));
     assert_eq!(
         right.status.code(),
         Some(1),
@@ -303,10 +311,7 @@ async fn a_table_mixing_plaintext_and_legacy_encrypted_rows_imports_both_and_cou
     let source = TestDb::new().await;
     let target = TestDb::new().await;
     let sealed = node_encrypt(&["tok-sealed-1", "tok-sealed-2", "tok-sealed-3"]);
-    let mut corrupted = node_encrypt(&["tok-sealed-4"]).remove(0);
-    let flip = if corrupted.ends_with('0') { '1' } else { '0' };
-    corrupted.pop();
-    corrupted.push(flip);
+    let corrupted = corrupted(&node_encrypt(&["tok-sealed-4"])[0]);
     accounts(
         &source,
         &[
@@ -322,13 +327,7 @@ async fn a_table_mixing_plaintext_and_legacy_encrypted_rows_imports_both_and_cou
     )
     .await;
     let store = target.store().await.with_vault(Some(ring()));
-    let legacy = [
-        "--legacy-format",
-        "scrypt-aes256gcm-hex",
-        "--legacy-key-env",
-        "APP_TOKEN_KEY",
-    ];
-    let output = run_import(&target.url, &source.url, &legacy, Some(PASSPHRASE));
+    let output = run_import(&target.url, &source.url, &LEGACY, Some(PASSPHRASE));
     let text = summary(&output);
     assert_eq!(
         output.status.code(),

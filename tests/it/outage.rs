@@ -8,10 +8,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keycloak_sync::core::event::parse_message;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::types::ShortString;
-use lapin::{BasicProperties, Confirmation, ConnectionProperties};
+use lapin::{Confirmation, ConnectionProperties};
 use tokio::sync::RwLock;
 
 use crate::convergence::*;
@@ -102,12 +101,14 @@ async fn publish_through_outages(
     while next < bodies.len() {
         let end = (next + 25).min(bodies.len());
         let window = &bodies[next..end];
-        let confirmed = if window.iter().any(is_poison) {
-            let _open = gate.read().await;
-            publish_confirmed(&amqp, &exchange, window).await
+        // Held while a poison message is in flight: the broker is not stopped meanwhile.
+        let held = if window.iter().any(is_poison) {
+            Some(gate.read().await)
         } else {
-            publish_confirmed(&amqp, &exchange, window).await
+            None
         };
+        let confirmed = publish_confirmed(&amqp, &exchange, window).await;
+        drop(held);
         next += confirmed;
         if confirmed < window.len() {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -133,20 +134,7 @@ async fn publish_confirmed(amqp: &str, exchange: &str, bodies: &[Vec<u8>]) -> us
         {
             let mut pending = Vec::new();
             for body in bodies {
-                let key = match parse_message(body, usize::MAX) {
-                    Ok(event) => keycloak_sync::amqp::publish::routing_key(body, &event),
-                    Err(_) => "kc.unknown.invalid".to_string(),
-                };
-                let published = channel
-                    .basic_publish(
-                        ShortString::from(exchange),
-                        ShortString::from(key),
-                        BasicPublishOptions::default(),
-                        body,
-                        BasicProperties::default().with_delivery_mode(2),
-                    )
-                    .await;
-                match published {
+                match publish_one(&channel, exchange, body).await {
                     Ok(confirm) => pending.push(confirm),
                     Err(_) => break,
                 }

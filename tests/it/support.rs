@@ -530,19 +530,8 @@ pub async fn publish(amqp: &str, exchange: &str, bodies: &[Vec<u8>]) {
     for chunk in bodies.chunks(500) {
         let mut confirms = Vec::new();
         for body in chunk {
-            let key = match parse_message(body, usize::MAX) {
-                Ok(event) => keycloak_sync::amqp::publish::routing_key(body, &event),
-                Err(_) => "kc.unknown.invalid".to_string(),
-            };
             confirms.push(
-                channel
-                    .basic_publish(
-                        ShortString::from(exchange),
-                        ShortString::from(key),
-                        BasicPublishOptions::default(),
-                        body,
-                        BasicProperties::default().with_delivery_mode(2),
-                    )
+                publish_one(&channel, exchange, body)
                     .await
                     .expect("publish"),
             );
@@ -555,6 +544,28 @@ pub async fn publish(amqp: &str, exchange: &str, bodies: &[Vec<u8>]) {
         }
     }
     let _ = connection.close(200, ShortString::from("done")).await;
+}
+
+/// Publishes one body persistently on `channel`, with the routing key the provider would
+/// use (or `kc.unknown.invalid` for a body that does not parse).
+pub async fn publish_one(
+    channel: &lapin::Channel,
+    exchange: &str,
+    body: &[u8],
+) -> lapin::Result<lapin::PublisherConfirm> {
+    let key = match parse_message(body, usize::MAX) {
+        Ok(event) => keycloak_sync::amqp::publish::routing_key(body, &event),
+        Err(_) => "kc.unknown.invalid".to_string(),
+    };
+    channel
+        .basic_publish(
+            ShortString::from(exchange),
+            ShortString::from(key),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
 }
 
 /// Declares the test's topology the way the daemon does, so messages published before
