@@ -15,8 +15,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import postgres from "postgres";
-import { freshDatabase, repo, run } from "./support.js";
+import { liveSchema, repo } from "./support.js";
 
 const here = join(repo, "clients/typescript");
 const fragment = readFileSync(join(here, "prisma/keycloak-sync.prisma"), "utf8");
@@ -102,48 +101,32 @@ test("Prisma's CLI accepts the fragment in a multi-schema datasource", () => {
 test("every model reads the live schema: columns, types, optionality, primary keys", async () => {
   const models = parseModels(fragment);
   assert.equal(models.length, 9, models.map((m) => m.name).join(", "));
-  const db = await freshDatabase();
-  try {
-    run(["migrate"], { KEYCLOAK_SYNC__DATABASE__URL: db.url });
-    const sql = postgres(db.url, { max: 1 });
-    const columns = await sql<{ table_name: string; column_name: string; data_type: string; is_nullable: string }[]>`
-      SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
-      WHERE table_schema = 'keycloak_sync'`;
-    const keys = await sql<{ table_name: string; columns: string[] }[]>`
-      SELECT c.conrelid::regclass::text AS table_name,
-             array_agg(a.attname::text ORDER BY array_position(c.conkey, a.attnum)) AS columns
-      FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
-      WHERE c.contype = 'p' AND c.connamespace = 'keycloak_sync'::regnamespace
-      GROUP BY c.conrelid`;
-    await sql.end();
-    const problems: string[] = [];
-    for (const model of models) {
-      assert.equal(model.schema, "keycloak_sync", model.name);
-      const live = columns.filter((c) => c.table_name === model.table);
-      if (live.length === 0) {
-        problems.push(`${model.name}: no table ${model.table}`);
+  const { columns, primaryKeys } = await liveSchema();
+  const problems: string[] = [];
+  for (const model of models) {
+    assert.equal(model.schema, "keycloak_sync", model.name);
+    const live = columns.filter((c) => c.table_name === model.table);
+    if (live.length === 0) {
+      problems.push(`${model.name}: no table ${model.table}`);
+      continue;
+    }
+    for (const field of model.fields) {
+      const found = live.find((c) => c.column_name === field.column);
+      if (!found) {
+        problems.push(`${model.name}.${field.name}: no column ${model.table}.${field.column}`);
         continue;
       }
-      for (const field of model.fields) {
-        const found = live.find((c) => c.column_name === field.column);
-        if (!found) {
-          problems.push(`${model.name}.${field.name}: no column ${model.table}.${field.column}`);
-          continue;
-        }
-        const expected = PRISMA_TYPE[found.data_type] ?? found.data_type;
-        if (field.type !== expected) problems.push(`${model.name}.${field.name}: ${field.type}, the column is ${found.data_type}`);
-        if (field.optional !== (found.is_nullable === "YES")) {
-          problems.push(`${model.name}.${field.name}: ${field.optional ? "optional" : "required"}, the column is ${found.is_nullable === "YES" ? "nullable" : "not null"}`);
-        }
-      }
-      const key = keys.find((k) => k.table_name.replace(/^keycloak_sync\./, "") === model.table)?.columns ?? [];
-      const idColumns = model.ids.map((name) => model.fields.find((f) => f.name === name)?.column);
-      if (JSON.stringify(idColumns) !== JSON.stringify(key)) {
-        problems.push(`${model.name}: id (${idColumns.join(", ")}), primary key (${key.join(", ")})`);
+      const expected = PRISMA_TYPE[found.data_type] ?? found.data_type;
+      if (field.type !== expected) problems.push(`${model.name}.${field.name}: ${field.type}, the column is ${found.data_type}`);
+      if (field.optional !== (found.is_nullable === "YES")) {
+        problems.push(`${model.name}.${field.name}: ${field.optional ? "optional" : "required"}, the column is ${found.is_nullable === "YES" ? "nullable" : "not null"}`);
       }
     }
-    assert.deepEqual(problems, []);
-  } finally {
-    await db.drop();
+    const key = primaryKeys.get(model.table) ?? [];
+    const idColumns = model.ids.map((name) => model.fields.find((f) => f.name === name)?.column);
+    if (JSON.stringify(idColumns) !== JSON.stringify(key)) {
+      problems.push(`${model.name}: id (${idColumns.join(", ")}), primary key (${key.join(", ")})`);
+    }
   }
+  assert.deepEqual(problems, []);
 });

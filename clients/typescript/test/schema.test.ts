@@ -7,9 +7,8 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import postgres from "postgres";
 import { tables } from "../src/index.js";
-import { freshDatabase, run } from "./support.js";
+import { liveSchema } from "./support.js";
 
 /** Columns of the public tables that applications should not read (versions, decisions). */
 const BOOKKEEPING: Record<string, string[]> = {
@@ -44,39 +43,29 @@ const PG_TYPE: Record<string, string> = {
 };
 
 test("the row types match the schema keycloak-sync migrate creates", async () => {
-  const db = await freshDatabase();
-  try {
-    run(["migrate"], { KEYCLOAK_SYNC__DATABASE__URL: db.url });
-    const sql = postgres(db.url, { max: 1 });
-    const columns = await sql<{ table_name: string; column_name: string; data_type: string; is_nullable: string }[]>`
-      SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
-      WHERE table_schema = 'keycloak_sync' AND table_name IN ${sql(Object.keys(tables))}`;
-    await sql.end();
-    const problems: string[] = [];
-    for (const [table, described] of Object.entries(tables)) {
-      const live = columns.filter((c) => c.table_name === table);
-      assert.ok(live.length > 0, `table ${table} is missing`);
-      for (const [name, column] of Object.entries(described)) {
-        const found = live.find((c) => c.column_name === name);
-        if (!found) {
-          problems.push(`${table}.${name}: described, not in the schema`);
-          continue;
-        }
-        const type = PG_TYPE[found.data_type] ?? found.data_type;
-        if (type !== column.type) problems.push(`${table}.${name}: ${type} in the schema, ${column.type} described`);
-        const nullable = found.is_nullable === "YES";
-        if (nullable !== column.nullable) {
-          problems.push(`${table}.${name}: ${nullable ? "nullable" : "not null"} in the schema`);
-        }
+  const { columns } = await liveSchema();
+  const problems: string[] = [];
+  for (const [table, described] of Object.entries(tables)) {
+    const live = columns.filter((c) => c.table_name === table);
+    assert.ok(live.length > 0, `table ${table} is missing`);
+    for (const [name, column] of Object.entries(described)) {
+      const found = live.find((c) => c.column_name === name);
+      if (!found) {
+        problems.push(`${table}.${name}: described, not in the schema`);
+        continue;
       }
-      for (const { column_name } of live) {
-        if (!(column_name in described) && !BOOKKEEPING[table]?.includes(column_name)) {
-          problems.push(`${table}.${column_name}: in the schema, neither described nor bookkeeping`);
-        }
+      const type = PG_TYPE[found.data_type] ?? found.data_type;
+      if (type !== column.type) problems.push(`${table}.${name}: ${type} in the schema, ${column.type} described`);
+      const nullable = found.is_nullable === "YES";
+      if (nullable !== column.nullable) {
+        problems.push(`${table}.${name}: ${nullable ? "nullable" : "not null"} in the schema`);
       }
     }
-    assert.deepEqual(problems, []);
-  } finally {
-    await db.drop();
+    for (const { column_name } of live) {
+      if (!(column_name in described) && !BOOKKEEPING[table]?.includes(column_name)) {
+        problems.push(`${table}.${column_name}: in the schema, neither described nor bookkeeping`);
+      }
+    }
   }
+  assert.deepEqual(problems, []);
 });

@@ -53,6 +53,42 @@ export async function freshDatabase(): Promise<{ url: string; name: string; drop
   };
 }
 
+export interface LiveColumn {
+  table_name: string;
+  column_name: string;
+  data_type: string;
+  is_nullable: string;
+}
+
+/**
+ * The schema `keycloak-sync migrate` creates, read from a fresh database (dropped after):
+ * every column of schema `keycloak_sync`, and each table's primary-key columns in order.
+ */
+export async function liveSchema(): Promise<{ columns: LiveColumn[]; primaryKeys: Map<string, string[]> }> {
+  const db = await freshDatabase();
+  try {
+    run(["migrate"], { KEYCLOAK_SYNC__DATABASE__URL: db.url });
+    const sql = postgres(db.url, { max: 1 });
+    try {
+      const columns = await sql<LiveColumn[]>`
+        SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
+        WHERE table_schema = 'keycloak_sync'`;
+      const keys = await sql<{ table_name: string; columns: string[] }[]>`
+        SELECT c.conrelid::regclass::text AS table_name,
+               array_agg(a.attname::text ORDER BY array_position(c.conkey, a.attnum)) AS columns
+        FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+        WHERE c.contype = 'p' AND c.connamespace = 'keycloak_sync'::regnamespace
+        GROUP BY c.conrelid`;
+      const primaryKeys = new Map(keys.map((k) => [k.table_name.replace(/^keycloak_sync\./, ""), k.columns]));
+      return { columns: [...columns], primaryKeys };
+    } finally {
+      await sql.end();
+    }
+  } finally {
+    await db.drop();
+  }
+}
+
 /** Runs `keycloak-sync <args>` to completion; throws with its output if it fails. */
 export function run(args: string[], extraEnv: Record<string, string>, input?: string): string {
   const result = spawnSync(binary(), args, {

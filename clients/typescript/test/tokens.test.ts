@@ -72,21 +72,26 @@ function client(secret = BACKEND_SECRET): { sync: KeycloakSyncClient; apiCalls: 
   return { sync, apiCalls: () => calls };
 }
 
-test("stored after login, access tokens come back: one refresh for many callers, none while fresh", async () => {
-  const userId = await realm.createUser("ada");
-  const login = await realm.login("ada");
+/** A new user logs in to `web`, and `sync` stores the login's refresh token. */
+async function loggedInAndStored(username: string, sync: KeycloakSyncClient, metadata?: Record<string, unknown>) {
+  const userId = await realm.createUser(username);
+  const login = await realm.login(username);
   assert.equal(login.userId, userId);
-  const { sync, apiCalls } = client();
-
   const stored = await sync.storeTokens({
     realm: realm.name,
     userId,
     clientId: "web",
     sessionId: login.sessionId,
     refreshToken: login.refresh,
-    metadata: { app: "ts-test" },
+    ...(metadata === undefined ? {} : { metadata }),
   });
   assert.deepEqual(stored, { refresh: { stored: true } });
+  return { userId, login };
+}
+
+test("stored after login, access tokens come back: one refresh for many callers, none while fresh", async () => {
+  const { sync, apiCalls } = client();
+  const { userId, login } = await loggedInAndStored("ada", sync, { app: "ts-test" });
 
   // Asking for more validity than Keycloak's lifespan gives forces a refresh: 20 calls at
   // once in this process are one API request and one refresh at Keycloak.
@@ -154,17 +159,8 @@ test("what the caller may not do, and what it got wrong, are typed errors", asyn
 });
 
 test("a token someone else already rotated is refused by Keycloak: GrantRevokedError, then gone", async () => {
-  const userId = await realm.createUser("linus");
-  const login = await realm.login("linus");
   const { sync } = client();
-  const stored = await sync.storeTokens({
-    realm: realm.name,
-    userId,
-    clientId: "web",
-    sessionId: login.sessionId,
-    refreshToken: login.refresh,
-  });
-  assert.deepEqual(stored, { refresh: { stored: true } });
+  const { userId, login } = await loggedInAndStored("linus", sync);
   // A process that still keeps the refresh token uses it: with rotation, the vault's copy is
   // now spent, and its reuse makes Keycloak end the session.
   assert.equal(await realm.refresh(login), 200);
