@@ -53,6 +53,14 @@ where
     sqlx::query_scalar(sql).persistent(by_name())
 }
 
+/// The application name of a connection at home, as SQL: where it was opened. One
+/// literal for both the setting and the check, so the two cannot drift apart.
+macro_rules! home_name {
+    () => {
+        "'keycloak-sync (pid ' || pg_backend_pid() || ')'"
+    };
+}
+
 /// Run when a connection opens: its home is the server connection it is on now, which
 /// its application name then names (poolers carry a client's application name over to
 /// each server connection they hand it). A server connection is the home of one client
@@ -61,13 +69,14 @@ where
 pub(crate) async fn set_home(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     if by_name() {
         // One simple query: one implicit transaction, so one server connection.
-        conn.execute(
-            "SELECT set_config('application_name', \
-               CASE WHEN coalesce(current_setting('keycloak_sync.home', true), '') = '' \
-                 THEN 'keycloak-sync (pid ' || pg_backend_pid() || ')' \
-                 ELSE 'keycloak-sync (shared)' END, false); \
-             SELECT set_config('keycloak_sync.home', 'claimed', false)",
-        )
+        conn.execute(concat!(
+            "SELECT set_config('application_name', ",
+            "CASE WHEN coalesce(current_setting('keycloak_sync.home', true), '') = '' ",
+            "THEN ",
+            home_name!(),
+            " ELSE 'keycloak-sync (shared)' END, false); ",
+            "SELECT set_config('keycloak_sync.home', 'claimed', false)"
+        ))
         .await?;
     }
     Ok(())
@@ -77,8 +86,11 @@ pub(crate) async fn set_home(conn: &mut PgConnection) -> Result<(), sqlx::Error>
 /// connection and, as Postgres includes statements before a `BEGIN` in its transaction,
 /// part of it) while statements are named: a division by zero unless the transaction runs
 /// where its connection was opened. It fails before `BEGIN`, so nothing is left open.
-pub(crate) const HOME_CHECK: &str = "SELECT 1 / (current_setting('application_name') \
-     = 'keycloak-sync (pid ' || pg_backend_pid() || ')')::int";
+pub(crate) const HOME_CHECK: &str = concat!(
+    "SELECT 1 / (current_setting('application_name') = ",
+    home_name!(),
+    ")::int"
+);
 
 /// Whether `error` is the home check failing (no other statement of a `BEGIN` divides).
 pub(crate) fn is_away_from_home(error: &sqlx::Error) -> bool {
