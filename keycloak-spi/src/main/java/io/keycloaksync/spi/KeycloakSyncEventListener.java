@@ -14,11 +14,14 @@ import org.keycloak.models.KeycloakContext;
 import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.KeycloakTransactionManager;
 import org.keycloak.models.RealmModel;
+import org.keycloak.models.utils.KeycloakModelUtils;
 
 /**
  * One per Keycloak session. Events are turned into envelopes at once — every realm or model
- * look-up happens here, during the request — and held until the Keycloak transaction
- * commits; a rollback drops them.
+ * look-up happens here, during the request. With the outbox, each is written to Keycloak's
+ * database in the request's own transaction (it exists if and only if the change
+ * committed) and the relay is woken after the commit; directly, they are held until the
+ * transaction commits and then handed to the publisher; a rollback drops them either way.
  */
 public final class KeycloakSyncEventListener implements EventListenerProvider {
     private static final Logger LOG = Logger.getLogger(KeycloakSyncEventListener.class);
@@ -26,14 +29,22 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
     private final KeycloakSession session;
     private final EventSink publisher;
     private final SpiSettings settings;
+    /** Null: direct delivery only. */
+    private final OutboxRelay relay;
     private final List<Outgoing> pending = new ArrayList<>();
     private final Map<String, String> realmNames = new HashMap<>();
     private boolean enlisted;
+    private boolean wroteOutbox;
 
     public KeycloakSyncEventListener(KeycloakSession session, EventSink publisher, SpiSettings settings) {
+        this(session, publisher, settings, null);
+    }
+
+    KeycloakSyncEventListener(KeycloakSession session, EventSink publisher, SpiSettings settings, OutboxRelay relay) {
         this.session = session;
         this.publisher = publisher;
         this.settings = settings;
+        this.relay = settings.delivery == SpiSettings.Delivery.OUTBOX ? relay : null;
     }
 
     @Override
@@ -58,12 +69,29 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
 
     private void hand(Outgoing message) {
         KeycloakTransactionManager transactions = session == null ? null : session.getTransactionManager();
+        if (relay != null && Outbox.available(session)) {
+            if (transactions != null && transactions.isActive()) {
+                Outbox.write(session, message);
+                wroteOutbox = true;
+                enlist(transactions);
+            } else {
+                // No transaction of the request (a background task): one of its own.
+                KeycloakModelUtils.runJobInTransaction(session.getKeycloakSessionFactory(),
+                        own -> Outbox.write(own, message));
+                relay.wake();
+            }
+            return;
+        }
         if (transactions == null || !transactions.isActive()) {
             // No transaction to wait for: the event stands as it is.
             publisher.submit(List.of(message));
             return;
         }
         pending.add(message);
+        enlist(transactions);
+    }
+
+    private void enlist(KeycloakTransactionManager transactions) {
         if (!enlisted) {
             transactions.enlistAfterCompletion(new AfterCompletion());
             enlisted = true;
@@ -112,11 +140,18 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
         // Pending events belong to the after-completion step, which Keycloak always runs.
     }
 
-    /** Runs after Keycloak's own transaction: hands the events over on commit, drops them on rollback. */
+    /**
+     * Runs after Keycloak's own transaction: wakes the relay for the rows the commit wrote,
+     * hands direct events over on commit, drops them on rollback.
+     */
     private final class AfterCompletion extends AbstractKeycloakTransaction {
         @Override
         protected void commitImpl() {
             enlisted = false;
+            if (wroteOutbox) {
+                wroteOutbox = false;
+                relay.wake();
+            }
             if (!pending.isEmpty()) {
                 publisher.submit(new ArrayList<>(pending));
                 pending.clear();
@@ -126,6 +161,7 @@ public final class KeycloakSyncEventListener implements EventListenerProvider {
         @Override
         protected void rollbackImpl() {
             enlisted = false;
+            wroteOutbox = false;
             if (!pending.isEmpty()) {
                 LOG.debugf("keycloak-sync: transaction rolled back; %d events not published", pending.size());
                 pending.clear();

@@ -21,6 +21,7 @@ public final class KeycloakSyncEventListenerFactory implements EventListenerProv
     private final PublisherStats stats = new PublisherStats();
     private SpiSettings settings;
     private volatile Publisher publisher;
+    private volatile OutboxRelay relay;
 
     public KeycloakSyncEventListenerFactory() {
         this(System.getenv());
@@ -40,6 +41,13 @@ public final class KeycloakSyncEventListenerFactory implements EventListenerProv
     @Override
     public void postInit(KeycloakSessionFactory factory) {
         publisher();
+        if (factory != null) {
+            // Always started: with direct delivery it drains what an earlier outbox run left.
+            OutboxRelay started = new OutboxRelay(settings, stats, factory);
+            started.start();
+            relay = started;
+            started.wake();
+        }
     }
 
     /** Starts the publisher on first use; a spool that cannot be opened stops Keycloak's start-up. */
@@ -73,11 +81,15 @@ public final class KeycloakSyncEventListenerFactory implements EventListenerProv
 
     @Override
     public EventListenerProvider create(KeycloakSession session) {
-        return new KeycloakSyncEventListener(session, publisher(), settings);
+        return new KeycloakSyncEventListener(session, publisher(), settings, relay);
     }
 
     @Override
     public synchronized void close() {
+        if (relay != null) {
+            relay.close();
+            relay = null;
+        }
         if (publisher != null) {
             publisher.close();
             publisher = null;

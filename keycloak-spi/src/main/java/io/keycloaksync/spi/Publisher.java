@@ -1,16 +1,10 @@
 package io.keycloaksync.spi;
 
-import com.rabbitmq.client.AMQP;
-import com.rabbitmq.client.Channel;
-import com.rabbitmq.client.Connection;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Collections;
-import java.util.Date;
 import java.util.List;
-import java.util.Set;
 import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import org.jboss.logging.Logger;
 
@@ -26,31 +20,24 @@ import org.jboss.logging.Logger;
  */
 public final class Publisher implements EventSink, AutoCloseable {
     private static final Logger LOG = Logger.getLogger(Publisher.class);
-    private static final long MAX_RECONNECT_MILLIS = 30_000;
     private static final long SYNC_EVERY_MILLIS = 200;
     private static final long RETURNED_RETRY_MILLIS = 5_000;
 
     private final SpiSettings settings;
     private final PublisherStats stats;
-    private final AmqpConnector connector;
+    private final BrokerLink link;
     private final ArrayBlockingQueue<Outgoing> queue;
     private final Spool spool;
     private final Thread thread;
     private final Object overflow = new Object();
-    private final Set<String> returned = ConcurrentHashMap.newKeySet();
 
     private volatile boolean running = true;
-    private Connection connection;
-    private Channel channel;
-    private long reconnectDelay = 500;
-    private long nextConnectAt;
     private long retryReturnedAt;
-    private boolean warnedDown;
 
     public Publisher(SpiSettings settings, PublisherStats stats) throws IOException {
         this.settings = settings;
         this.stats = stats;
-        this.connector = new AmqpConnector(settings);
+        this.link = new BrokerLink(settings, "the spool in " + settings.spoolDir, stats::connected);
         this.queue = new ArrayBlockingQueue<>(settings.queueCapacity);
         this.spool = new Spool(settings.requireSpoolDir(), settings.spoolMaxBytes, settings.spoolFullPolicy,
                 settings.spoolBlockMillis, stats);
@@ -115,12 +102,7 @@ public final class Publisher implements EventSink, AutoCloseable {
                 // Whatever went wrong (a broken client, a class that no longer loads), the
                 // thread goes on: the batch is kept and the next round tries again.
                 LOG.errorf(e, "keycloak-sync: publishing failed unexpectedly; %d events kept in the spool", batch.size());
-                try {
-                    disconnect();
-                } catch (RuntimeException | LinkageError again) {
-                    channel = null;
-                    connection = null;
-                }
+                link.disconnect();
                 appendToSpool(batch);
                 pause(1_000);
             }
@@ -130,16 +112,16 @@ public final class Publisher implements EventSink, AutoCloseable {
             }
         }
         syncSpool();
-        disconnect();
+        link.disconnect();
     }
 
     /** One round: the batch out (or to the spool), then the spool's turn. */
     private void step(List<Outgoing> batch, boolean stopping) {
         // Stopping, no new connection is tried: what cannot go out now goes to the spool.
-        boolean up = stopping ? channel != null && channel.isOpen() : connected();
+        boolean up = stopping ? link.isOpen() : link.connected();
         if (!batch.isEmpty()) {
             if (up && spool.isEmpty()) {
-                Delivery delivery = publish(batch);
+                BrokerLink.Delivery delivery = publish(batch);
                 if (!delivery.ok) {
                     appendToSpool(batch);
                 } else if (!delivery.returned.isEmpty()) {
@@ -149,7 +131,7 @@ public final class Publisher implements EventSink, AutoCloseable {
                 appendToSpool(batch);
             }
         }
-        if (!stopping && connected() && !spool.isEmpty() && System.currentTimeMillis() >= retryReturnedAt) {
+        if (!stopping && link.connected() && !spool.isEmpty() && System.currentTimeMillis() >= retryReturnedAt) {
             drainSpool();
         }
     }
@@ -182,7 +164,7 @@ public final class Publisher implements EventSink, AutoCloseable {
 
     /** Republishes spooled events, oldest first, a batch at a time. */
     private void drainSpool() {
-        for (int round = 0; round < 20 && connected() && !spool.isEmpty(); round++) {
+        for (int round = 0; round < 20 && link.connected() && !spool.isEmpty(); round++) {
             Spool.Peeked peeked;
             try {
                 peeked = spool.peek(settings.batchSize);
@@ -190,7 +172,7 @@ public final class Publisher implements EventSink, AutoCloseable {
                 LOG.errorf("keycloak-sync: cannot read the spool in %s: %s", settings.spoolDir, e.getMessage());
                 return;
             }
-            Delivery delivery = peeked.messages.isEmpty() ? Delivery.delivered(Collections.emptyList())
+            BrokerLink.Delivery delivery = peeked.messages.isEmpty() ? BrokerLink.Delivery.delivered(Collections.emptyList())
                     : publish(peeked.messages);
             if (!delivery.ok) {
                 return;
@@ -208,136 +190,17 @@ public final class Publisher implements EventSink, AutoCloseable {
         }
     }
 
-    private static final class Delivery {
-        final boolean ok;
-        final List<Outgoing> returned;
-
-        private Delivery(boolean ok, List<Outgoing> returned) {
-            this.ok = ok;
-            this.returned = returned;
-        }
-
-        static Delivery delivered(List<Outgoing> returned) {
-            return new Delivery(true, returned);
-        }
-
-        static final Delivery FAILED = new Delivery(false, Collections.emptyList());
-    }
-
-    /** Publishes a batch and waits for its confirms. */
-    private Delivery publish(List<Outgoing> batch) {
-        returned.clear();
-        try {
-            for (Outgoing message : batch) {
-                channel.basicPublish(settings.exchange, message.routingKey, true, properties(message), message.body);
+    /** Publishes a batch; counts what was confirmed and holds back returned ones a while. */
+    private BrokerLink.Delivery publish(List<Outgoing> batch) {
+        BrokerLink.Delivery delivery = link.publish(batch);
+        if (delivery.ok) {
+            if (!delivery.returned.isEmpty()) {
+                stats.returned(delivery.returned.size());
+                retryReturnedAt = System.currentTimeMillis() + RETURNED_RETRY_MILLIS;
             }
-            channel.waitForConfirmsOrDie(settings.confirmTimeoutMillis);
-        } catch (Exception e) {
-            // Which of the batch the broker took is unknown: all of it is kept, and a
-            // duplicate is absorbed downstream by its id.
-            LOG.warnf("keycloak-sync: %d events not confirmed (%s); they are kept in the spool", batch.size(),
-                    describe(e));
-            disconnect();
-            return Delivery.FAILED;
+            stats.confirmed(batch.size() - delivery.returned.size());
         }
-        List<Outgoing> unroutable = new ArrayList<>();
-        if (!returned.isEmpty()) {
-            for (Outgoing message : batch) {
-                if (returned.contains(message.id)) {
-                    unroutable.add(message);
-                }
-            }
-            stats.returned(unroutable.size());
-            retryReturnedAt = System.currentTimeMillis() + RETURNED_RETRY_MILLIS;
-            LOG.errorf("keycloak-sync: %d events unroutable on exchange %s (first routing key %s): no queue is bound;"
-                    + " they are kept in the spool and retried", unroutable.size(), settings.exchange,
-                    unroutable.isEmpty() ? "?" : unroutable.get(0).routingKey);
-        }
-        stats.confirmed(batch.size() - unroutable.size());
-        return Delivery.delivered(unroutable);
-    }
-
-    private AMQP.BasicProperties properties(Outgoing message) {
-        return new AMQP.BasicProperties.Builder()
-                .deliveryMode(2)
-                .contentType("application/json")
-                .messageId(message.id)
-                .timestamp(new Date(message.time))
-                .type(message.type)
-                .appId("keycloak-sync-spi")
-                // RabbitMQ checks it against the connection's user, so consumers can tell
-                // who published (keycloak-sync's amqp.event_publishers).
-                .userId(brokerUser(settings.amqpUri))
-                .build();
-    }
-
-    /** The user the connection logs in as: the URI's user info, as the AMQP client reads it. */
-    static String brokerUser(java.net.URI uri) {
-        String info = uri.getRawUserInfo();
-        if (info == null || info.isEmpty()) {
-            return "guest";
-        }
-        int colon = info.indexOf(':');
-        String user = colon < 0 ? info : info.substring(0, colon);
-        return java.net.URLDecoder.decode(user, java.nio.charset.StandardCharsets.UTF_8);
-    }
-
-    private boolean connected() {
-        if (channel != null && channel.isOpen()) {
-            return true;
-        }
-        if (System.currentTimeMillis() < nextConnectAt) {
-            return false;
-        }
-        try {
-            connection = connector.connect();
-            channel = connection.createChannel();
-            channel.confirmSelect();
-            if (settings.declareExchange) {
-                channel.exchangeDeclare(settings.exchange, "topic", true);
-            }
-            channel.addReturnListener((code, text, exchange, routingKey, properties, body) -> {
-                if (properties != null && properties.getMessageId() != null) {
-                    returned.add(properties.getMessageId());
-                }
-            });
-            reconnectDelay = 500;
-            stats.connected(true);
-            LOG.infof("keycloak-sync: publishing to %s (node %s), exchange %s", settings.redactedUri(),
-                    connector.connectedTo(), settings.exchange);
-            warnedDown = false;
-            return true;
-        } catch (Exception e) {
-            disconnect();
-            nextConnectAt = System.currentTimeMillis() + reconnectDelay;
-            if (!warnedDown) {
-                LOG.warnf("keycloak-sync: cannot reach RabbitMQ at %s (%s); events go to the spool in %s until it is back",
-                        settings.redactedUri(), describe(e), settings.spoolDir);
-                warnedDown = true;
-            } else {
-                LOG.debugf("keycloak-sync: RabbitMQ still unreachable (%s)", describe(e));
-            }
-            reconnectDelay = Math.min(reconnectDelay * 2, MAX_RECONNECT_MILLIS);
-            return false;
-        }
-    }
-
-    private void disconnect() {
-        stats.connected(false);
-        Channel oldChannel = channel;
-        Connection oldConnection = connection;
-        channel = null;
-        connection = null;
-        try {
-            if (oldChannel != null && oldChannel.isOpen()) {
-                oldChannel.abort();
-            }
-        } catch (Exception ignored) {
-            // Closing a broken channel: nothing to do.
-        }
-        if (oldConnection != null) {
-            oldConnection.abort(1_000);
-        }
+        return delivery;
     }
 
     private void appendToSpool(List<Outgoing> messages) {
@@ -359,21 +222,6 @@ public final class Publisher implements EventSink, AutoCloseable {
         } catch (IOException e) {
             LOG.errorf("keycloak-sync: cannot sync the spool in %s: %s", settings.spoolDir, e.getMessage());
         }
-    }
-
-    /** The exception and its causes, one line (amqp-client wraps the broker's reason). */
-    private static String describe(Throwable e) {
-        StringBuilder text = new StringBuilder();
-        for (Throwable cause = e; cause != null && text.length() < 400; cause = cause.getCause()) {
-            if (text.length() > 0) {
-                text.append(" <- ");
-            }
-            text.append(cause.getClass().getSimpleName());
-            if (cause.getMessage() != null) {
-                text.append(": ").append(cause.getMessage());
-            }
-        }
-        return text.toString();
     }
 
     /** Stops taking events, publishes what it can within the grace time, spools the rest. */

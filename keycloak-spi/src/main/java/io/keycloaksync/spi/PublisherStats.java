@@ -20,6 +20,10 @@ public final class PublisherStats implements PublisherStatsMBean {
     private final AtomicLong spoolRecords = new AtomicLong();
     private final AtomicLong spoolBytes = new AtomicLong();
     private final AtomicBoolean connected = new AtomicBoolean();
+    private final AtomicLong relayed = new AtomicLong();
+    private final AtomicLong outboxDepth = new AtomicLong();
+    private final AtomicLong outboxOldestAge = new AtomicLong();
+    private final AtomicBoolean outboxRelaying = new AtomicBoolean();
     private volatile IntSupplier queueDepth = () -> 0;
     private ObjectName registered;
 
@@ -50,6 +54,19 @@ public final class PublisherStats implements PublisherStatsMBean {
 
     void connected(boolean up) {
         connected.set(up);
+    }
+
+    void relayed(long n) {
+        relayed.addAndGet(n);
+    }
+
+    void outbox(long depth, long oldestAgeMillis) {
+        outboxDepth.set(depth);
+        outboxOldestAge.set(oldestAgeMillis);
+    }
+
+    void outboxRelaying(boolean relaying) {
+        outboxRelaying.set(relaying);
     }
 
     void queueDepth(IntSupplier depth) {
@@ -99,6 +116,26 @@ public final class PublisherStats implements PublisherStatsMBean {
     @Override
     public boolean isConnected() {
         return connected.get();
+    }
+
+    @Override
+    public long getOutboxRelayed() {
+        return relayed.get();
+    }
+
+    @Override
+    public long getOutboxDepth() {
+        return outboxDepth.get();
+    }
+
+    @Override
+    public long getOutboxOldestAgeMillis() {
+        return outboxOldestAge.get();
+    }
+
+    @Override
+    public boolean isOutboxRelaying() {
+        return outboxRelaying.get();
     }
 
     void register() {

@@ -37,6 +37,13 @@ final class SpiOptions {
             new Option("amqpUri", PASSWORD, "RabbitMQ URI (amqp:// or amqps://, credentials and virtual host)",
                     "amqp://guest:guest@localhost:5672/%2f"),
             new Option("amqpAddresses", STRING, "Cluster nodes tried in turn, host[:port],…", null),
+            new Option("delivery", STRING,
+                    "outbox: each event is written to Keycloak's database in the transaction of its change and relayed"
+                    + " from there; direct: handed to the publisher after the commit (memory, then the disk spool)",
+                    "outbox"),
+            new Option("outboxPollMillis", INTEGER,
+                    "How often the outbox relay looks for rows committed on other nodes (its own wake it at once)",
+                    "500"),
             new Option("exchange", STRING, "Topic exchange the events are published to", "keycloak.events"),
             new Option("declareExchange", BOOLEAN, "Declare the exchange (durable topic) on connect", "true"),
             new Option("queueCapacity", INTEGER, "Events held in memory before the spool takes them", "10000"),

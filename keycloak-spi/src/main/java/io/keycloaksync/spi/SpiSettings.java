@@ -30,11 +30,21 @@ public final class SpiSettings {
         DROP_OLDEST
     }
 
+    /** How committed events leave Keycloak. */
+    public enum Delivery {
+        /** A row in Keycloak's database, in the transaction of the change; a relay publishes it. */
+        OUTBOX,
+        /** Handed to the publisher after the commit: memory, then the disk spool. */
+        DIRECT
+    }
+
     public static final String ENV_PREFIX = "KEYCLOAK_SYNC_SPI_";
 
     /** Every option, as Keycloak's SPI config names it; the README's table lists each. */
     public static final List<String> OPTIONS = SpiOptions.keys();
 
+    public final Delivery delivery;
+    public final long outboxPollMillis;
     public final URI amqpUri;
     /**
      * The cluster's nodes, tried in turn (credentials, virtual host and TLS from
@@ -70,6 +80,8 @@ public final class SpiSettings {
             String value = reader.apply(key);
             return value != null ? value : SpiOptions.defaultOf(key);
         };
+        this.delivery = delivery(source);
+        this.outboxPollMillis = number(source, "outboxPollMillis", 10, 600_000);
         this.amqpUri = uri(source, "amqpUri");
         this.amqpAddresses = addresses(source, amqpUri);
         this.exchange = text(source, "exchange");
@@ -182,6 +194,18 @@ public final class SpiSettings {
                 return FullPolicy.DROP_OLDEST;
             default:
                 throw invalid("spoolFullPolicy", "must be block or drop-oldest, not \"" + value + "\"");
+        }
+    }
+
+    private static Delivery delivery(Function<String, String> source) {
+        String value = text(source, "delivery");
+        switch (String.valueOf(value).toLowerCase(Locale.ROOT)) {
+            case "outbox":
+                return Delivery.OUTBOX;
+            case "direct":
+                return Delivery.DIRECT;
+            default:
+                throw invalid("delivery", "must be outbox or direct, not \"" + value + "\"");
         }
     }
 
@@ -312,7 +336,8 @@ public final class SpiSettings {
 
     @Override
     public String toString() {
-        return "amqpUri=" + redactedUri() + ", amqpAddresses=" + amqpAddresses + ", exchange=" + exchange + ", declareExchange=" + declareExchange
+        return "delivery=" + delivery.name().toLowerCase(Locale.ROOT) + ", outboxPollMillis=" + outboxPollMillis
+                + ", amqpUri=" + redactedUri() + ", amqpAddresses=" + amqpAddresses + ", exchange=" + exchange + ", declareExchange=" + declareExchange
                 + ", queueCapacity=" + queueCapacity + ", batchSize=" + batchSize + ", confirmTimeoutMillis="
                 + confirmTimeoutMillis + ", spoolDir=" + spoolDir + ", spoolMaxBytes=" + spoolMaxBytes
                 + ", spoolFullPolicy=" + spoolFullPolicy + ", spoolBlockMillis=" + spoolBlockMillis
