@@ -17,7 +17,8 @@
 # KCS_KEYCLOAK_PORT the HTTP port (default 58080; management on port+1000);
 # KCS_KEYCLOAK_HEAP the maximum heap (default 768m); KCS_KEYCLOAK_AMQP_URL the broker the
 # provider publishes to (default: the guest user of scripts/services.sh's RabbitMQ). Each
-# port has its own database (keycloak_<version>_<port>), spool and log, so a second
+# port has its own database (keycloak_<version>_<port>; KCS_KEYCLOAK_DB names another, so
+# that two instances share one, as the nodes of a cluster do), spool and log, so a second
 # instance runs beside the first. Needs scripts/services.sh up first (its ports are read
 # from the same KCS_PG_PORT / KCS_AMQP_PORT).
 set -euo pipefail
@@ -36,7 +37,7 @@ home="$state/keycloak-$version-$port"
 run="$state/run-$port"
 admin_user="admin"
 admin_password="admin"
-database="keycloak_${version//./_}_$port"
+database=${KCS_KEYCLOAK_DB:-keycloak_${version//./_}_$port}
 amqp_url=${KCS_KEYCLOAK_AMQP_URL:-amqp://guest:guest@127.0.0.1:$amqp_port/%2f}
 url="http://127.0.0.1:$port"
 

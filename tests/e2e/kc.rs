@@ -353,6 +353,94 @@ impl Realm {
     }
 
     /// Deletes the realm (its events stay in the test's database).
+    /// A login that may fail (Keycloak killed or restarting): the session id of a 200, else
+    /// None. Only what Keycloak answered counts.
+    pub async fn attempt_login(&self, username: &str) -> Option<String> {
+        let form = as_client(
+            "web",
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", PASSWORD),
+                ("scope", "openid"),
+            ],
+        );
+        let response = self
+            .http
+            .post(self.token_url())
+            .timeout(Duration::from_secs(10))
+            .form(&form)
+            .send()
+            .await
+            .ok()?;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        let body: Value = response.json().await.ok()?;
+        Some(Tokens::from(body).session_id)
+    }
+
+    /// A user creation that may fail as [`Realm::attempt_login`] may: the id of a 201.
+    pub async fn attempt_create_user(&self, username: &str) -> Option<String> {
+        let (user, password) = admin_credentials();
+        let token: Value = self
+            .http
+            .post(format!(
+                "{}/realms/master/protocol/openid-connect/token",
+                self.url
+            ))
+            .timeout(Duration::from_secs(10))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", user.as_str()),
+                ("password", password.as_str()),
+            ])
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let response = self
+            .http
+            .post(format!("{}/admin/realms/{}/users", self.url, self.name))
+            .timeout(Duration::from_secs(10))
+            .bearer_auth(token["access_token"].as_str()?)
+            .json(&json!({"username": username, "enabled": true}))
+            .send()
+            .await
+            .ok()?;
+        if response.status() != StatusCode::CREATED {
+            return None;
+        }
+        let location = response.headers().get("location")?.to_str().ok()?;
+        location.rsplit('/').next().map(str::to_string)
+    }
+
+    /// How many events of `kind` Keycloak's event store holds for `user_id`: what committed.
+    pub async fn stored_events(&self, kind: &str, user_id: &str) -> usize {
+        let events = self
+            .admin(
+                Method::GET,
+                &format!("/events?type={kind}&user={user_id}&max=100000"),
+                None,
+            )
+            .await
+            .ok("stored events");
+        events.as_array().map(Vec::len).unwrap_or(0)
+    }
+
+    /// The same Keycloak realm seen through another node at `url` (sharing its database).
+    pub fn through(&self, url: &str) -> Realm {
+        Realm {
+            name: self.name.clone(),
+            id: self.id.clone(),
+            url: url.to_string(),
+            http: self.http.clone(),
+        }
+    }
+
     pub async fn delete(&self) {
         let _ = self.admin(Method::DELETE, "", None).await;
     }

@@ -9,6 +9,7 @@
 mod support;
 
 mod fixtures;
+mod instance;
 mod kc;
 mod oracle;
 mod proxy;
@@ -18,6 +19,7 @@ mod directory;
 mod expiry;
 mod lifecycle;
 mod offline;
+mod outbox;
 mod provider;
 mod registration;
 mod token_api;

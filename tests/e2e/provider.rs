@@ -1,15 +1,17 @@
-//! The provider inside Keycloak: a failed admin operation publishes nothing; with the
-//! broker unreachable, logins keep succeeding, the spool fills, Keycloak restarts
-//! gracefully with it non-empty, and it drains when the broker returns, nothing lost.
-//! The outage runs on a second Keycloak of its own (its own port, database, spool and
-//! broker user), so the tests sharing the first never see it.
+//! The provider inside Keycloak: a failed admin operation publishes nothing and leaves no
+//! outbox row; with direct delivery and the broker unreachable, logins keep succeeding, the
+//! spool fills, Keycloak restarts gracefully with it non-empty, and it drains when the
+//! broker returns, nothing lost. The outage runs on a second Keycloak of its own (its own
+//! port, database, spool and broker user), so the tests sharing the first never see it.
+//! The same drills with the outbox, and SIGKILL, are in `outbox.rs`.
 
-use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
 
+use crate::instance::{grant, Instance};
 use crate::support::{count, user, wait_until};
 use crate::World;
 
@@ -62,69 +64,23 @@ async fn a_failed_admin_operation_publishes_nothing() {
         2,
         "nothing of the refused creation nor of the update of no one"
     );
+    // Only a committed change writes an outbox row, and the relay deleted what it published.
+    let port = crate::kc::keycloak_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("KEYCLOAK_URL has a port");
+    let database = Instance::database_name_of(port);
+    assert_eq!(
+        crate::instance::outbox_depth(&database, &format!("kc.{}.%", realm.name)).await,
+        0,
+        "no outbox row of the realm is left"
+    );
     realm.delete().await;
 }
 
 const PORT: u16 = 58180;
 const BROKER_USER: &str = "kcs-e2e-provider";
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let node =
-        std::env::var("KCS_RABBITMQ_NODE").expect("KCS_RABBITMQ_NODE (scripts/services.sh env)");
-    let output = Command::new("rabbitmqctl")
-        .args(["-n", &node, "-q"])
-        .args(args)
-        .output()
-        .expect("rabbitmqctl");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-fn grant(allowed: bool) {
-    if allowed {
-        rabbitmqctl(&["set_permissions", "-p", "/", BROKER_USER, ".*", ".*", ".*"]);
-    } else {
-        rabbitmqctl(&["clear_permissions", "-p", "/", BROKER_USER]);
-        // And the connection it holds.
-        for line in rabbitmqctl(&["list_connections", "user", "pid"]).lines() {
-            if let Some(pid) = line.strip_prefix(&format!("{BROKER_USER}\t")) {
-                let _ = Command::new("rabbitmqctl")
-                    .args([
-                        "-n",
-                        &std::env::var("KCS_RABBITMQ_NODE").unwrap_or_default(),
-                    ])
-                    .args(["close_connection", pid.trim(), "outage drill"])
-                    .output();
-            }
-        }
-    }
-}
-
-/// `scripts/keycloak.sh` for the second instance.
-fn second_keycloak(command: &str) {
-    let amqp = crate::support::amqp_url().replace("guest:guest@", &format!("{BROKER_USER}:drill@"));
-    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/keycloak.sh"))
-        .arg(command)
-        .env("KCS_KEYCLOAK_PORT", PORT.to_string())
-        .env("KCS_KEYCLOAK_AMQP_URL", amqp)
-        .status()
-        .expect("scripts/keycloak.sh");
-    assert!(status.success(), "scripts/keycloak.sh {command}");
-}
-
-/// Stops the second instance however the test ends.
-struct SecondKeycloak;
-
-impl Drop for SecondKeycloak {
-    fn drop(&mut self) {
-        grant(true);
-        second_keycloak("down");
-    }
-}
 
 /// Bytes in the spool's segments (its `position` file aside).
 fn spooled_bytes() -> u64 {
@@ -153,19 +109,18 @@ async fn timed_logins(world: &World, n: usize) -> Vec<Duration> {
 
 #[tokio::test]
 async fn logins_go_on_through_a_broker_outage_and_a_restart_and_nothing_is_lost() {
-    let users = rabbitmqctl(&["list_users"]);
-    if !users.lines().any(|l| l.starts_with(BROKER_USER)) {
-        rabbitmqctl(&["add_user", BROKER_USER, "drill"]);
-    }
-    grant(true);
-    second_keycloak("up");
-    let _guard = SecondKeycloak;
-    let world = World::on(&format!("http://127.0.0.1:{PORT}"), json!({}), &[]).await;
+    let keycloak = Arc::new(
+        Instance::new(PORT)
+            .broker_user(BROKER_USER)
+            .args("--spi-events-listener--keycloak-sync--delivery=direct"),
+    );
+    keycloak.run_async("up").await;
+    let world = World::on(&keycloak.url(), json!({}), &[]).await;
     let alice = world.realm.create_user("alice", "alice@example.com").await;
     let before = timed_logins(&world, 10).await;
     world.settle("before the outage").await;
 
-    grant(false);
+    grant(BROKER_USER, false);
     let during = timed_logins(&world, 10).await;
     assert!(
         wait_until(Duration::from_secs(20), || async { spooled_bytes() > 0 }).await,
@@ -179,10 +134,10 @@ async fn logins_go_on_through_a_broker_outage_and_a_restart_and_nothing_is_lost(
     );
 
     // Restarted gracefully while the broker is still away: the spool survives.
-    second_keycloak("down");
+    keycloak.run_async("down").await;
     assert!(spooled_bytes() > 0, "the spool outlives the restart");
-    grant(true);
-    second_keycloak("up");
+    grant(BROKER_USER, true);
+    keycloak.run_async("up").await;
     world
         .settle("after the broker and Keycloak came back")
         .await;

@@ -1,0 +1,296 @@
+//! The outbox against the real Keycloak: logins and admin operations run in parallel while
+//! Keycloak is SIGKILLed and restarted, again and again; the broker is cut off with events
+//! in the outbox and Keycloak restarted before it returns; two Keycloak nodes share one
+//! database and one outbox, and one of them is killed. Keycloak's own event store (written
+//! in the same transaction as the change) says what committed: every LOGIN it holds reaches
+//! the tables exactly once, every login it answered is a session row, each user's events
+//! reach the queue in the order they committed, and the outbox is empty afterwards. Each
+//! drill runs on Keycloak instances of its own.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::instance::{grant, outbox_depth, Instance};
+use crate::kc::Realm;
+use crate::support::{amqp_url, count, user, wait_until};
+use crate::World;
+
+const USERS: usize = 4;
+
+/// Logins of every user, round robin over the nodes, and user creations, until stopped;
+/// what Keycloak answered with success is recorded.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Username → the session ids of its answered logins.
+    answered: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    /// Ids of users created with a 201.
+    created: Arc<Mutex<Vec<String>>>,
+}
+
+impl Load {
+    fn start(nodes: Vec<Arc<Realm>>, usernames: &[String]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(Mutex::new(BTreeMap::new()));
+        let created = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (n, name) in usernames.iter().enumerate() {
+            let (stop, answered, nodes, name) =
+                (stop.clone(), answered.clone(), nodes.clone(), name.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut turn = n;
+                while !stop.load(Ordering::Relaxed) {
+                    turn += 1;
+                    match nodes[turn % nodes.len()].attempt_login(&name).await {
+                        Some(session) => answered
+                            .lock()
+                            .expect("answered")
+                            .entry(name.clone())
+                            .or_insert_with(Vec::new)
+                            .push(session),
+                        None => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+            }));
+        }
+        let (task_stop, task_created) = (stop.clone(), created.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut made = 0usize;
+            while !task_stop.load(Ordering::Relaxed) {
+                made += 1;
+                let node = &nodes[made % nodes.len()];
+                match node.attempt_create_user(&format!("made-{made}")).await {
+                    Some(id) => task_created.lock().expect("created").push(id),
+                    None => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+        Load {
+            stop,
+            tasks,
+            answered,
+            created,
+        }
+    }
+
+    async fn stop(self) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.expect("load task");
+        }
+        let answered = self.answered.lock().expect("answered").clone();
+        let created = self.created.lock().expect("created").clone();
+        (answered, created)
+    }
+}
+
+/// `USERS` users with passwords, username → id.
+async fn users(realm: &Realm) -> BTreeMap<String, String> {
+    let mut ids = BTreeMap::new();
+    for n in 0..USERS {
+        let name = format!("user-{n}");
+        let id = realm
+            .create_user(&name, &format!("{name}@example.com"))
+            .await;
+        ids.insert(name, id);
+    }
+    ids
+}
+
+/// What the drill must end with: the tables say what Keycloak's event store says, nothing
+/// lost and nothing twice; each user's events reached the queue in commit order; the
+/// outbox is empty. Returns how many events reached the queue more than once.
+async fn nothing_lost(
+    world: &World,
+    ids: &BTreeMap<String, String>,
+    answered: &BTreeMap<String, Vec<String>>,
+    created: &[String],
+    databases: &[String],
+) -> usize {
+    let realm = &world.realm;
+    for (name, id) in ids {
+        let said = answered.get(name).map(Vec::len).unwrap_or(0);
+        let settled = wait_until(crate::SETTLE, || async {
+            let stored = realm.stored_events("LOGIN", id).await;
+            stored >= said && user(&world.store, id).await.login_count == stored as i64
+        })
+        .await;
+        let stored = realm.stored_events("LOGIN", id).await;
+        assert!(
+            settled,
+            "{name}: Keycloak answered {said} logins and stored {stored} LOGIN events; the table counts {}\n{}",
+            user(&world.store, id).await.login_count,
+            world.daemon.log_text()
+        );
+    }
+    let sessions: Vec<String> = answered.values().flatten().cloned().collect();
+    let rows = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_sessions WHERE id = ANY($1)")
+        .bind(&sessions)
+        .fetch_one(world.store.pool())
+        .await
+        .expect("sessions");
+    assert_eq!(rows as usize, sessions.len(), "every answered login is a session row");
+    let made = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users WHERE id = ANY($1)")
+        .bind(created)
+        .fetch_one(world.store.pool())
+        .await
+        .expect("users");
+    assert_eq!(made as usize, created.len(), "every user created with a 201 is a row");
+
+    for database in databases {
+        assert!(
+            wait_until(Duration::from_secs(30), || async {
+                outbox_depth(database, "kc.%").await == 0
+            })
+            .await,
+            "the outbox of {database} is empty after a quiet while"
+        );
+    }
+    in_commit_order(world, ids).await
+}
+
+/// Each user's LOGIN events on the queue (first copies) carry non-decreasing times: the
+/// order they committed in, one login after the other. Returns the number of copies.
+async fn in_commit_order(world: &World, ids: &BTreeMap<String, String>) -> usize {
+    let messages = crate::fixtures::drain(&amqp_url(), &world.names.queue).await;
+    let mut seen = HashSet::new();
+    let mut copies = 0;
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for message in &messages {
+        let id = message["id"].as_str().unwrap_or_default().to_string();
+        if !seen.insert(id) {
+            copies += 1;
+            continue;
+        }
+        if message["type"] != json!("LOGIN") {
+            continue;
+        }
+        let user = message["userId"].as_str().unwrap_or_default().to_string();
+        let time = message["time"].as_i64().unwrap_or_default();
+        if let Some(before) = last.insert(user.clone(), time) {
+            assert!(
+                before <= time,
+                "user {user}: a LOGIN of {time} reached the queue after one of {before}"
+            );
+        }
+    }
+    let users: HashSet<&String> = ids.values().collect();
+    assert!(
+        users.iter().all(|id| last.contains_key(*id)),
+        "the tap holds every user's logins: {} messages",
+        messages.len()
+    );
+    copies
+}
+
+#[tokio::test]
+async fn keycloak_killed_again_and_again_loses_no_event_and_doubles_none() {
+    let keycloak = Arc::new(
+        Instance::new(58280)
+            .broker_user("kcs-e2e-outbox")
+            .args(&std::env::var("KCS_E2E_OUTBOX_ARGS").unwrap_or_default()),
+    );
+    keycloak.run_async("up").await;
+    let world = World::on(&keycloak.url(), json!({}), &[]).await;
+    let ids = users(&world.realm).await;
+    let realm = Arc::new(world.realm.through(&keycloak.url()));
+    let load = Load::start(vec![realm.clone()], &ids.keys().cloned().collect::<Vec<_>>());
+    for round in 1..=3 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        keycloak.run_async("kill").await;
+        eprintln!("drill: Keycloak killed ({round})");
+        keycloak.run_async("up").await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (answered, created) = load.stop().await;
+    let logins: usize = answered.values().map(Vec::len).sum();
+    eprintln!("drill: {logins} logins and {} creations answered", created.len());
+    assert!(logins > 40, "the load ran: {logins} logins");
+    let database = keycloak.database_name();
+    let copies = nothing_lost(&world, &ids, &answered, &created, &[database.clone()]).await;
+    eprintln!("drill: {copies} events reached the queue twice");
+
+    // The broker cut off: the events wait in the outbox, through a graceful restart too.
+    let alice = ids["user-0"].clone();
+    let before = user(&world.store, &alice).await.login_count;
+    grant("kcs-e2e-outbox", false);
+    for _ in 0..10 {
+        assert!(realm.attempt_login("user-0").await.is_some(), "logins go on");
+    }
+    assert!(outbox_depth(&database, "kc.%").await >= 10, "the outbox holds the logins");
+    keycloak.run_async("down").await;
+    assert!(outbox_depth(&database, "kc.%").await >= 10, "the outbox outlives the restart");
+    keycloak.run_async("up").await;
+    grant("kcs-e2e-outbox", true);
+    assert!(
+        wait_until(crate::SETTLE, || async {
+            user(&world.store, &alice).await.login_count == before + 10
+        })
+        .await,
+        "the ten logins of the outage arrived once: {:?}",
+        user(&world.store, &alice).await
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            outbox_depth(&database, "kc.%").await == 0
+        })
+        .await,
+        "the outbox drained"
+    );
+    world.settle("after the drill").await;
+    world.realm.delete().await;
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_outbox_and_one_of_them_is_killed() {
+    let version = std::env::var("KCS_KEYCLOAK_VERSION").unwrap_or_else(|_| "26.7.3".into());
+    let shared = format!("keycloak_{}_pair", version.replace('.', "_"));
+    let first = Arc::new(Instance::new(58480).database(&shared));
+    let second = Arc::new(Instance::new(58580).database(&shared));
+    // One after the other: the first creates the schema.
+    first.run_async("up").await;
+    second.run_async("up").await;
+    let world = World::on(&first.url(), json!({}), &[]).await;
+    let ids = users(&world.realm).await;
+    let nodes = vec![
+        Arc::new(world.realm.through(&first.url())),
+        Arc::new(world.realm.through(&second.url())),
+    ];
+    let load = Load::start(nodes, &ids.keys().cloned().collect::<Vec<_>>());
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    second.run_async("kill").await;
+    eprintln!("drill: the second node killed");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (answered, created) = load.stop().await;
+    let logins: usize = answered.values().map(Vec::len).sum();
+    eprintln!("drill: {logins} logins and {} creations answered", created.len());
+    let copies = nothing_lost(&world, &ids, &answered, &created, &[shared.clone()]).await;
+    eprintln!("drill: {copies} events reached the queue twice");
+    // The survivor relays now (the claim row names the last node that relayed).
+    world.realm.create_user("after", "after@example.com").await;
+    assert!(
+        wait_until(crate::SETTLE, || async {
+            count(&world.store, "SELECT count(*) FROM users WHERE username = 'after'").await == 1
+        })
+        .await,
+        "a change after the kill arrives"
+    );
+    let pid = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.local/keycloak/run-58480/pid"
+    ))
+    .expect("the first node's pid");
+    let owner = crate::instance::relay_owner(&shared).await;
+    assert!(
+        owner.ends_with(&format!("/{}", pid.trim())),
+        "the surviving node ({}) holds the relay: {owner}",
+        pid.trim()
+    );
+    world.realm.delete().await;
+}
