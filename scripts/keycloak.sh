@@ -11,7 +11,7 @@
 #   scripts/keycloak.sh status  say whether it runs, its version, URL and pid
 #   scripts/keycloak.sh env     print KEYCLOAK_URL, KEYCLOAK_ADMIN_USER, KEYCLOAK_ADMIN_PASSWORD
 #   scripts/keycloak.sh logs    the server's log (follow with -f)
-#   scripts/keycloak.sh kill    SIGKILL the server's JVM (fault drills); `up` starts it again
+#   scripts/keycloak.sh kill    SIGKILL the server (kc.sh and its JVM; fault drills); `up` starts it again
 #
 # KCS_KEYCLOAK_VERSION picks the version (default: the newest Keycloak 26 release served);
 # KCS_KEYCLOAK_PORT the HTTP port (default 58080; management on port+1000);
@@ -198,10 +198,13 @@ EOF
   logs) if [ "${2:-}" = -f ]; then tail -F "$run/keycloak.log"; else cat "$run/keycloak.log"; fi ;;
   kill)
     if p=$(pid); then
-      kill -KILL "$p"
-      while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
+      # kc.sh runs the JVM as its child (after a build, it execs it): both go, at once.
+      jvm=$(pgrep -f -- "-Dkc.script.pid=$p " || true)
+      # shellcheck disable=SC2086
+      kill -KILL "$p" $jvm 2>/dev/null || true
+      for q in $p $jvm; do while kill -0 "$q" 2>/dev/null; do sleep 0.1; done; done
       rm -f "$run/pid"
-      log "Keycloak (pid $p) killed"
+      log "Keycloak (pid $p${jvm:+, JVM $jvm}) killed"
     else
       log "Keycloak is not running"
     fi

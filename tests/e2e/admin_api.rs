@@ -39,7 +39,7 @@ async fn command_on(world: &World, db_url: &str, args: &[&str]) -> Output {
 }
 
 /// The same on the world's own database.
-async fn command(world: &World, args: &[&str]) -> Output {
+pub async fn command(world: &World, args: &[&str]) -> Output {
     command_on(world, &world.db.url, args).await
 }
 
