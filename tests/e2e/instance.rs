@@ -71,11 +71,16 @@ impl Instance {
             script.env("KCS_KEYCLOAK_DB", database);
         }
         if let Some(user) = self.broker_user {
-            let amqp = crate::support::amqp_url().replace("guest:guest@", &format!("{user}:drill@"));
+            let amqp =
+                crate::support::amqp_url().replace("guest:guest@", &format!("{user}:drill@"));
             script.env("KCS_KEYCLOAK_AMQP_URL", amqp);
         }
         let status = script.status().expect("scripts/keycloak.sh");
-        assert!(status.success(), "scripts/keycloak.sh {command} (port {})", self.port);
+        assert!(
+            status.success(),
+            "scripts/keycloak.sh {command} (port {})",
+            self.port
+        );
     }
 
     /// [`Instance::run`] off the async runtime (a start takes tens of seconds).
@@ -168,4 +173,26 @@ pub async fn outbox_depth(database: &str, like: &str) -> i64 {
         .fetch_one(&mut conn)
         .await
         .expect("the outbox table")
+}
+
+/// Makes every insert into the outbox of `database` fail (a trigger raising an error), or
+/// lets them through again.
+pub async fn refuse_outbox_writes(database: &str, refuse: bool) {
+    let mut conn = keycloak_database(database).await;
+    let statements: &[&str] = if refuse {
+        &[
+            "CREATE OR REPLACE FUNCTION kcs_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'outbox writes refused by the drill'; END $$",
+            "CREATE OR REPLACE TRIGGER kcs_refuse BEFORE INSERT ON kcs_outbox \
+             FOR EACH ROW EXECUTE FUNCTION kcs_refuse()",
+        ]
+    } else {
+        &["DROP TRIGGER IF EXISTS kcs_refuse ON kcs_outbox"]
+    };
+    for statement in statements {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .expect("outbox trigger");
+    }
 }

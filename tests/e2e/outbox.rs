@@ -130,18 +130,27 @@ async fn nothing_lost(
         );
     }
     let sessions: Vec<String> = answered.values().flatten().cloned().collect();
-    let rows = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_sessions WHERE id = ANY($1)")
-        .bind(&sessions)
-        .fetch_one(world.store.pool())
-        .await
-        .expect("sessions");
-    assert_eq!(rows as usize, sessions.len(), "every answered login is a session row");
+    let rows =
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_sessions WHERE id = ANY($1)")
+            .bind(&sessions)
+            .fetch_one(world.store.pool())
+            .await
+            .expect("sessions");
+    assert_eq!(
+        rows as usize,
+        sessions.len(),
+        "every answered login is a session row"
+    );
     let made = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users WHERE id = ANY($1)")
         .bind(created)
         .fetch_one(world.store.pool())
         .await
         .expect("users");
-    assert_eq!(made as usize, created.len(), "every user created with a 201 is a row");
+    assert_eq!(
+        made as usize,
+        created.len(),
+        "every user created with a 201 is a row"
+    );
 
     for database in databases {
         assert!(
@@ -200,7 +209,10 @@ async fn keycloak_killed_again_and_again_loses_no_event_and_doubles_none() {
     let world = World::on(&keycloak.url(), json!({}), &[]).await;
     let ids = users(&world.realm).await;
     let realm = Arc::new(world.realm.through(&keycloak.url()));
-    let load = Load::start(vec![realm.clone()], &ids.keys().cloned().collect::<Vec<_>>());
+    let load = Load::start(
+        vec![realm.clone()],
+        &ids.keys().cloned().collect::<Vec<_>>(),
+    );
     let mut last_kill = tokio::time::Instant::now();
     for round in 1..=3 {
         tokio::time::sleep(Duration::from_secs(4)).await;
@@ -212,7 +224,10 @@ async fn keycloak_killed_again_and_again_loses_no_event_and_doubles_none() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (answered, created) = load.stop().await;
     let logins: usize = answered.values().map(Vec::len).sum();
-    eprintln!("drill: {logins} logins and {} creations answered", created.len());
+    eprintln!(
+        "drill: {logins} logins and {} creations answered",
+        created.len()
+    );
     assert!(logins > 40, "the load ran: {logins} logins");
     let database = keycloak.database_name();
     let copies = nothing_lost(&world, &ids, &answered, &created, &[database.clone()]).await;
@@ -223,11 +238,20 @@ async fn keycloak_killed_again_and_again_loses_no_event_and_doubles_none() {
     let before = user(&world.store, &alice).await.login_count;
     grant("kcs-e2e-outbox", false);
     for _ in 0..10 {
-        assert!(realm.attempt_login("user-0").await.is_some(), "logins go on");
+        assert!(
+            realm.attempt_login("user-0").await.is_some(),
+            "logins go on"
+        );
     }
-    assert!(outbox_depth(&database, "kc.%").await >= 10, "the outbox holds the logins");
+    assert!(
+        outbox_depth(&database, "kc.%").await >= 10,
+        "the outbox holds the logins"
+    );
     keycloak.run_async("down").await;
-    assert!(outbox_depth(&database, "kc.%").await >= 10, "the outbox outlives the restart");
+    assert!(
+        outbox_depth(&database, "kc.%").await >= 10,
+        "the outbox outlives the restart"
+    );
     keycloak.run_async("up").await;
     grant("kcs-e2e-outbox", true);
     assert!(
@@ -257,6 +281,39 @@ async fn keycloak_killed_again_and_again_loses_no_event_and_doubles_none() {
         String::from_utf8_lossy(&output.stderr)
     );
     world.settle("after the drill and a reconcile").await;
+
+    // An outbox row that cannot be written fails the change with it: never a committed
+    // change without its event.
+    crate::instance::refuse_outbox_writes(&database, true).await;
+    let user_1 = ids["user-1"].clone();
+    let refused = world
+        .realm
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/users/{user_1}"),
+            Some(json!({"firstName": "Refused"})),
+        )
+        .await;
+    let login = realm.attempt_login("user-1").await;
+    crate::instance::refuse_outbox_writes(&database, false).await;
+    assert!(
+        !refused.status.is_success(),
+        "the update fails with its outbox row (Keycloak answers 400 \"Could not update user!\"): {} {}",
+        refused.status,
+        refused.body
+    );
+    assert!(login.is_none(), "so does a login");
+    let kept = world
+        .realm
+        .admin(reqwest::Method::GET, &format!("/users/{user_1}"), None)
+        .await
+        .ok("read user-1");
+    assert_ne!(
+        kept["firstName"],
+        json!("Refused"),
+        "the update did not commit"
+    );
+    world.settle("after the refused writes").await;
     world.realm.delete().await;
 }
 
@@ -282,14 +339,22 @@ async fn two_nodes_share_one_outbox_and_one_of_them_is_killed() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let (answered, created) = load.stop().await;
     let logins: usize = answered.values().map(Vec::len).sum();
-    eprintln!("drill: {logins} logins and {} creations answered", created.len());
+    eprintln!(
+        "drill: {logins} logins and {} creations answered",
+        created.len()
+    );
     let copies = nothing_lost(&world, &ids, &answered, &created, &[shared.clone()]).await;
     eprintln!("drill: {copies} events reached the queue twice");
     // The survivor relays now (the claim row names the last node that relayed).
     world.realm.create_user("after", "after@example.com").await;
     assert!(
         wait_until(crate::SETTLE, || async {
-            count(&world.store, "SELECT count(*) FROM users WHERE username = 'after'").await == 1
+            count(
+                &world.store,
+                "SELECT count(*) FROM users WHERE username = 'after'",
+            )
+            .await
+                == 1
         })
         .await,
         "a change after the kill arrives"
