@@ -370,3 +370,42 @@ async fn two_nodes_share_one_outbox_and_one_of_them_is_killed() {
     );
     world.realm.delete().await;
 }
+
+/// Error events (Keycloak sends them in a transaction of their own) and the brute-force
+/// protector's lockout (its own session, off the request) go through the outbox of the
+/// shared Keycloak like any other.
+#[tokio::test]
+async fn error_events_and_the_brute_force_lockout_arrive() {
+    let world = World::with(
+        json!({"bruteForceProtected": true, "permanentLockout": true, "failureFactor": 2}),
+        &[],
+    )
+    .await;
+    let realm = &world.realm;
+    let mallory = realm.create_user("mallory", "mallory@example.com").await;
+    for _ in 0..2 {
+        let answer = realm.try_login("web", "mallory", "wrong", false).await;
+        // 401 on Keycloak 26.4, 400 invalid_grant since.
+        assert!(answer.status.is_client_error(), "{}", answer.body);
+    }
+    let locked = wait_until(crate::SETTLE, || async {
+        let row = user(&world.store, &mallory).await;
+        row.login_error_count == 2 && row.enabled == Some(false)
+    })
+    .await;
+    assert!(
+        locked,
+        "two LOGIN_ERRORs and the lockout arrived: {:?}",
+        user(&world.store, &mallory).await
+    );
+    assert_eq!(
+        count(
+            &world.store,
+            "SELECT count(*) FROM processed_events WHERE type = 'USER_DISABLED_BY_PERMANENT_LOCKOUT'"
+        )
+        .await,
+        1
+    );
+    world.settle("after the lockout").await;
+    realm.delete().await;
+}
