@@ -19,7 +19,8 @@
 # provider publishes to (default: the guest user of scripts/services.sh's RabbitMQ). Each
 # port has its own database (keycloak_<version>_<port>; KCS_KEYCLOAK_DB names another, so
 # that two instances share one, as the nodes of a cluster do), spool and log, so a second
-# instance runs beside the first. Needs scripts/services.sh up first (its ports are read
+# instance runs beside the first. KCS_KEYCLOAK_DB_KIND=dev-file runs it on Keycloak's
+# embedded file database (H2, in the instance's own distribution) instead of Postgres. Needs scripts/services.sh up first (its ports are read
 # from the same KCS_PG_PORT / KCS_AMQP_PORT).
 set -euo pipefail
 
@@ -38,6 +39,9 @@ run="$state/run-$port"
 admin_user="admin"
 admin_password="admin"
 database=${KCS_KEYCLOAK_DB:-keycloak_${version//./_}_$port}
+db_kind=${KCS_KEYCLOAK_DB_KIND:-postgres}
+db_args=(--db=postgres --db-url="jdbc:postgresql://127.0.0.1:$pg_port/$database" --db-username=postgres --db-password=unused)
+[ "$db_kind" = dev-file ] && db_args=(--db=dev-file)
 amqp_url=${KCS_KEYCLOAK_AMQP_URL:-amqp://guest:guest@127.0.0.1:$amqp_port/%2f}
 url="http://127.0.0.1:$port"
 
@@ -112,11 +116,11 @@ up() {
   if [ -z "$(pid)" ]; then
     fetch
     install_provider
-    ensure_database
+    [ "$db_kind" = dev-file ] || ensure_database
     mkdir -p "$run/spool"
     local jh
     jh=$(java_home)
-    log "starting Keycloak $version at $url (Java: $jh, heap $heap, database $database)"
+    log "starting Keycloak $version at $url (Java: $jh, heap $heap, database ${KCS_KEYCLOAK_DB_KIND:-$database})"
     # Events of the whole suite flow through one exchange; each test binds its own queue.
     (
       cd "$home"
@@ -127,8 +131,7 @@ up() {
         --http-enabled=true --http-host=127.0.0.1 --http-port="$port" \
         --http-management-port="$management_port" --health-enabled=true --metrics-enabled=true \
         --hostname-strict=false --cache=local \
-        --db=postgres --db-url="jdbc:postgresql://127.0.0.1:$pg_port/$database" \
-        --db-username=postgres --db-password=unused \
+        "${db_args[@]}" \
         --spi-events-listener--keycloak-sync--amqp-uri="$amqp_url" \
         --spi-events-listener--keycloak-sync--exchange=keycloak.events \
         --spi-events-listener--keycloak-sync--spool-dir="$run/spool" \

@@ -9,6 +9,7 @@ use std::process::Command;
 pub struct Instance {
     pub port: u16,
     database: Option<String>,
+    dev_file: bool,
     broker_user: Option<&'static str>,
     extra_args: String,
 }
@@ -18,6 +19,7 @@ impl Instance {
         Instance {
             port,
             database: None,
+            dev_file: false,
             broker_user: None,
             extra_args: String::new(),
         }
@@ -26,6 +28,12 @@ impl Instance {
     /// Shares the database `name` with every instance naming it (the nodes of a cluster).
     pub fn database(mut self, name: &str) -> Instance {
         self.database = Some(name.to_string());
+        self
+    }
+
+    /// On Keycloak's embedded file database (H2) instead of Postgres.
+    pub fn dev_file(mut self) -> Instance {
+        self.dev_file = true;
         self
     }
 
@@ -70,6 +78,9 @@ impl Instance {
         if let Some(database) = &self.database {
             script.env("KCS_KEYCLOAK_DB", database);
         }
+        if self.dev_file {
+            script.env("KCS_KEYCLOAK_DB_KIND", "dev-file");
+        }
         if let Some(user) = self.broker_user {
             let amqp =
                 crate::support::amqp_url().replace("guest:guest@", &format!("{user}:drill@"));
@@ -90,6 +101,20 @@ impl Instance {
             .await
             .expect("scripts/keycloak.sh");
     }
+}
+
+/// Bytes in the spool's segments of the instance on `port` (its `position` file aside).
+pub fn spooled_bytes(port: u16) -> u64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!(".local/keycloak/run-{port}/spool"));
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Stops the instance however the test ends, and lets its broker user in again.

@@ -409,3 +409,48 @@ async fn error_events_and_the_brute_force_lockout_arrive() {
     world.settle("after the lockout").await;
     realm.delete().await;
 }
+
+/// On Keycloak's embedded file database (H2) the outbox is created and relayed too: with the
+/// broker cut off, a login waits in the outbox (the spool stays empty) and arrives once the
+/// broker is back.
+#[tokio::test]
+async fn the_outbox_works_on_the_dev_file_database() {
+    let keycloak = Arc::new(
+        Instance::new(58680)
+            .dev_file()
+            .broker_user("kcs-e2e-dev-file"),
+    );
+    keycloak.run_async("up").await;
+    let world = World::on(&keycloak.url(), json!({}), &[]).await;
+    let alice = world.realm.create_user("alice", "alice@example.com").await;
+    world.realm.login("web", "alice", false).await;
+    assert!(
+        wait_until(crate::SETTLE, || async {
+            user(&world.store, &alice).await.login_count == 1
+        })
+        .await,
+        "the first login arrived"
+    );
+    grant("kcs-e2e-dev-file", false);
+    world.realm.login("web", "alice", false).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        user(&world.store, &alice).await.login_count,
+        1,
+        "the broker is away"
+    );
+    assert_eq!(
+        crate::instance::spooled_bytes(keycloak.port),
+        0,
+        "the event waits in the outbox, not the spool"
+    );
+    grant("kcs-e2e-dev-file", true);
+    assert!(
+        wait_until(crate::SETTLE, || async {
+            user(&world.store, &alice).await.login_count == 2
+        })
+        .await,
+        "the second login arrived from the outbox"
+    );
+    world.realm.delete().await;
+}

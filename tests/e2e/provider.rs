@@ -82,18 +82,8 @@ async fn a_failed_admin_operation_publishes_nothing() {
 const PORT: u16 = 58180;
 const BROKER_USER: &str = "kcs-e2e-provider";
 
-/// Bytes in the spool's segments (its `position` file aside).
 fn spooled_bytes() -> u64 {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!(".local/keycloak/run-{PORT}/spool"));
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
+    crate::instance::spooled_bytes(PORT)
 }
 
 async fn timed_logins(world: &World, n: usize) -> Vec<Duration> {
