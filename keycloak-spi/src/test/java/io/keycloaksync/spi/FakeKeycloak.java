@@ -1,11 +1,13 @@
 package io.keycloaksync.spi;
 
+import jakarta.persistence.EntityManager;
 import java.lang.reflect.Proxy;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.keycloak.connections.jpa.JpaConnectionProvider;
 import org.keycloak.events.Event;
 import org.keycloak.events.EventType;
 import org.keycloak.events.admin.AdminEvent;
@@ -35,6 +37,13 @@ final class FakeKeycloak {
     boolean contextEmpty;
     boolean completing;
     final Map<String, String> realms = new HashMap<>(Map.of(REALM_ID, "acme"));
+    /** Whether the session has Keycloak's JPA store (where the outbox lives). */
+    boolean jpa;
+    /** What the entity manager was given to persist. */
+    final List<Object> persisted = new ArrayList<>();
+    /** Thrown by persist when set. */
+    RuntimeException persistFails;
+    boolean rollbackOnly;
 
     KeycloakSession session() {
         KeycloakTransactionManager manager = proxy(KeycloakTransactionManager.class, (method, args) -> {
@@ -48,10 +57,24 @@ final class FakeKeycloak {
                     return null;
                 case "isActive":
                     return transactionActive;
+                case "setRollbackOnly":
+                    rollbackOnly = true;
+                    return null;
                 default:
                     return null;
             }
         });
+        EntityManager entities = proxy(EntityManager.class, (method, args) -> {
+            if ("persist".equals(method)) {
+                if (persistFails != null) {
+                    throw persistFails;
+                }
+                persisted.add(args[0]);
+            }
+            return null;
+        });
+        JpaConnectionProvider jpaProvider = proxy(JpaConnectionProvider.class,
+                (method, args) -> "getEntityManager".equals(method) ? entities : null);
         RealmModel contextRealm = realm(REALM_ID, "acme");
         KeycloakContext context = proxy(KeycloakContext.class, (method, args) -> contextEmpty ? null : contextRealm);
         RealmProvider provider = proxy(RealmProvider.class, (method, args) -> {
@@ -70,6 +93,8 @@ final class FakeKeycloak {
                     return context;
                 case "realms":
                     return provider;
+                case "getProvider":
+                    return jpa && args[0] == JpaConnectionProvider.class ? jpaProvider : null;
                 default:
                     return null;
             }

@@ -34,6 +34,49 @@ class ListenerTest {
         assertEquals(0, keycloak.lookupsAfterCompletion.get(), "no realm look-up after the commit");
     }
 
+    private KeycloakSyncEventListener withOutbox() {
+        keycloak.jpa = true;
+        SpiSettings settings = SpiSettings.from(null, Map.of());
+        OutboxRelay relay = new OutboxRelay(settings, new PublisherStats(), null);
+        return new KeycloakSyncEventListener(keycloak.session(), handed::addAll, settings, relay);
+    }
+
+    @Test
+    void withTheOutboxEachEventIsARowOfTheTransactionAndNothingIsHandedOver() {
+        KeycloakSyncEventListener listener = withOutbox();
+        listener.onEvent(FakeKeycloak.userEvent(EventType.LOGIN, "u1", "s1", Map.of()));
+        listener.onEvent(FakeKeycloak.adminEvent(ResourceType.USER, OperationType.UPDATE, "users/u1", "{}"), true);
+        assertEquals(2, keycloak.persisted.size(), "written during the request, in its transaction");
+        Outgoing login = ((OutboxEntity) keycloak.persisted.get(0)).toOutgoing();
+        assertEquals("kc.acme.user.LOGIN", login.routingKey);
+        assertEquals("user.LOGIN", login.type);
+        keycloak.commit();
+        assertTrue(handed.isEmpty(), "the relay publishes, not the direct path");
+        assertFalse(keycloak.rollbackOnly);
+    }
+
+    @Test
+    void anOutboxRowThatCannotBeWrittenRollsTheChangeBack() {
+        KeycloakSyncEventListener listener = withOutbox();
+        keycloak.persistFails = new IllegalStateException("database gone");
+        // Keycloak logs and swallows a listener's exception: the rollback-only mark is what counts.
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> listener.onEvent(FakeKeycloak.userEvent(EventType.LOGIN, "u1", "s1", Map.of())));
+        assertTrue(keycloak.rollbackOnly, "the Keycloak transaction is marked rollback-only");
+        keycloak.rollback();
+        assertTrue(handed.isEmpty());
+    }
+
+    @Test
+    void withoutKeycloaksJpaStoreTheOutboxFallsBackToDirect() {
+        KeycloakSyncEventListener listener = withOutbox();
+        keycloak.jpa = false;
+        listener.onEvent(FakeKeycloak.userEvent(EventType.LOGIN, "u1", "s1", Map.of()));
+        keycloak.commit();
+        assertEquals(1, handed.size());
+        assertTrue(keycloak.persisted.isEmpty());
+    }
+
     @Test
     void aRolledBackTransactionPublishesNothing() {
         KeycloakSyncEventListener listener = listener(Map.of());
