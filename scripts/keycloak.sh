@@ -67,13 +67,14 @@ fetch() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null
   }
   log "fetching org.keycloak:keycloak-quarkus-dist:$version (Maven Central, cached in ~/.m2)"
-  mkdir -p "$state"
-  mvn -B -q --no-transfer-progress dependency:copy \
-    "-Dartifact=org.keycloak:keycloak-quarkus-dist:$version:tar.gz" "-DoutputDirectory=$state" >&2
+  # Each port downloads and unpacks in a directory of its own: instances started at once
+  # never share a file.
   rm -rf "$home.unpack"
   mkdir -p "$home.unpack"
-  tar xzf "$state/keycloak-quarkus-dist-$version.tar.gz" -C "$home.unpack"
-  rm -f "$state/keycloak-quarkus-dist-$version.tar.gz"
+  mvn -B -q --no-transfer-progress dependency:copy \
+    "-Dartifact=org.keycloak:keycloak-quarkus-dist:$version:tar.gz" "-DoutputDirectory=$home.unpack" >&2
+  tar xzf "$home.unpack/keycloak-quarkus-dist-$version.tar.gz" -C "$home.unpack"
+  rm -f "$home.unpack/keycloak-quarkus-dist-$version.tar.gz"
   mv "$home.unpack/keycloak-$version" "$home"
   rm -rf "$home.unpack"
   [ -x "$home/bin/kc.sh" ] || { log "the distribution did not unpack into $home"; exit 1; }
@@ -83,7 +84,9 @@ install_provider() {
   local jar="$root/keycloak-spi/target/keycloak-sync-spi.jar"
   if [ ! -f "$jar" ] || [ -n "$(find "$root/keycloak-spi/src/main" "$root/keycloak-spi/pom.xml" -newer "$jar" -print -quit)" ]; then
     log "building the provider"
-    "$root/keycloak-spi/build.sh" jar
+    # One build at a time when several instances start at once.
+    mkdir -p "$state"
+    flock "$state/provider-build.lock" "$root/keycloak-spi/build.sh" jar
   fi
   # Keycloak re-augments at start when providers/ changed; an unchanged jar is left in
   # place, a changed one replaced by a rename (never rewritten under a running JVM).
