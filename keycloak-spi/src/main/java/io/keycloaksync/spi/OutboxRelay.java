@@ -37,6 +37,9 @@ final class OutboxRelay implements AutoCloseable {
     private static final long RETURNED_RETRY_MILLIS = 5_000;
     private static final long MEASURE_EVERY_MILLIS = 5_000;
     private static final long WARN_AGE_MILLIS = 60_000;
+    private static final long BUSY_RETRY_MILLIS = 25;
+    /** {@link #relayOnce()}'s answer when another node held the claim. */
+    static final int CLAIMED_ELSEWHERE = -1;
 
     private final SpiSettings settings;
     private final PublisherStats stats;
@@ -76,9 +79,10 @@ final class OutboxRelay implements AutoCloseable {
     }
 
     private void run() {
+        long wait = pollMillis;
         while (running) {
             try {
-                wake.tryAcquire(pollMillis, TimeUnit.MILLISECONDS);
+                wake.tryAcquire(wait, TimeUnit.MILLISECONDS);
                 wake.drainPermits();
             } catch (InterruptedException e) {
                 break;
@@ -86,11 +90,17 @@ final class OutboxRelay implements AutoCloseable {
             if (!running) {
                 break;
             }
+            wait = pollMillis;
             try {
                 int moved;
                 do {
                     moved = relayOnce();
                 } while (moved >= settings.batchSize && running);
+                if (moved == CLAIMED_ELSEWHERE) {
+                    // Another node is mid-round and may have read its rows before this
+                    // node's commit: look again soon rather than at the next poll.
+                    wait = Math.min(pollMillis, BUSY_RETRY_MILLIS);
+                }
                 failingSince = 0;
                 measure();
             } catch (RuntimeException | LinkageError e) {
@@ -109,7 +119,10 @@ final class OutboxRelay implements AutoCloseable {
         link.disconnect();
     }
 
-    /** One batch: claimed, published, deleted. How many rows it handled (0: nothing to do or not ours). */
+    /**
+     * One batch: claimed, published, deleted. How many rows it handled: 0 when there was
+     * nothing to do or the broker is away, {@link #CLAIMED_ELSEWHERE} when another node relays.
+     */
     int relayOnce() {
         if (!link.connected()) {
             return 0;
@@ -125,7 +138,7 @@ final class OutboxRelay implements AutoCloseable {
         if (claim == null) {
             // Another node relays now.
             stats.outboxRelaying(false);
-            return 0;
+            return CLAIMED_ELSEWHERE;
         }
         stats.outboxRelaying(true);
         long now = System.currentTimeMillis();
