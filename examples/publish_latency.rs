@@ -42,9 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .context("consuming")?;
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut took: Vec<i64> = Vec::new();
-    while let Ok(Some(delivery)) =
-        tokio::time::timeout_at(deadline.into(), consumer.next()).await
-    {
+    while let Ok(Some(delivery)) = tokio::time::timeout_at(deadline.into(), consumer.next()).await {
         let delivery = delivery?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?

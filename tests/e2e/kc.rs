@@ -137,13 +137,26 @@ impl Realm {
     }
 
     async fn admin_token(&self) -> String {
+        let body = self
+            .admin_token_answer()
+            .await
+            .expect("admin token request");
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no admin token: {body}"))
+            .to_string()
+    }
+
+    /// The master realm's answer to the admin's password grant; None if Keycloak did not
+    /// answer with JSON (killed, restarting).
+    async fn admin_token_answer(&self) -> Option<Value> {
         let (user, password) = admin_credentials();
-        let response = self
-            .http
+        self.http
             .post(format!(
                 "{}/realms/master/protocol/openid-connect/token",
                 self.url
             ))
+            .timeout(Duration::from_secs(10))
             .form(&[
                 ("grant_type", "password"),
                 ("client_id", "admin-cli"),
@@ -152,12 +165,10 @@ impl Realm {
             ])
             .send()
             .await
-            .expect("admin token request");
-        let body: Value = response.json().await.expect("admin token");
-        body["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no admin token: {body}"))
-            .to_string()
+            .ok()?
+            .json()
+            .await
+            .ok()
     }
 
     async fn admin_at(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
@@ -382,26 +393,7 @@ impl Realm {
 
     /// A user creation that may fail as [`Realm::attempt_login`] may: the id of a 201.
     pub async fn attempt_create_user(&self, username: &str) -> Option<String> {
-        let (user, password) = admin_credentials();
-        let token: Value = self
-            .http
-            .post(format!(
-                "{}/realms/master/protocol/openid-connect/token",
-                self.url
-            ))
-            .timeout(Duration::from_secs(10))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", "admin-cli"),
-                ("username", user.as_str()),
-                ("password", password.as_str()),
-            ])
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let token = self.admin_token_answer().await?;
         let response = self
             .http
             .post(format!("{}/admin/realms/{}/users", self.url, self.name))

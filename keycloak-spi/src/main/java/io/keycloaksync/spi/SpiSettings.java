@@ -186,27 +186,24 @@ public final class SpiSettings {
     }
 
     private static FullPolicy policy(Function<String, String> source) {
-        String value = text(source, "spoolFullPolicy");
-        switch (String.valueOf(value).toLowerCase(Locale.ROOT)) {
-            case "block":
-                return FullPolicy.BLOCK;
-            case "drop-oldest":
-                return FullPolicy.DROP_OLDEST;
-            default:
-                throw invalid("spoolFullPolicy", "must be block or drop-oldest, not \"" + value + "\"");
-        }
+        return choice(source, "spoolFullPolicy", new String[] {"block", "drop-oldest"},
+                new FullPolicy[] {FullPolicy.BLOCK, FullPolicy.DROP_OLDEST});
     }
 
     private static Delivery delivery(Function<String, String> source) {
-        String value = text(source, "delivery");
-        switch (String.valueOf(value).toLowerCase(Locale.ROOT)) {
-            case "outbox":
-                return Delivery.OUTBOX;
-            case "direct":
-                return Delivery.DIRECT;
-            default:
-                throw invalid("delivery", "must be outbox or direct, not \"" + value + "\"");
+        return choice(source, "delivery", new String[] {"outbox", "direct"},
+                new Delivery[] {Delivery.OUTBOX, Delivery.DIRECT});
+    }
+
+    /** The value of {@code names} (any case) the option names, or a refusal listing them. */
+    private static <E> E choice(Function<String, String> source, String key, String[] names, E[] values) {
+        String value = text(source, key);
+        for (int i = 0; i < names.length; i++) {
+            if (names[i].equalsIgnoreCase(String.valueOf(value))) {
+                return values[i];
+            }
         }
+        throw invalid(key, "must be " + String.join(" or ", names) + ", not \"" + value + "\"");
     }
 
     private static URI uri(Function<String, String> source, String key) {
