@@ -21,8 +21,8 @@ cargo build --release --quiet --example publish_latency
 consumer=target/release/examples/publish_latency
 work=.local/bench
 mkdir -p "$work"
-outbox_port=58780
-direct_port=58880
+outbox_port=30780
+direct_port=30880
 KCS_KEYCLOAK_PORT=$outbox_port scripts/keycloak.sh up
 KCS_KEYCLOAK_PORT=$direct_port KCS_KEYCLOAK_EXTRA_ARGS="--spi-events-listener--keycloak-sync--delivery=direct" \
   scripts/keycloak.sh up

@@ -5,7 +5,9 @@
 use std::process::Command;
 
 /// One more Keycloak: its own port (and management port + 1000), distribution, spool and
-/// log; its own database unless `database` names one to share.
+/// log; its own database unless `database` names one to share. The drills' ports lie below
+/// Linux's ephemeral range (32768–60999): there, a client connection of a parallel test
+/// could hold the port when the instance starts.
 pub struct Instance {
     pub port: u16,
     database: Option<String>,

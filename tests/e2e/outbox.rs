@@ -21,6 +21,8 @@ use crate::support::{amqp_url, count, user, wait_until};
 use crate::World;
 
 const USERS: usize = 4;
+/// The first of the two nodes sharing a database (the second is 30580).
+const FIRST_NODE: u16 = 30480;
 
 /// Logins of every user, round robin over the nodes, and user creations, until stopped;
 /// what Keycloak answered with success is recorded.
@@ -199,7 +201,7 @@ async fn in_commit_order(world: &World, ids: &BTreeMap<String, String>) -> usize
 #[tokio::test]
 async fn keycloak_killed_again_and_again_loses_no_event_and_doubles_none() {
     let keycloak = Arc::new(
-        Instance::new(58280)
+        Instance::new(30280)
             .broker_user("kcs-e2e-outbox")
             .args(&std::env::var("KCS_E2E_OUTBOX_ARGS").unwrap_or_default()),
     );
@@ -319,8 +321,8 @@ async fn keycloak_killed_again_and_again_loses_no_event_and_doubles_none() {
 async fn two_nodes_share_one_outbox_and_one_of_them_is_killed() {
     let version = std::env::var("KCS_KEYCLOAK_VERSION").unwrap_or_else(|_| "26.7.3".into());
     let shared = format!("keycloak_{}_pair", version.replace('.', "_"));
-    let first = Arc::new(Instance::new(58480).database(&shared));
-    let second = Arc::new(Instance::new(58580).database(&shared));
+    let first = Arc::new(Instance::new(FIRST_NODE).database(&shared));
+    let second = Arc::new(Instance::new(30580).database(&shared));
     // One after the other: the first creates the schema.
     first.run_async("up").await;
     second.run_async("up").await;
@@ -357,9 +359,9 @@ async fn two_nodes_share_one_outbox_and_one_of_them_is_killed() {
         .await,
         "a change after the kill arrives"
     );
-    let pid = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/.local/keycloak/run-58480/pid"
+    let pid = std::fs::read_to_string(format!(
+        "{}/.local/keycloak/run-{FIRST_NODE}/pid",
+        env!("CARGO_MANIFEST_DIR")
     ))
     .expect("the first node's pid");
     let owner = crate::instance::relay_owner(&shared).await;
@@ -416,7 +418,7 @@ async fn error_events_and_the_brute_force_lockout_arrive() {
 #[tokio::test]
 async fn the_outbox_works_on_the_dev_file_database() {
     let keycloak = Arc::new(
-        Instance::new(58680)
+        Instance::new(30680)
             .dev_file()
             .broker_user("kcs-e2e-dev-file"),
     );

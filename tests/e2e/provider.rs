@@ -79,7 +79,7 @@ async fn a_failed_admin_operation_publishes_nothing() {
     realm.delete().await;
 }
 
-const PORT: u16 = 58180;
+const PORT: u16 = 30180;
 const BROKER_USER: &str = "kcs-e2e-provider";
 
 fn spooled_bytes() -> u64 {
