@@ -205,7 +205,8 @@ EOF
   kill)
     if p=$(pid); then
       # kc.sh runs the JVM as its child (after a build, it execs it): both go, at once.
-      jvm=$(pgrep -f -- "-Dkc.script.pid=$p " || true)
+      # (/proc read directly: procps may be missing on a minimal machine.)
+      jvm=$(grep -lasz -- "^-Dkc.script.pid=$p\$" /proc/[0-9]*/cmdline | cut -d/ -f3 | grep -vx "$p" || true)
       # shellcheck disable=SC2086
       kill -KILL "$p" $jvm 2>/dev/null || true
       for q in $p $jvm; do while kill -0 "$q" 2>/dev/null; do sleep 0.1; done; done
