@@ -413,8 +413,8 @@ async fn error_events_and_the_brute_force_lockout_arrive() {
 }
 
 /// On Keycloak's embedded file database (H2) the outbox is created and relayed too: with the
-/// broker cut off, a login waits in the outbox (the spool stays empty) and arrives once the
-/// broker is back.
+/// broker cut off, a login waits in the outbox (the spool stays empty; Keycloak's metrics
+/// endpoint counts it) and arrives once the broker is back.
 #[tokio::test]
 async fn the_outbox_works_on_the_dev_file_database() {
     let keycloak = Arc::new(
@@ -446,6 +446,16 @@ async fn the_outbox_works_on_the_dev_file_database() {
         0,
         "the event waits in the outbox, not the spool"
     );
+    // Keycloak's own metrics endpoint shows the waiting row (measured every 5 s).
+    let management = format!("http://127.0.0.1:{}/metrics", keycloak.port + 1000);
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            metric(&management, "keycloak_sync_outbox_depth").await >= 1.0
+        })
+        .await,
+        "keycloak_sync_outbox_depth counts the waiting row"
+    );
+    let relayed = metric(&management, "keycloak_sync_outbox_relayed_total").await;
     grant("kcs-e2e-dev-file", true);
     assert!(
         wait_until(crate::SETTLE, || async {
@@ -454,5 +464,30 @@ async fn the_outbox_works_on_the_dev_file_database() {
         .await,
         "the second login arrived from the outbox"
     );
+    assert!(
+        metric(&management, "keycloak_sync_outbox_relayed_total").await > relayed,
+        "keycloak_sync_outbox_relayed_total counts it"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            metric(&management, "keycloak_sync_outbox_depth").await == 0.0
+        })
+        .await,
+        "and the depth returns to 0"
+    );
     world.realm.delete().await;
+}
+
+/// A sample's value on a Prometheus text endpoint (NaN when it is not there).
+async fn metric(url: &str, name: &str) -> f64 {
+    let text = match reqwest::get(url).await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => return f64::NAN,
+    };
+    text.lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse().ok()).flatten()
+        })
+        .unwrap_or(f64::NAN)
 }

@@ -19,6 +19,7 @@ public final class KeycloakSyncEventListenerFactory implements EventListenerProv
 
     private final Map<String, String> env;
     private final PublisherStats stats = new PublisherStats();
+    private final KeycloakMetrics metrics = new KeycloakMetrics();
     private SpiSettings settings;
     private volatile Publisher publisher;
     private volatile OutboxRelay relay;
@@ -41,6 +42,7 @@ public final class KeycloakSyncEventListenerFactory implements EventListenerProv
     @Override
     public void postInit(KeycloakSessionFactory factory) {
         publisher();
+        metrics.register(stats);
         if (factory != null) {
             // Always started: with direct delivery it drains what an earlier outbox run left.
             OutboxRelay started = new OutboxRelay(settings, stats, factory);
@@ -95,6 +97,7 @@ public final class KeycloakSyncEventListenerFactory implements EventListenerProv
             publisher = null;
         }
         stats.unregister();
+        metrics.unregister();
     }
 
     /** The options with their help and defaults, as Keycloak's configuration guide lists providers' options. */
