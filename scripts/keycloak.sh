@@ -4,7 +4,8 @@
 # unpacked under .local/keycloak/), its database on the Postgres of scripts/services.sh (a
 # database of its own per version), the provider of keycloak-spi/ built and installed,
 # publishing to the RabbitMQ of scripts/services.sh (exchange keycloak.events), and a
-# bootstrap admin in the master realm. Safe to run again: what runs is left alone.
+# bootstrap admin in the master realm. Safe to run again: what runs is left alone, unless
+# the provider changed since it started (then it is restarted with the new one).
 #
 #   scripts/keycloak.sh up      fetch, build the provider, start, wait until Keycloak answers
 #   scripts/keycloak.sh down    stop it gracefully (SIGTERM: the provider drains or spools)
@@ -80,14 +81,20 @@ fetch() {
   [ -x "$home/bin/kc.sh" ] || { log "the distribution did not unpack into $home"; exit 1; }
 }
 
-install_provider() {
-  local jar="$root/keycloak-spi/target/keycloak-sync-spi.jar"
+jar="$root/keycloak-spi/target/keycloak-sync-spi.jar"
+
+# The provider's jar, built again when its sources are newer.
+build_provider() {
   if [ ! -f "$jar" ] || [ -n "$(find "$root/keycloak-spi/src/main" "$root/keycloak-spi/pom.xml" -newer "$jar" -print -quit)" ]; then
     log "building the provider"
     # One build at a time when several instances start at once.
     mkdir -p "$state"
     flock "$state/provider-build.lock" "$root/keycloak-spi/build.sh" jar
   fi
+}
+
+install_provider() {
+  build_provider
   # Keycloak re-augments at start when providers/ changed; an unchanged jar is left in
   # place, a changed one replaced by a rename (never rewritten under a running JVM).
   if ! cmp -s "$jar" "$home/providers/keycloak-sync-spi.jar"; then
@@ -113,8 +120,14 @@ ensure_database() {
 
 up() {
   if [ -n "$(pid)" ] && ready; then
-    log "Keycloak $version already running at $url (pid $(pid))"
-    return
+    build_provider
+    if cmp -s "$jar" "$home/providers/keycloak-sync-spi.jar"; then
+      log "Keycloak $version already running at $url (pid $(pid))"
+      return
+    fi
+    # A running Keycloak keeps the provider it started with.
+    log "the provider changed: restarting Keycloak $version"
+    down
   fi
   if [ -z "$(pid)" ]; then
     fetch
