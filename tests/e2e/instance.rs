@@ -173,11 +173,11 @@ pub fn grant(user: &str, allowed: bool) {
 }
 
 async fn keycloak_database(database: &str) -> sqlx::PgConnection {
-    let admin = crate::support::admin_url();
-    let url = match admin.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => panic!("KCS_TEST_DATABASE_URL has no database part: {admin}"),
-    };
+    let url = crate::support::database_url(
+        &crate::support::admin_url(),
+        database,
+        "KCS_TEST_DATABASE_URL",
+    );
     crate::support::retry_connect(&url).await
 }
 

@@ -290,20 +290,34 @@ impl Realm {
     }
 
     async fn form(&self, url: String, form: &[(&str, &str)]) -> Answer {
+        // The client's own timeout.
+        self.send_form(url, form, Duration::from_secs(60))
+            .await
+            .expect("token endpoint")
+    }
+
+    /// A form posted to Keycloak; None when no answer came (Keycloak killed or restarting).
+    async fn send_form(
+        &self,
+        url: String,
+        form: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Option<Answer> {
         let response = self
             .http
             .post(url)
+            .timeout(timeout)
             .form(form)
             .send()
             .await
-            .expect("token endpoint");
+            .ok()?;
         let status = response.status();
         let body = response.json().await.unwrap_or(Value::Null);
-        Answer {
+        Some(Answer {
             status,
             body,
             location: None,
-        }
+        })
     }
 
     /// A password-grant login through `client` (`web` is confidential, `mobile` public);
@@ -320,6 +334,21 @@ impl Realm {
         password: &str,
         offline: bool,
     ) -> Answer {
+        // The client's own timeout.
+        self.login_request(client, username, password, offline, Duration::from_secs(60))
+            .await
+            .expect("token endpoint")
+    }
+
+    /// [`Realm::try_login`]'s request, which may get no answer (None).
+    async fn login_request(
+        &self,
+        client: &str,
+        username: &str,
+        password: &str,
+        offline: bool,
+        timeout: Duration,
+    ) -> Option<Answer> {
         let scope = if offline {
             "openid offline_access"
         } else {
@@ -331,7 +360,8 @@ impl Realm {
             ("password", password),
             ("scope", scope),
         ];
-        self.form(self.token_url(), &as_client(client, &form)).await
+        self.send_form(self.token_url(), &as_client(client, &form), timeout)
+            .await
     }
 
     pub async fn refresh(&self, client: &str, tokens: &Tokens) -> Answer {
@@ -367,28 +397,11 @@ impl Realm {
     /// A login that may fail (Keycloak killed or restarting): the session id of a 200, else
     /// None. Only what Keycloak answered counts.
     pub async fn attempt_login(&self, username: &str) -> Option<String> {
-        let form = as_client(
-            "web",
-            &[
-                ("grant_type", "password"),
-                ("username", username),
-                ("password", PASSWORD),
-                ("scope", "openid"),
-            ],
-        );
-        let response = self
-            .http
-            .post(self.token_url())
-            .timeout(Duration::from_secs(10))
-            .form(&form)
-            .send()
-            .await
-            .ok()?;
-        if response.status() != StatusCode::OK {
-            return None;
-        }
-        let body: Value = response.json().await.ok()?;
-        Some(Tokens::from(body).session_id)
+        let answer = self
+            .login_request("web", username, PASSWORD, false, Duration::from_secs(10))
+            .await?;
+        (answer.status == StatusCode::OK && !answer.body.is_null())
+            .then(|| Tokens::from(answer.body).session_id)
     }
 
     /// A user creation that may fail as [`Realm::attempt_login`] may: the id of a 201.

@@ -132,24 +132,13 @@ async fn nothing_lost(
         );
     }
     let sessions: Vec<String> = answered.values().flatten().cloned().collect();
-    let rows =
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_sessions WHERE id = ANY($1)")
-            .bind(&sessions)
-            .fetch_one(world.store.pool())
-            .await
-            .expect("sessions");
     assert_eq!(
-        rows as usize,
+        rows_with_ids(world, "user_sessions", &sessions).await,
         sessions.len(),
         "every answered login is a session row"
     );
-    let made = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users WHERE id = ANY($1)")
-        .bind(created)
-        .fetch_one(world.store.pool())
-        .await
-        .expect("users");
     assert_eq!(
-        made as usize,
+        rows_with_ids(world, "users", created).await,
         created.len(),
         "every user created with a 201 is a row"
     );
@@ -162,6 +151,17 @@ async fn nothing_lost(
         "the outbox of {database} is empty after a quiet while"
     );
     in_commit_order(world, ids).await
+}
+
+/// How many rows of `table` have one of `ids`.
+async fn rows_with_ids(world: &World, table: &str, ids: &[String]) -> usize {
+    let sql = format!("SELECT count(*) FROM {table} WHERE id = ANY($1)");
+    let rows: i64 = sqlx::query_scalar(&sql)
+        .bind(ids)
+        .fetch_one(world.store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{table}: {e}"));
+    rows as usize
 }
 
 /// Each user's LOGIN events on the queue (first copies) carry non-decreasing times: the

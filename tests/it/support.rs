@@ -12,6 +12,15 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".to_string())
 }
 
+/// The URL of the database `name` on the server that `url` (to one of its databases, as
+/// the variable `named_by` gave it) points at.
+pub fn database_url(url: &str, name: &str, named_by: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("{named_by} has no database part: {url}"),
+    }
+}
+
 /// A database created for one test and dropped when the test ends.
 pub struct TestDb {
     pub name: String,
@@ -40,10 +49,7 @@ impl TestDb {
         .execute(&mut conn)
         .await
         .expect("tune test database");
-        let url = match admin.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("KCS_TEST_DATABASE_URL has no database part: {admin}"),
-        };
+        let url = database_url(&admin, &name, "KCS_TEST_DATABASE_URL");
         TestDb { name, url, admin }
     }
 
@@ -356,10 +362,7 @@ pub fn through_pooler(db: &TestDb) -> String {
 pub fn through(pooler_env: &str, default_port: u16, db: &TestDb) -> String {
     let base = std::env::var(pooler_env)
         .unwrap_or_else(|_| format!("postgres://postgres@127.0.0.1:{default_port}/postgres"));
-    match base.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{}", db.name),
-        None => panic!("{pooler_env} has no database part: {base}"),
-    }
+    database_url(&base, &db.name, pooler_env)
 }
 
 pub fn free_port() -> u16 {
