@@ -20,6 +20,8 @@ import org.jboss.logging.Logger;
 final class BrokerLink {
     private static final Logger LOG = Logger.getLogger(BrokerLink.class);
     private static final long MAX_RECONNECT_MILLIS = 30_000;
+    /** How long events the broker returned as unroutable wait before they are tried again. */
+    static final long RETURNED_RETRY_MILLIS = 5_000;
 
     private final SpiSettings settings;
     private final AmqpConnector connector;

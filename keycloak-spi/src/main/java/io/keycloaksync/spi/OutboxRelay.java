@@ -34,7 +34,6 @@ final class OutboxRelay implements AutoCloseable {
     /** Hibernate's lock timeout hint value for {@code SKIP LOCKED}. */
     private static final int SKIP_LOCKED = -2;
     private static final String LOCK_TIMEOUT = "jakarta.persistence.lock.timeout";
-    private static final long RETURNED_RETRY_MILLIS = 5_000;
     private static final long MEASURE_EVERY_MILLIS = 5_000;
     private static final long WARN_AGE_MILLIS = 60_000;
     private static final long BUSY_RETRY_MILLIS = 25;
@@ -164,7 +163,7 @@ final class OutboxRelay implements AutoCloseable {
         List<Long> done = new ArrayList<>(rows.size());
         for (OutboxEntity row : rows) {
             if (unroutable.contains(row.getEventId())) {
-                row.retryAt(now + RETURNED_RETRY_MILLIS);
+                row.retryAt(now + BrokerLink.RETURNED_RETRY_MILLIS);
             } else {
                 done.add(row.getSeq());
             }

@@ -21,7 +21,6 @@ import org.jboss.logging.Logger;
 public final class Publisher implements EventSink, AutoCloseable {
     private static final Logger LOG = Logger.getLogger(Publisher.class);
     private static final long SYNC_EVERY_MILLIS = 200;
-    private static final long RETURNED_RETRY_MILLIS = 5_000;
 
     private final SpiSettings settings;
     private final PublisherStats stats;
@@ -196,7 +195,7 @@ public final class Publisher implements EventSink, AutoCloseable {
         if (delivery.ok) {
             if (!delivery.returned.isEmpty()) {
                 stats.returned(delivery.returned.size());
-                retryReturnedAt = System.currentTimeMillis() + RETURNED_RETRY_MILLIS;
+                retryReturnedAt = System.currentTimeMillis() + BrokerLink.RETURNED_RETRY_MILLIS;
             }
             stats.confirmed(batch.size() - delivery.returned.size());
         }
