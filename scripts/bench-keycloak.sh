@@ -24,27 +24,11 @@ realm=bench-login
 . scripts/keycloak-admin.sh
 listeners() { admin PUT "/$realm" "{\"eventsListeners\":$1}"; }
 
-# The events must be routable (else the provider spools them): a queue of the bench's own,
-# bound to the realm, purged between rounds.
+# The events must be routable (else the provider holds them back): a queue of the bench's
+# own, bound to the realm, purged between rounds.
 queue=bench-keycloak-logins
-management="http://guest:guest@127.0.0.1:$((${KCS_AMQP_PORT:-56729} + 1))/api"
-curl -fsS -X PUT -H 'Content-Type: application/json' "$management/queues/%2f/$queue" \
-  -d '{"durable":true,"arguments":{"x-queue-type":"quorum"}}' >/dev/null
-curl -fsS -X POST -H 'Content-Type: application/json' "$management/bindings/%2f/e/keycloak.events/q/$queue" \
-  -d "{\"routing_key\":\"kc.$realm.#\"}" >/dev/null
-admin DELETE "/$realm" >/dev/null 2>&1 || true
-admin POST "" "{\"realm\":\"$realm\",\"enabled\":true,\"eventsListeners\":[\"jboss-logging\"],
-  \"clients\":[{\"clientId\":\"bench\",\"secret\":\"bench-secret\",\"publicClient\":false,
-    \"directAccessGrantsEnabled\":true}],
-  \"users\":[{\"username\":\"bench\",\"enabled\":true,\"email\":\"bench@bench.test\",
-    \"firstName\":\"Bench\",\"lastName\":\"User\",
-    \"credentials\":[{\"type\":\"password\",\"value\":\"bench-pass\",\"temporary\":false}]}]}"
-
-cat >"$work/login.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.body = "grant_type=password&client_id=bench&client_secret=bench-secret&username=bench&password=bench-pass"
-EOF
+bench_realm "$realm" "$queue" '["jboss-logging"]'
+bench_login_lua "$work/login.lua"
 url="$KEYCLOAK_URL/realms/$realm/protocol/openid-connect/token"
 
 echo "machine: $(nproc) cores; Keycloak $KCS_KEYCLOAK_VERSION; $connections connections, ${seconds} s per round"

@@ -36,24 +36,12 @@ eval "$(scripts/keycloak.sh env)"
 realm=bench-outbox
 # shellcheck source=scripts/keycloak-admin.sh
 . scripts/keycloak-admin.sh
-management="http://guest:guest@127.0.0.1:$((${KCS_AMQP_PORT:-56729} + 1))/api"
 amqp="amqp://guest:guest@127.0.0.1:${KCS_AMQP_PORT:-56729}/%2f"
 
 # prepare PORT: the bench realm (its own realm name per instance) and a queue bound to it.
 prepare() {
-  local port=$1 name="$realm-$1"
-  export KEYCLOAK_URL="http://127.0.0.1:$port"
-  curl -fsS -X PUT -H 'Content-Type: application/json' "$management/queues/%2f/$name" \
-    -d '{"durable":true,"arguments":{"x-queue-type":"quorum"}}' >/dev/null
-  curl -fsS -X POST -H 'Content-Type: application/json' "$management/bindings/%2f/e/keycloak.events/q/$name" \
-    -d "{\"routing_key\":\"kc.$name.#\"}" >/dev/null
-  admin DELETE "/$name" >/dev/null 2>&1 || true
-  admin POST "" "{\"realm\":\"$name\",\"enabled\":true,\"eventsListeners\":[\"jboss-logging\",\"keycloak-sync\"],
-    \"clients\":[{\"clientId\":\"bench\",\"secret\":\"bench-secret\",\"publicClient\":false,
-      \"directAccessGrantsEnabled\":true}],
-    \"users\":[{\"username\":\"bench\",\"enabled\":true,\"email\":\"bench@bench.test\",
-      \"firstName\":\"Bench\",\"lastName\":\"User\",
-      \"credentials\":[{\"type\":\"password\",\"value\":\"bench-pass\",\"temporary\":false}]}]}"
+  export KEYCLOAK_URL="http://127.0.0.1:$1"
+  bench_realm "$realm-$1" "$realm-$1" '["jboss-logging","keycloak-sync"]'
 }
 listeners() {
   export KEYCLOAK_URL="http://127.0.0.1:$1"
@@ -62,11 +50,7 @@ listeners() {
 prepare $outbox_port
 prepare $direct_port
 
-cat >"$work/outbox-login.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.body = "grant_type=password&client_id=bench&client_secret=bench-secret&username=bench&password=bench-pass"
-EOF
+bench_login_lua "$work/outbox-login.lua"
 
 # round VARIANT PORT LABEL: one wrk run with the consumer on the instance's queue alongside.
 round() {
