@@ -34,6 +34,13 @@ class SettingsTest {
         var policy = assertThrows(IllegalArgumentException.class,
                 () -> SpiSettings.from(null, Map.of("KEYCLOAK_SYNC_SPI_SPOOL_FULL_POLICY", "panic")));
         assertTrue(policy.getMessage().contains("block or drop-oldest"), policy.getMessage());
+        var delivery = assertThrows(IllegalArgumentException.class,
+                () -> SpiSettings.from(null, Map.of("KEYCLOAK_SYNC_SPI_DELIVERY", "pigeon")));
+        assertTrue(delivery.getMessage().contains("delivery") && delivery.getMessage().contains("outbox or direct")
+                && delivery.getMessage().contains("pigeon"), delivery.getMessage());
+        assertEquals(SpiSettings.Delivery.OUTBOX, SpiSettings.from(null, Map.of()).delivery, "the default");
+        assertEquals(SpiSettings.Delivery.DIRECT,
+                SpiSettings.from(null, Map.of("KEYCLOAK_SYNC_SPI_DELIVERY", "Direct")).delivery);
         var scheme = assertThrows(IllegalArgumentException.class,
                 () -> SpiSettings.from(null, Map.of("KEYCLOAK_SYNC_SPI_AMQP_URI", "http://user:hunter2@mq/")));
         assertFalse(scheme.getMessage().contains("hunter2"), scheme.getMessage());
