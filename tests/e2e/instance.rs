@@ -70,6 +70,27 @@ impl Instance {
         format!("keycloak_{}_{port}", version.replace('.', "_"))
     }
 
+    /// The pid of the instance's JVM: `kc.sh` (whose pid `scripts/keycloak.sh` keeps) runs it
+    /// as a child, or, after a build at start, execs it (the same pid).
+    pub fn jvm_pid(&self) -> u32 {
+        let script = std::fs::read_to_string(format!(
+            "{}/.local/keycloak/run-{}/pid",
+            env!("CARGO_MANIFEST_DIR"),
+            self.port
+        ))
+        .expect("the instance's pid file");
+        let marker = format!("-Dkc.script.pid={}", script.trim());
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|line| line.split(|b| *b == 0).any(|arg| arg == marker.as_bytes()))
+                    .unwrap_or(false)
+            })
+            .expect("the instance's JVM")
+    }
+
     /// `scripts/keycloak.sh <command>` for this instance (up, down, kill).
     pub fn run(&self, command: &str) {
         let mut script = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/keycloak.sh"));

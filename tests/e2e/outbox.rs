@@ -21,8 +21,6 @@ use crate::support::{amqp_url, count, user, wait_until};
 use crate::World;
 
 const USERS: usize = 4;
-/// The first of the two nodes sharing a database (the second is 30580).
-const FIRST_NODE: u16 = 30480;
 
 /// Logins of every user, round robin over the nodes, and user creations, until stopped;
 /// what Keycloak answered with success is recorded.
@@ -321,7 +319,7 @@ async fn keycloak_killed_again_and_again_loses_no_event_and_doubles_none() {
 async fn two_nodes_share_one_outbox_and_one_of_them_is_killed() {
     let version = std::env::var("KCS_KEYCLOAK_VERSION").unwrap_or_else(|_| "26.7.3".into());
     let shared = format!("keycloak_{}_pair", version.replace('.', "_"));
-    let first = Arc::new(Instance::new(FIRST_NODE).database(&shared));
+    let first = Arc::new(Instance::new(30480).database(&shared));
     let second = Arc::new(Instance::new(30580).database(&shared));
     // One after the other: the first creates the schema.
     first.run_async("up").await;
@@ -359,16 +357,11 @@ async fn two_nodes_share_one_outbox_and_one_of_them_is_killed() {
         .await,
         "a change after the kill arrives"
     );
-    let pid = std::fs::read_to_string(format!(
-        "{}/.local/keycloak/run-{FIRST_NODE}/pid",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("the first node's pid");
+    let pid = first.jvm_pid();
     let owner = crate::instance::relay_owner(&shared).await;
     assert!(
-        owner.ends_with(&format!("/{}", pid.trim())),
-        "the surviving node ({}) holds the relay: {owner}",
-        pid.trim()
+        owner.ends_with(&format!("/{pid}")),
+        "the surviving node (JVM {pid}) holds the relay: {owner}"
     );
     world.realm.delete().await;
 }
